@@ -1,0 +1,43 @@
+"""The sample game: every handler and middleware, and the server-side setup.
+
+``router`` is what the app serves; ``setup(server)`` adds what a router
+cannot carry: the state, the disconnect hook and the RoomTick timer. To add a
+feature, write a module with its own ``Router``, include it below, and declare
+its messages in ``messages.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ..sgs import Link, Router, Server
+from ..sgs.middleware import timing_middleware
+from . import auth, business, echo, rooms
+from .state import GameState, state_of
+
+__all__ = ["ROOM_TICK_INTERVAL", "GameState", "router", "setup", "state_of"]
+
+#: Seconds between two RoomTick pushes.
+ROOM_TICK_INTERVAL = 1.0
+
+router = Router()
+# Middleware runs in this order, the first one outermost: time every call
+# (including the rejected ones), then keep anonymous links out.
+router.use(timing_middleware())
+router.use(auth.require_login)
+for _module in (auth, business, echo, rooms):
+    router.include(_module.router)
+
+
+def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
+    """Attach the game to ``server``: state, disconnect hook, RoomTick timer.
+
+    ``tick_interval`` exists for tests, which cannot wait a second per tick.
+    """
+    state = state_of(server)
+
+    async def on_disconnect(link: Link) -> None:
+        auth.forget(state, link)
+
+    server.on_disconnect(on_disconnect)
+    server.every(tick_interval, functools.partial(rooms.tick_rooms, server))
