@@ -29,6 +29,10 @@ async def game_server(protocol: str = "json", app_router: Router = router) -> As
         yield server
 
 
+def client_for(server: Server, protocol: str = "json") -> GameClient:
+    return GameClient("127.0.0.1", server.port, protocol=protocol, timeout=TIMEOUT)
+
+
 async def run_cli(*argv: str) -> int:
     """Run the client command in a thread: it runs its own event loop, as in a shell."""
     return await asyncio.to_thread(client_main, list(argv))
@@ -51,55 +55,54 @@ def wrong_business_router() -> Router:
 
 @ALL_PROTOCOLS
 async def test_game_client_requests(protocol: str) -> None:
-    async with game_server(protocol) as server:
-        async with GameClient("127.0.0.1", server.port, protocol=protocol, timeout=TIMEOUT) as client:
-            assert await client.echo("héllo") == "héllo"
-            before = int(time.time() * 1000)
-            pong = await client.ping()
-            assert before <= pong.client_time_ms <= pong.server_time_ms + 1000
-            assert abs(pong.server_time_ms - before) < 60_000
-            user = await client.login("carol")
-            assert (user.account_id, user.counter) == ("carol", 0)
-            assert client.account_id == "carol"
-            assert (await client.login("carol")).counter == 0, "logging in again as oneself is fine"
-            with pytest.raises(RemoteError) as info:
-                await client.login("mallory")
-            assert info.value.code == "already_logged_in"
-            resp = await client.business(-7, 2**40, -3)
-            assert (resp.key, resp.result) == (-7, 2**40 - 3)
-            with pytest.raises(RemoteError) as info:
-                await client.leave()
-            assert info.value.code == "not_in_room"
-            assert (await client.join("a")).members == ["carol"]
-            assert (await client.join("b")).room == "b", "joining another room leaves the first"
-            assert (await client.leave()).room == "b"
+    async with game_server(protocol) as server, client_for(server, protocol) as client:
+        assert await client.echo("héllo") == "héllo"
+        before = int(time.time() * 1000)
+        pong = await client.ping()
+        assert before <= pong.client_time_ms <= pong.server_time_ms + 1000
+        assert abs(pong.server_time_ms - before) < 60_000
+        user = await client.login("carol")
+        assert (user.account_id, user.counter) == ("carol", 0)
+        assert client.account_id == "carol"
+        assert (await client.login("carol")).counter == 0, "logging in again as oneself is fine"
+        with pytest.raises(RemoteError) as info:
+            await client.login("mallory")
+        assert info.value.code == "already_logged_in"
+        resp = await client.business(-7, 2**40, -3)
+        assert (resp.key, resp.result) == (-7, 2**40 - 3)
+        with pytest.raises(RemoteError) as info:
+            await client.leave()
+        assert info.value.code == "not_in_room"
+        assert (await client.join("a")).members == ["carol"]
+        assert (await client.join("b")).room == "b", "joining another room leaves the first"
+        assert (await client.leave()).room == "b"
 
 
 async def test_login_rejects_bad_account() -> None:
-    async with game_server() as server:
-        async with GameClient("127.0.0.1", server.port) as client:
-            for account in ("", "x" * 65):
-                with pytest.raises(RemoteError) as info:
-                    await client.login(account)
-                assert info.value.code == "bad_account"
+    async with game_server() as server, client_for(server) as client:
+        for account in ("", "x" * 65):
+            with pytest.raises(RemoteError) as info:
+                await client.login(account)
+            assert info.value.code == "bad_account"
 
 
 async def test_push_callbacks_may_be_async() -> None:
-    async with game_server() as server:
-        async with GameClient("127.0.0.1", server.port) as client:
-            heard: asyncio.Queue[RoomMessage] = asyncio.Queue()
-            client.on_room_message(heard.put)
-            await client.login("dave")
-            await client.join("den")
-            await client.say("async ok")
-            msg = await asyncio.wait_for(heard.get(), TIMEOUT)
-            assert (msg.room, msg.sender, msg.text) == ("den", "dave", "async ok")
+    async with game_server() as server, client_for(server) as client:
+        heard: asyncio.Queue[RoomMessage] = asyncio.Queue()
+        client.on_room_message(heard.put)
+        await client.login("dave")
+        await client.join("den")
+        await client.say("async ok")
+        msg = await asyncio.wait_for(heard.get(), TIMEOUT)
+        assert (msg.room, msg.sender, msg.text) == ("den", "dave", "async ok")
 
 
 async def test_run_robots_reports_progress() -> None:
     steps: list[int] = []
     async with game_server() as server:
-        report = await run_robots("127.0.0.1", server.port, robots=3, requests=2, progress=steps.append)
+        report = await run_robots(
+            "127.0.0.1", server.port, robots=3, requests=2, progress=steps.append
+        )
     assert report.ok and report.failures == []
     assert sum(steps) == report.requests == 3 * (2 + 3)
     assert report.msgs_per_s > 0
@@ -114,7 +117,8 @@ async def test_run_robots_catches_wrong_results() -> None:
 
 
 def test_robot_report_percentiles() -> None:
-    report = RobotReport(robots=1, requests=100, elapsed=2.0, latencies=[i / 1000 for i in range(100, 0, -1)])
+    latencies = [i / 1000 for i in range(100, 0, -1)]
+    report = RobotReport(robots=1, requests=100, elapsed=2.0, latencies=latencies)
     assert report.msgs_per_s == 50
     assert report.percentile(50) == 0.050
     assert report.percentile(90) == 0.090
@@ -138,27 +142,29 @@ async def test_cli_ping_echo_login(protocol: str, capsys: pytest.CaptureFixture[
     assert out[1:] == ["round trip", "logged in as erin, counter 0", "logged in as erin, counter 0"]
 
 
-async def test_cli_chat(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_chat(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("hello\n\nsecond line\n"))
-    async with game_server() as server:
-        async with GameClient("127.0.0.1", server.port) as listener:
-            heard: list[RoomMessage] = []
-            listener.on_room_message(heard.append)
-            await listener.login("listener")
-            await listener.join("lounge")
-            code = await run_cli("--port", str(server.port), "chat", "lounge", "--account", "typist")
-            await listener.echo("sync")
+    async with game_server() as server, client_for(server) as listener:
+        heard: list[RoomMessage] = []
+        listener.on_room_message(heard.append)
+        await listener.login("listener")
+        await listener.join("lounge")
+        code = await run_cli("--port", str(server.port), "chat", "lounge", "--account", "ty")
+        await listener.echo("sync")
     assert code == 0
     out = capsys.readouterr().out
-    assert "* typist joined lounge: listener, typist" in out
-    assert "[lounge] typist: hello\n[lounge] typist: second line\n" in out
-    assert out.rstrip().endswith("* typist logged out")
-    assert [(m.sender, m.text) for m in heard] == [("typist", "hello"), ("typist", "second line")]
+    assert "* ty joined lounge: listener, ty" in out
+    assert "[lounge] ty: hello\n[lounge] ty: second line\n" in out
+    assert out.rstrip().endswith("* ty logged out")
+    assert [(m.sender, m.text) for m in heard] == [("ty", "hello"), ("ty", "second line")]
 
 
 async def test_cli_robots(capsys: pytest.CaptureFixture[str]) -> None:
     async with game_server() as server:
-        assert await run_cli("--port", str(server.port), "robots", "--robots", "4", "--requests", "3") == 0
+        port = str(server.port)
+        assert await run_cli("--port", port, "robots", "--robots", "4", "--requests", "3") == 0
     out = capsys.readouterr()
     assert "requests   24" in out.out and "errors     0" in out.out
     assert "#" not in out.err, "no progress bar when stderr is not a terminal"
@@ -166,7 +172,8 @@ async def test_cli_robots(capsys: pytest.CaptureFixture[str]) -> None:
 
 async def test_cli_robots_fail_on_mismatch(capsys: pytest.CaptureFixture[str]) -> None:
     async with game_server(app_router=wrong_business_router()) as server:
-        code = await run_cli("--port", str(server.port), "--timeout", "2", "robots", "--robots", "2")
+        port = str(server.port)
+        code = await run_cli("--port", port, "--timeout", "2", "robots", "--robots", "2")
     assert code == 1
     assert "errors     2" in capsys.readouterr().out
 

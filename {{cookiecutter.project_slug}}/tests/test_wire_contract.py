@@ -83,7 +83,9 @@ class RawPeer:
 
 def test_catalogue_ids_and_field_names() -> None:
     declared = {
-        cls.__msg_id__: (cls.__name__, list(cls.model_fields)) for cls in messages.catalog if cls.__msg_id__ in CONTRACT
+        cls.__msg_id__: (cls.__name__, list(cls.model_fields))
+        for cls in messages.catalog
+        if cls.__msg_id__ in CONTRACT
     }
     assert declared == CONTRACT
     assert list(messages.User.model_fields) == ["account_id", "counter"]
@@ -110,7 +112,10 @@ def test_protobuf_schema_field_numbers() -> None:
     proto = render_proto(messages.catalog, "game")
     assert "message User {\n  string account_id = 1;\n  int64 counter = 2;\n}" in proto
     assert "// msg_id = 2\nmessage LoginResp {\n  User user = 1;\n}" in proto
-    assert "message BusinessReq {\n  int64 key = 1;\n  int64 value1 = 2;\n  int64 value2 = 3;\n}" in proto
+    assert (
+        "message BusinessReq {\n  int64 key = 1;\n  int64 value1 = 2;\n  int64 value2 = 3;\n}"
+        in (proto)
+    )
     assert "message JoinRoomResp {\n  string room = 1;\n  repeated string members = 2;\n}" in proto
 
 
@@ -144,7 +149,11 @@ async def test_errors_name_the_failed_request(model: str) -> None:
     async with running_server(router, setup=setup, protocol="json", resource_model=model) as server:
         peer = await RawPeer.connect(server.port)
         try:
-            for msg_id, value in ((3, {"key": 1, "value1": 1, "value2": 1}), (11, {"room": "r"}), (13, {"text": "hi"})):
+            for msg_id, value in (
+                (3, {"key": 1, "value1": 1, "value2": 1}),
+                (11, {"room": "r"}),
+                (13, {"text": "hi"}),
+            ):
                 peer.send(msg_id, value)
                 reply_id, error = await peer.recv()
                 assert reply_id == 99
@@ -162,7 +171,9 @@ async def test_errors_name_the_failed_request(model: str) -> None:
 @MODELS
 async def test_room_json_shapes(model: str) -> None:
     fast_ticks = functools.partial(setup, tick_interval=0.02)
-    async with running_server(router, setup=fast_ticks, protocol="json", resource_model=model) as server:
+    async with running_server(
+        router, setup=fast_ticks, protocol="json", resource_model=model
+    ) as server:
         peer = await RawPeer.connect(server.port)
         try:
             peer.send(1, {"account_id": "raw"})
@@ -170,7 +181,8 @@ async def test_room_json_shapes(model: str) -> None:
             peer.send(11, {"room": "lobby"})
             assert await peer.recv_skipping_ticks() == (12, {"room": "lobby", "members": ["raw"]})
             peer.send(13, {"text": "hello"})
-            assert await peer.recv_skipping_ticks() == (14, {"room": "lobby", "sender": "raw", "text": "hello"})
+            said = {"room": "lobby", "sender": "raw", "text": "hello"}
+            assert await peer.recv_skipping_ticks() == (14, said)
             msg_id, tick = await peer.recv()
             while msg_id != 17:
                 msg_id, tick = await peer.recv()

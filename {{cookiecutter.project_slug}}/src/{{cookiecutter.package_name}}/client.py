@@ -69,7 +69,9 @@ class GameClient:
         self.protocol = protocol
         self.timeout = timeout
         self.account_id: str | None = None
-        self._client = Client(host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout)
+        self._client = Client(
+            host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout
+        )
         self._room_message_callbacks: list[Callback[RoomMessage]] = []
         self._room_tick_callbacks: list[Callback[RoomTick]] = []
         self._error_callbacks: list[Callback[Error]] = []
@@ -99,7 +101,10 @@ class GameClient:
         return await self.connect()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -215,11 +220,10 @@ class RobotReport:
             f"pushes     {self.pushes}",
             f"elapsed    {self.elapsed:.3f} s",
             f"msgs/s     {self.msgs_per_s:.0f}",
-            "latency    p50 {:.2f} ms  p90 {:.2f} ms  p99 {:.2f} ms  max {:.2f} ms".format(
-                self.percentile(50) * ms,
-                self.percentile(90) * ms,
-                self.percentile(99) * ms,
-                self.percentile(100) * ms,
+            "latency    "
+            + "  ".join(
+                f"{name} {self.percentile(p) * ms:.2f} ms"
+                for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
             ),
         ]
         lines += [f"failure    {failure}" for failure in self.failures]
@@ -286,12 +290,25 @@ async def run_robots(
         room_index = index // room_size
         barrier = rooms[room_index]
         room = f"{prefix}-room-{room_index}"
-        members = {f"{prefix}-{i}" for i in range(room_index * room_size, min(robots, (room_index + 1) * room_size))}
+        members = {
+            f"{prefix}-{i}"
+            for i in range(room_index * room_size, min(robots, (room_index + 1) * room_size))
+        }
         try:
             await _robot_flow(
-                run, account, room, members, barrier, requests, random.Random(rng.random()), host, port, protocol, timeout
+                run,
+                account,
+                room,
+                members,
+                barrier,
+                requests,
+                random.Random(rng.random()),
+                host,
+                port,
+                protocol,
+                timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - every failure counts, none may stop the swarm
+        except Exception as exc:  # every failure counts, none may stop the swarm
             run.fail(account, exc)
             await barrier.abort()  # release the room-mates instead of letting them wait
 
@@ -333,10 +350,15 @@ async def _robot_flow(
             value1, value2 = rng.randrange(-(1 << 30), 1 << 30), rng.randrange(-(1 << 30), 1 << 30)
             resp = await run.timed(client.business(key, value1, value2))
             if resp.key != key or resp.result != value1 + value2:
-                raise RobotFailure(f"business({key}, {value1}, {value2}) answered key={resp.key} result={resp.result}")
+                raise RobotFailure(
+                    f"business({key}, {value1}, {value2}) answered"
+                    f" key={resp.key} result={resp.result}"
+                )
         joined = await run.timed(client.join(room))
         if joined.room != room or account not in joined.members:
-            raise RobotFailure(f"joined {joined.room!r} with members {joined.members}, expected {room!r}")
+            raise RobotFailure(
+                f"joined {joined.room!r} with members {joined.members}, expected {room!r}"
+            )
         await asyncio.wait_for(barrier.wait(), timeout)
         await client.say(f"hello from {account}")
         await asyncio.wait_for(all_heard.wait(), timeout)

@@ -34,14 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="{{ cookiecutter.project_slug }}-client", description="Talk to a running game server."
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="server address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)"
+    )
     parser.add_argument(
         "--protocol",
         choices=get_args(ProtocolName),
         default=DEFAULT_PROTOCOL,
         help="wire protocol, must match the server's (default %(default)s)",
     )
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default %(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds per request (default %(default)s)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("ping", help="measure the round trip").set_defaults(func=cmd_ping)
@@ -56,16 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="chat in ROOM: typed lines are said, end of input logs out")
     chat.add_argument("room", metavar="ROOM")
-    chat.add_argument("--account", help="account to log in as (default: $USER plus a random suffix)")
+    chat.add_argument("--account", help="account to log in as (default: $USER and a suffix)")
     chat.add_argument("--ticks", action="store_true", help="print the room's RoomTick pushes too")
     chat.set_defaults(func=cmd_chat)
 
     robots = sub.add_parser("robots", help="run the robot swarm and print a summary")
     robots.add_argument("--robots", type=positive, default=10, help="robots (default %(default)s)")
     robots.add_argument(
-        "--requests", type=non_negative, default=100, help="business requests per robot (default %(default)s)"
+        "--requests",
+        type=non_negative,
+        default=100,
+        help="business requests per robot (default %(default)s)",
     )
-    robots.add_argument("--room-size", type=positive, default=10, help="robots per room (default %(default)s)")
+    robots.add_argument(
+        "--room-size", type=positive, default=10, help="robots per room (default %(default)s)"
+    )
     robots.add_argument("--seed", type=int, help="random seed for the request values")
     robots.set_defaults(func=cmd_robots)
     return parser
@@ -110,7 +119,10 @@ async def cmd_ping(args: argparse.Namespace) -> int:
         pong = await client.ping()
         rtt_ms = (time.perf_counter() - start) * 1000
     skew_ms = pong.server_time_ms - now_ms()
-    print(f"pong from {args.host}:{args.port} in {rtt_ms:.2f} ms (server clock {skew_ms:+d} ms from ours)")
+    print(
+        f"pong from {args.host}:{args.port} in {rtt_ms:.2f} ms"
+        f" (server clock {skew_ms:+d} ms from ours)"
+    )
     return 0
 
 
@@ -186,7 +198,8 @@ def stdin_lines() -> asyncio.Queue[str | None]:
 
 
 async def cmd_robots(args: argparse.Namespace) -> int:
-    bar = ProgressBar(args.robots * (args.requests + 3), sys.stderr) if sys.stderr.isatty() else None
+    steps = args.robots * (args.requests + 3)  # login, business..., join, logout
+    bar = ProgressBar(steps, sys.stderr) if sys.stderr.isatty() else None
     report: RobotReport = await run_robots(
         args.host,
         args.port,

@@ -24,6 +24,7 @@ PUBLIC_MESSAGES: frozenset[type[Message]] = frozenset({LoginReq, LogoutReq, Ping
 
 MAX_ACCOUNT_LEN = 64
 
+
 async def require_login(ctx: Context, msg: Message, call_next: Handler) -> Message | None:
     """Answer Error ``not_logged_in`` to business and room messages from anonymous links."""
     if type(msg) not in PUBLIC_MESSAGES and account_of(ctx.link) is None:
@@ -43,7 +44,7 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
     state = state_of(ctx.server)
     previous = state.online.get(account)
     if previous is not None and previous is not ctx.link:
-        log.info("account %s logged in on link %s: closing link %s", account, ctx.link.id, previous.id)
+        log.info("%s logged in on link %s: closing link %s", account, ctx.link.id, previous.id)
         forget(state, previous)
         previous.close("replaced")
     state.online[account] = ctx.link

@@ -49,7 +49,8 @@ async def say(ctx: Context, msg: SayReq) -> None:
     if len(msg.text) > MAX_TEXT_LEN:
         raise HandlerError("too_long", f"text is limited to {MAX_TEXT_LEN} characters")
     room = state_of(ctx.server).rooms[room_name]
-    ctx.push(RoomMessage(room=room_name, sender=ctx.session[ACCOUNT_KEY], text=msg.text), room.group)
+    said = RoomMessage(room=room_name, sender=ctx.session[ACCOUNT_KEY], text=msg.text)
+    ctx.push(said, room.group)
 
 
 @router.on(LeaveRoomReq)
