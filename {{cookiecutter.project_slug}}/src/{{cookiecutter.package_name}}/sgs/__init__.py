@@ -1,0 +1,66 @@
+"""sgs: a Python (asyncio + uvloop) port of the go-sgs game server design.
+
+Vendored into this repository on purpose: read it, change it, it is yours.
+"""
+
+from .builtins import ERROR_ID, Error, PingReq, PongResp
+from .client import Client
+from .connector import FrameDecoder, encode_frame
+from .context import Context
+from .errors import (
+    DecodeError,
+    FrameTooLargeError,
+    HandlerError,
+    ProtocolError,
+    RemoteError,
+    SgsError,
+    UnknownMessageError,
+)
+from .framework import Server, Stats, Timer, new_event_loop, run_server
+from .group import Group
+from .link import CloseReason, Link, LinkState
+from .message import Catalog, Message, default_catalog
+from .middleware import Middleware, logging_middleware, timing_middleware
+from .protocol import PROTOCOLS, Codec, get_codec, render_proto
+from .router import Router
+from .settings import ResourceModel, ServerSettings
+
+__all__ = [
+    "ERROR_ID",
+    "PROTOCOLS",
+    "Catalog",
+    "Client",
+    "CloseReason",
+    "Codec",
+    "Context",
+    "DecodeError",
+    "Error",
+    "FrameDecoder",
+    "FrameTooLargeError",
+    "Group",
+    "HandlerError",
+    "Link",
+    "LinkState",
+    "Message",
+    "Middleware",
+    "PingReq",
+    "PongResp",
+    "ProtocolError",
+    "RemoteError",
+    "ResourceModel",
+    "Router",
+    "Server",
+    "ServerSettings",
+    "SgsError",
+    "Stats",
+    "Timer",
+    "UnknownMessageError",
+    "default_catalog",
+    "encode_frame",
+    "get_codec",
+    "logging_middleware",
+    "new_event_loop",
+    "render_proto",
+    "run_server",
+    "timing_middleware",
+]

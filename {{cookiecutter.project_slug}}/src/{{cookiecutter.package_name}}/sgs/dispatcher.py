@@ -1,0 +1,333 @@
+"""Logic workers, writers and the four resource models that wire them to links.
+
+A logic worker owns four queues served in the go-sgs priority order: received
+messages, then receive-interrupts, then send-interrupts, then active pushes
+(timers, posted work). A link is pinned to one worker, so its messages are
+handled in arrival order whatever the model. Workers are plain tasks waiting
+on a future when idle: no asyncio.Queue, no task per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .builtins import Error
+from .errors import DecodeError, HandlerError, ProtocolError, UnknownMessageError
+from .link import CloseReason, Link, LinkState
+from .settings import ResourceModel
+
+if TYPE_CHECKING:
+    from .framework import Server
+
+log = logging.getLogger("sgs.dispatcher")
+
+_OPEN = LinkState.OPEN
+Frames = list[tuple[int, bytes]] | None
+CONNECTED: list[tuple[int, bytes]] = []  # marker in the received queue: run on_connect
+
+
+class _Task:
+    """Wake-up plumbing shared by logic workers and writers."""
+
+    __slots__ = ("_waiter", "_stopping", "task", "name")
+
+    def __init__(self, name: str) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+        self._stopping = False
+        self.task: asyncio.Task[None] | None = None
+        self.name = name
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _sleep(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    def stop(self) -> None:
+        """Finish what is queued, then end."""
+        self._stopping = True
+        self._wake()
+
+
+class LogicWorker(_Task):
+    __slots__ = ("server", "received", "recv_interrupts", "send_interrupts", "active", "busy", "owner")
+
+    def __init__(self, server: Server, name: str, owner: Link | None = None) -> None:
+        super().__init__(name)
+        self.server = server
+        self.owner = owner  # model 1: the one link this worker serves
+        self.received: deque[tuple[Link, Frames]] = deque()
+        self.recv_interrupts: deque[Link] = deque()
+        self.send_interrupts: deque[Link] = deque()
+        self.active: deque[Callable[[], Any]] = deque()
+        self.busy = False
+
+    def post_received(self, link: Link, frames: Frames) -> None:
+        """``frames`` None means: the link's stream is broken (oversized frame)."""
+        self.received.append((link, frames))
+        if self._waiter is not None:
+            self._wake()
+
+    def post_recv_interrupt(self, link: Link) -> None:
+        self.recv_interrupts.append(link)
+        self._wake()
+
+    def post_send_interrupt(self, link: Link) -> None:
+        self.send_interrupts.append(link)
+        self._wake()
+
+    def post_active(self, fn: Callable[[], Any]) -> None:
+        self.active.append(fn)
+        self._wake()
+
+    @property
+    def idle(self) -> bool:
+        return not (self.busy or self.received)
+
+    async def run(self) -> None:
+        server = self.server
+        received, recv_int, send_int, active = (
+            self.received,
+            self.recv_interrupts,
+            self.send_interrupts,
+            self.active,
+        )
+        handle = self._handle
+        while True:
+            if received:
+                link, frames = received.popleft()
+                self.busy = True
+                if frames is None:
+                    self._broken_stream(link)
+                elif frames is CONNECTED:
+                    await server._run_hooks("connect", link)
+                else:
+                    await handle(link, frames)
+                self.busy = False
+            elif recv_int:
+                await server._finalize(recv_int.popleft())
+            elif send_int:
+                await server._finalize(send_int.popleft())
+            elif active:
+                await self._run_active(active.popleft())
+            elif self._stopping:
+                if self.owner is None or self.owner.finalized:
+                    return
+                await self._sleep()
+            else:
+                await self._sleep()
+
+    async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
+        server = self.server
+        table = server._table
+        codec = server.codec
+        decode = codec.decode_value
+        ctx = link.ctx
+        for msg_id, payload in frames:
+            if link.state is not _OPEN:
+                break
+            entry = table.get(msg_id)
+            if entry is None:
+                self._protocol_error(link, self._unroutable(msg_id))
+                continue
+            msg_type, handler = entry
+            try:
+                msg = decode(msg_type, payload)
+            except Exception as exc:
+                self._protocol_error(link, DecodeError(msg_id, codec.name, _reason(exc)))
+                continue
+            ctx.msg_id = msg_id
+            try:
+                resp = await handler(ctx, msg)
+            except HandlerError as exc:
+                link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
+            except Exception:
+                self._handler_crashed(link, msg_id)
+            else:
+                if resp is not None:
+                    link.send(resp)
+            if link.pending_close is not None:
+                link.close(link.pending_close)
+        server.stats.frames_in += len(frames)
+        link.inbound_done(len(frames))
+
+    def _unroutable(self, msg_id: int) -> ProtocolError:
+        if msg_id in self.server.catalog:
+            err = UnknownMessageError(msg_id, self.server.codec.name)
+            err.code = "no_handler"
+            err.args = (f"message id {msg_id} is known but has no handler on the server",)
+            return err
+        return UnknownMessageError(msg_id, self.server.codec.name)
+
+    def _protocol_error(self, link: Link, exc: ProtocolError) -> None:
+        server = self.server
+        server.stats.protocol_errors += 1
+        msg_id = getattr(exc, "msg_id", 0)
+        log.warning(
+            "link %d: %s", link.id, exc, extra={"link_id": link.id, "msg_id": msg_id}
+        )
+        link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
+        if server.settings.protocol_error_policy == "close":
+            link.close(CloseReason.PROTOCOL_ERROR)
+
+    def _broken_stream(self, link: Link) -> None:
+        exc = link.decoder.error
+        assert exc is not None
+        self.server.stats.protocol_errors += 1
+        log.warning("link %d: %s; closing", link.id, exc, extra={"link_id": link.id, "msg_id": exc.msg_id})
+        link.send(Error(code=exc.code, message=str(exc), msg_id=exc.msg_id))
+        link.close(CloseReason.PROTOCOL_ERROR)
+
+    def _handler_crashed(self, link: Link, msg_id: int) -> None:
+        server = self.server
+        server.stats.handler_errors += 1
+        log.exception(
+            "link %d: handler for message id %d raised",
+            link.id,
+            msg_id,
+            extra={"link_id": link.id, "msg_id": msg_id},
+        )
+        link.send(Error(code="internal", message="internal server error", msg_id=msg_id))
+        if server.settings.handler_error_policy == "close":
+            link.close(CloseReason.HANDLER_ERROR)
+
+    async def _run_active(self, fn: Callable[[], Any]) -> None:
+        try:
+            result = fn()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("active task %r on %s raised", fn, self.name)
+
+
+class SendWorker(_Task):
+    """Flushes the links that have queued frames: one write per link per pass."""
+
+    __slots__ = ("dirty", "owner")
+
+    def __init__(self, name: str, owner: Link | None = None) -> None:
+        super().__init__(name)
+        self.owner = owner
+        self.dirty: deque[Link] = deque()
+
+    def schedule(self, link: Link) -> None:
+        self.dirty.append(link)
+        if self._waiter is not None:
+            self._wake()
+
+    async def run(self) -> None:
+        dirty = self.dirty
+        while True:
+            if dirty:
+                while dirty:
+                    dirty.popleft().flush()
+            elif self._stopping:
+                return
+            else:
+                await self._sleep()
+
+
+class Dispatcher:
+    """Builds the workers of one resource model and attaches links to them."""
+
+    def __init__(self, server: Server) -> None:
+        settings = server.settings
+        self.server = server
+        self.model = model = settings.resource_model
+        self.per_link_logic = model is ResourceModel.per_link
+        self.per_link_send = model in (ResourceModel.per_link, ResourceModel.shared_logic)
+        self.reader_tasks = model is not ResourceModel.shared_all
+        n = 1 if self.per_link_logic else settings.logic_workers
+        self.logic = [LogicWorker(server, f"logic-{i}") for i in range(n)]
+        m = 0 if self.per_link_send else settings.send_workers
+        self.writers = [SendWorker(f"send-{i}") for i in range(m)]
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, worker: _Task, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=worker.name)
+        worker.task = task
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker %s died", task.get_name(), exc_info=task.exception())
+
+    def start(self) -> None:
+        for worker in self.logic:
+            self._spawn(worker, worker.run())
+        for writer in self.writers:
+            self._spawn(writer, writer.run())
+
+    def attach(self, link: Link) -> None:
+        if self.per_link_logic:
+            worker = LogicWorker(self.server, f"logic-link-{link.id}", owner=link)
+            self._spawn(worker, worker.run())
+        else:
+            worker = self.logic[link.id % len(self.logic)]
+        link.worker = worker
+        if self.per_link_send:
+            writer = SendWorker(f"send-link-{link.id}", owner=link)
+            self._spawn(writer, writer.run())
+        else:
+            writer = self.writers[link.id % len(self.writers)]
+        link.writer = writer
+        if self.reader_tasks:
+            link.rbuf = []
+            self.tasks.add(task := asyncio.get_running_loop().create_task(link.read_loop()))
+            task.add_done_callback(self._task_done)
+
+    def detach(self, link: Link) -> None:
+        """The link is finalized: its own workers end once their queues are empty."""
+        if self.per_link_logic and link.worker is not None:
+            link.worker.stop()
+        if self.per_link_send and link.writer is not None:
+            link.writer.stop()
+
+    def worker_for(self, key: int = 0) -> LogicWorker:
+        """The shared worker that runs timers and posted work for ``key``."""
+        return self.logic[key % len(self.logic)]
+
+    def idle(self) -> bool:
+        for link in self.server.links.values():
+            if link.rbuf or (link.worker is not None and not link.worker.idle):
+                return False
+        return all(worker.idle for worker in self.logic)
+
+    async def drain(self, deadline: float) -> bool:
+        """Wait until every received message is handled, or the deadline passes."""
+        loop = asyncio.get_running_loop()
+        while not self.idle():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def stop(self, timeout: float) -> None:
+        for worker in self.logic:
+            worker.stop()
+        for writer in self.writers:
+            writer.stop()
+        pending = set(self.tasks)
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=1.0)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,406 @@
+"""The server app: listen, accept links, run hooks and timers, stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .builtins import Error, PingReq, PongResp
+from .dispatcher import CONNECTED, Dispatcher
+from .group import Group
+from .link import CloseReason, Link, LinkState
+from .message import Catalog, Message, default_catalog
+from .protocol import get_codec
+from .router import Router
+from .settings import ServerSettings
+
+log = logging.getLogger("sgs.server")
+
+Hook = Callable[..., Awaitable[None] | None]
+
+
+@dataclass
+class Stats:
+    """Counters a game can export; cheap enough to keep on the hot path."""
+
+    accepted: int = 0
+    refused: int = 0
+    closed: int = 0
+    frames_in: int = 0
+    protocol_errors: int = 0
+    handler_errors: int = 0
+    dropped: int = 0
+    idle_closed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Timer:
+    """A callback run on a logic worker, once or at a fixed rate."""
+
+    def __init__(
+        self, server: Server, delay: float, fn: Callable[[], Any], repeat: bool, worker: int
+    ) -> None:
+        if delay <= 0 and repeat:
+            raise ValueError("a repeating timer needs a positive interval")
+        self.server = server
+        self.delay = delay
+        self.fn = fn
+        self.repeat = repeat
+        self.worker = worker
+        self.cancelled = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next = 0.0
+        try:
+            self.arm(asyncio.get_running_loop())
+        except RuntimeError:
+            pass  # created before the loop runs (app setup): Server.start arms it
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None or self.cancelled:
+            return
+        self._loop = loop
+        self._next = loop.time() + self.delay
+        self._handle = loop.call_at(self._next, self._fire)
+
+    def _fire(self) -> None:
+        if self.cancelled or self._loop is None:
+            return
+        dispatcher = self.server._dispatcher
+        if dispatcher is not None:
+            dispatcher.worker_for(self.worker).post_active(self.fn)
+        if self.repeat:
+            now = self._loop.time()
+            self._next += self.delay
+            if self._next <= now:  # a stalled loop skips ticks instead of bursting
+                self._next = now + self.delay
+            self._handle = self._loop.call_at(self._next, self._fire)
+        else:
+            self.server._timers.discard(self)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._handle is not None:
+            self._handle.cancel()
+        self.server._timers.discard(self)
+
+
+class Server:
+    """A game server: the router's handlers served under one resource model."""
+
+    def __init__(
+        self,
+        settings: ServerSettings | None = None,
+        router: Router | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else ServerSettings()
+        self.router = router if router is not None else Router()
+        self.catalog = catalog if catalog is not None else default_catalog
+        for builtin in (PingReq, PongResp, Error):
+            self.catalog.add(builtin)
+        self.codec = get_codec(self.settings.protocol, self.catalog)
+        self.links: dict[int, Link] = {}
+        self.stats = Stats()
+        self.state: dict[str, Any] = {}  # game state that belongs to this server instance
+        self.port: int | None = None
+        self._groups: dict[str, Group] = {}
+        self._timers: set[Timer] = set()
+        self._hooks: dict[str, list[Hook]] = {"start": [], "stop": [], "connect": [], "disconnect": []}
+        self._ids = itertools.count(1)
+        self._table: dict[int, Any] = {}
+        self._dispatcher: Dispatcher | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+
+    # -- hooks --------------------------------------------------------------
+
+    def on_start(self, fn: Hook) -> Hook:
+        self._hooks["start"].append(fn)
+        return fn
+
+    def on_stop(self, fn: Hook) -> Hook:
+        self._hooks["stop"].append(fn)
+        return fn
+
+    def on_connect(self, fn: Hook) -> Hook:
+        self._hooks["connect"].append(fn)
+        return fn
+
+    def on_disconnect(self, fn: Hook) -> Hook:
+        self._hooks["disconnect"].append(fn)
+        return fn
+
+    async def _run_hooks(self, name: str, arg: Any) -> None:
+        for hook in self._hooks[name]:
+            try:
+                result = hook(arg)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("%s hook %r raised", name, hook)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.settings.host, self.port or self.settings.port)
+
+    @property
+    def is_serving(self) -> bool:
+        return self._listener is not None and not self._stopping
+
+    async def start(self) -> None:
+        """Bind and serve in the background; ``port`` holds the bound port after this."""
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._table = self.router.compile()
+        self._dispatcher = Dispatcher(self)
+        self._dispatcher.start()
+        await self._run_hooks("start", self)
+        s = self.settings
+        self._listener = await loop.create_server(
+            lambda: Link(self), s.host, s.port, backlog=s.backlog, reuse_address=True
+        )
+        self.port = self._listener.sockets[0].getsockname()[1]
+        if s.idle_timeout > 0:
+            self._schedule_sweep()
+        for timer in list(self._timers):
+            timer.arm(loop)
+        log.info(
+            "listening on %s:%d (protocol=%s, resource_model=%s, logic_workers=%d, send_workers=%d)",
+            s.host,
+            self.port,
+            s.protocol,
+            s.resource_model.value,
+            s.logic_workers,
+            s.send_workers,
+        )
+
+    async def serve_forever(self) -> None:
+        if self._listener is None:
+            await self.start()
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def stop(self, reason: CloseReason = CloseReason.SERVER_SHUTDOWN) -> None:
+        """Graceful stop: no new links, finish received work, flush, close, cancel."""
+        if self._stopping or self._listener is None:
+            if self._stopped is not None:
+                await self._stopped.wait()
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        deadline = loop.time() + s.drain_timeout
+        log.info("graceful stop: %d links, drain timeout %.1fs", len(self.links), s.drain_timeout)
+        self._listener.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for link in list(self.links.values()):
+            link.stop_reading()
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        drained = await dispatcher.drain(deadline)
+        for timer in list(self._timers):
+            timer.cancel()
+        await self._run_hooks("stop", self)
+        for link in list(self.links.values()):
+            link.close(reason)
+        while self.links and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        left = len(self.links)
+        for link in list(self.links.values()):
+            link.abort()
+        await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
+        self._listener = None
+        if not drained or left:
+            log.warning("drain timeout: %d links aborted", left)
+        log.info("stopped")
+        assert self._stopped is not None
+        self._stopped.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT, then stop gracefully; the process exit code."""
+        return run_server(self)
+
+    # -- links --------------------------------------------------------------
+
+    def _accept(self, link: Link) -> None:
+        if self._stopping or len(self.links) >= self.settings.max_connections:
+            self.stats.refused += 1
+            reason = "server is shutting down" if self._stopping else "too many connections"
+            link.transport.write(
+                self.codec.encode_frame(Error(code="server_full", message=reason, msg_id=0))
+            )
+            link.transport.close()
+            link.state = LinkState.CLOSED
+            log.warning("refused %s: %s", link.peer, reason)
+            return
+        link.id = next(self._ids)
+        link.state = LinkState.OPEN
+        self.links[link.id] = link
+        self.stats.accepted += 1
+        assert self._dispatcher is not None
+        self._dispatcher.attach(link)
+        if self._hooks["connect"]:
+            # In the received queue, so the hook runs before the link's first message.
+            link.worker.post_received(link, CONNECTED)  # type: ignore[union-attr]
+        log.debug("link %d open from %s", link.id, link.peer, extra={"link_id": link.id})
+
+    def _link_lost(self, link: Link) -> None:
+        """The transport is gone; per-link writers may end."""
+        if self._dispatcher is not None and link.finalized:
+            self._dispatcher.detach(link)
+
+    async def _finalize(self, link: Link) -> None:
+        """Run on the link's worker after all its received messages: drop its state."""
+        if link.finalized:
+            return
+        link.finalized = True
+        if link.state is LinkState.OPEN:
+            link.close(CloseReason.REMOTE)
+        for name in list(link.groups):
+            group = self._groups.get(name)
+            if group is not None:
+                group.discard(link)
+        self.links.pop(link.id, None)
+        self.stats.closed += 1
+        await self._run_hooks("disconnect", link)
+        if self._dispatcher is not None:
+            self._dispatcher.detach(link)
+        log.debug(
+            "link %d closed: %s", link.id, getattr(link.close_reason, "value", link.close_reason),
+            extra={"link_id": link.id},
+        )
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = min(max(self.settings.idle_timeout / 4, 0.02), 5.0)
+        self._sweeper = loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        timeout = self.settings.idle_timeout
+        for link in list(self.links.values()):
+            if link.seen:
+                link.seen = False
+                link.last_seen = now
+            elif link.last_seen == 0.0:
+                link.last_seen = now
+            elif now - link.last_seen > timeout and link.state is LinkState.OPEN:
+                self.stats.idle_closed += 1
+                log.info("link %d idle for %.1fs, closing", link.id, now - link.last_seen,
+                         extra={"link_id": link.id})
+                link.send(Error(code="idle_timeout", message="no message within idle_timeout", msg_id=0))
+                link.close(CloseReason.IDLE_TIMEOUT)
+        if not self._stopping:
+            self._schedule_sweep()
+
+    # -- groups, pushes, timers --------------------------------------------
+
+    def group(self, name: str) -> Group:
+        """The group called ``name``, created on first use, dropped when empty."""
+        group = self._groups.get(name)
+        if group is None:
+            group = Group(name, self)
+            self._groups[name] = group
+        return group
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        return dict(self._groups)
+
+    def _adopt_group(self, group: Group) -> None:
+        self._groups.setdefault(group.name, group)
+
+    def _drop_group(self, group: Group) -> None:
+        if self._groups.get(group.name) is group:
+            del self._groups[group.name]
+
+    def push(self, msg: Message, to: Link | Group | Iterable[Link]) -> int:
+        """Send ``msg`` to a link, a group or several links, encoding it once."""
+        if isinstance(to, Link):
+            return int(to.send(msg))
+        if isinstance(to, Group):
+            return to.broadcast(msg)
+        frame = self.codec.encode_frame(msg)
+        return sum(1 for link in to if link.write_frame(frame))
+
+    def broadcast(self, msg: Message) -> int:
+        """Send ``msg`` to every open link."""
+        return self.push(msg, list(self.links.values()))
+
+    def every(self, interval: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
+        """Run ``fn`` every ``interval`` seconds on logic worker ``worker``."""
+        timer = Timer(self, interval, fn, True, worker)
+        self._timers.add(timer)
+        return timer
+
+    def after(self, delay: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
+        """Run ``fn`` once after ``delay`` seconds on logic worker ``worker``."""
+        timer = Timer(self, delay, fn, False, worker)
+        self._timers.add(timer)
+        return timer
+
+    def post(self, fn: Callable[[], Any], link: Link | None = None) -> None:
+        """Run ``fn`` on ``link``'s logic worker (or worker 0) as an active push."""
+        if link is not None and link.worker is not None:
+            link.worker.post_active(fn)
+        elif self._dispatcher is not None:
+            self._dispatcher.worker_for(0).post_active(fn)
+
+
+def new_event_loop(loop_name: str = "uvloop") -> asyncio.AbstractEventLoop:
+    """uvloop when asked for and installed, the standard loop otherwise."""
+    if loop_name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; using the asyncio event loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_server(server: Server) -> int:
+    """Serve until SIGTERM/SIGINT; returns 0 after a graceful stop."""
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(server.settings.loop)) as runner:
+        return runner.run(_serve_until_signal(server))
+
+
+async def _serve_until_signal(server: Server) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = [signal.SIGINT, signal.SIGTERM]
+    installed: list[signal.Signals] = []
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            try:
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+            except ValueError:
+                pass
+    await server.start()
+    if sys.platform == "win32":  # pragma: no cover - wake up to notice Ctrl-C
+        while not stop.is_set():
+            await asyncio.wait([asyncio.ensure_future(stop.wait())], timeout=0.5)
+    else:
+        await stop.wait()
+    await server.stop()
+    for sig in installed:
+        loop.remove_signal_handler(sig)
+    return 0

@@ -1,0 +1,363 @@
+"""One connection: its recv side (parsing frames) and its send side (a bounded queue).
+
+The link is the asyncio protocol object itself, so an idle connection costs
+one Python object beside the transport. How frames travel from here to a
+logic worker, and who flushes the send queue, is the dispatcher's business
+(the resource model); the link only knows its worker and its writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .connector import FrameDecoder
+from .context import Context
+from .message import Message
+
+if TYPE_CHECKING:
+    from .dispatcher import LogicWorker, SendWorker
+    from .framework import Server
+
+log = logging.getLogger("sgs.link")
+
+
+class LinkState(enum.IntEnum):
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class CloseReason(str, enum.Enum):
+    REMOTE = "remote close"
+    LOCAL = "local close"
+    PROTOCOL_ERROR = "protocol error"
+    HANDLER_ERROR = "handler error"
+    IDLE_TIMEOUT = "idle timeout"
+    SEND_OVERFLOW = "send overflow"
+    SERVER_SHUTDOWN = "server shutdown"
+    SERVER_FULL = "server full"
+
+
+_OPEN = LinkState.OPEN
+_CLOSING = LinkState.CLOSING
+_CLOSED = LinkState.CLOSED
+
+
+class Link(asyncio.Protocol):
+    __slots__ = (
+        "id",
+        "server",
+        "transport",
+        "peer",
+        "state",
+        "close_reason",
+        "decoder",
+        "worker",
+        "writer",
+        "out",
+        "out_bytes",
+        "scheduled",
+        "write_paused",
+        "read_paused",
+        "reading_stopped",
+        "inbound",
+        "seen",
+        "last_seen",
+        "pending_close",
+        "interrupted",
+        "finalized",
+        "dropped",
+        "rbuf",
+        "rwaiter",
+        "eof",
+        "_session",
+        "_groups",
+        "_ctx",
+    )
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.id = 0
+        self.transport: Any = None
+        self.peer: Any = None
+        self.state = LinkState.CONNECTING
+        self.close_reason: CloseReason | str | None = None
+        self.decoder = FrameDecoder(server.settings.max_frame_size)
+        self.worker: LogicWorker | None = None
+        self.writer: SendWorker | None = None
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.scheduled = False
+        self.write_paused = False
+        self.read_paused = False
+        self.reading_stopped = False
+        self.inbound = 0
+        self.seen = False
+        self.last_seen = 0.0
+        self.pending_close: CloseReason | str | None = None
+        self.interrupted = False
+        self.finalized = False
+        self.dropped = 0
+        self.rbuf: list[bytes] | None = None  # set by models with a reader task
+        self.rwaiter: asyncio.Future[None] | None = None
+        self.eof = False
+        self._session: dict[str, Any] | None = None
+        self._groups: set[str] | None = None
+        self._ctx: Context | None = None
+
+    def __repr__(self) -> str:
+        return f"<Link {self.id} {self.peer} {self.state.name}>"
+
+    # -- what handlers use -------------------------------------------------
+
+    @property
+    def session(self) -> dict[str, Any]:
+        if self._session is None:
+            self._session = {}
+        return self._session
+
+    @property
+    def groups(self) -> set[str]:
+        if self._groups is None:
+            self._groups = set()
+        return self._groups
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            self._ctx = Context(self, self.server)
+        return self._ctx
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state >= _CLOSING
+
+    def send(self, msg: Message) -> bool:
+        """Queue ``msg``; False when the link is closing or the message was dropped."""
+        if self.state >= _CLOSED:
+            return False
+        return self.write_frame(self.server.codec.encode_frame(msg))
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Queue one encoded frame on the send side, enforcing its byte bound."""
+        if self.state >= _CLOSED or self.transport is None:
+            return False
+        if self.write_paused or self.out_bytes:
+            limit = self.server.settings.send_buffer_size
+            if self.out_bytes + len(frame) > limit:
+                return self._overflow(len(frame))
+        self.out.append(frame)
+        self.out_bytes += len(frame)
+        if not self.scheduled:
+            self.scheduled = True
+            self.writer.schedule(self)  # type: ignore[union-attr]
+        return True
+
+    def close(self, reason: CloseReason | str = CloseReason.LOCAL) -> None:
+        """Idempotent. Queued frames are flushed first, except after a send overflow."""
+        if self.state >= _CLOSING:
+            return
+        if self.state is LinkState.CONNECTING:
+            self.state = _CLOSED
+            return
+        self.state = _CLOSING
+        self.close_reason = reason
+        self._stop_reading()
+        if reason is CloseReason.SEND_OVERFLOW:
+            self.out.clear()
+            self.out_bytes = 0
+            self.transport.abort()
+        else:
+            if not self.out and not self.scheduled:
+                self.transport.close()
+            elif not self.scheduled:
+                self.scheduled = True
+                self.writer.schedule(self)  # type: ignore[union-attr]
+            # A peer that never reads would keep a graceful close pending forever.
+            asyncio.get_running_loop().call_later(
+                max(self.server.settings.drain_timeout, 0.1), self.abort
+            )
+        log.debug("link %d closing: %s", self.id, _text(reason), extra={"link_id": self.id})
+
+    def close_after_handler(self, reason: CloseReason | str) -> None:
+        """Close once the running handler returned, so its reply goes out first."""
+        if self.pending_close is None:
+            self.pending_close = reason
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent data included (shutdown past its drain timeout)."""
+        if self.transport is not None and self.state is not _CLOSED:
+            self.transport.abort()
+
+    # -- send side --------------------------------------------------------
+
+    def _overflow(self, size: int) -> bool:
+        if self.server.settings.send_overflow == "drop":
+            self.dropped += 1
+            self.server.stats.dropped += 1
+            return False
+        log.warning(
+            "link %d: send side over %d bytes, closing",
+            self.id,
+            self.server.settings.send_buffer_size,
+            extra={"link_id": self.id},
+        )
+        self.close(CloseReason.SEND_OVERFLOW)
+        if self.worker is not None:
+            self.worker.post_send_interrupt(self)
+        return False
+
+    def flush(self) -> None:
+        """Write everything queued in one call; run by the link's writer."""
+        self.scheduled = False
+        state = self.state
+        if state is _CLOSED or self.write_paused:
+            return
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.out_bytes = 0
+            self.transport.write(data)
+        if state is _CLOSING:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if (self.out or self.state is _CLOSING) and not self.scheduled and self.writer:
+            self.scheduled = True
+            self.writer.schedule(self)
+
+    # -- recv side --------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.server._accept(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.rbuf is None:
+            self.ingest(data)
+        else:
+            self.rbuf.append(data)
+            waiter = self.rwaiter
+            if waiter is not None:
+                self.rwaiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def ingest(self, data: bytes) -> None:
+        """Parse ``data`` and hand the frames to the link's logic worker, in order."""
+        if self.reading_stopped:
+            return
+        decoder = self.decoder
+        frames = decoder.feed(data)
+        if frames:
+            self.seen = True
+            n = len(frames)
+            self.inbound += n
+            self.worker.post_received(self, frames)  # type: ignore[union-attr]
+            if self.inbound > self.server.settings.inbound_limit and not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+        if decoder.error is not None:
+            self._stop_reading()
+            self.worker.post_received(self, None)  # type: ignore[union-attr]
+
+    def inbound_done(self, n: int) -> None:
+        """The worker handled ``n`` frames: resume reading below half the bound."""
+        self.inbound -= n
+        if self.read_paused and self.inbound <= self.server.settings.inbound_limit // 2:
+            self.read_paused = False
+            if not self.reading_stopped and self.state is _OPEN:
+                self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        # Keep the transport: replies to what was already received still go out.
+        self._end_of_input()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was = self.state
+        self.state = _CLOSED
+        if self.close_reason is None:
+            self.close_reason = CloseReason.REMOTE
+        self.out.clear()
+        self.out_bytes = 0
+        if self.worker is None:  # refused before it was attached
+            return
+        if exc is not None and was is _OPEN:
+            log.debug("link %d lost: %s", self.id, exc, extra={"link_id": self.id})
+        self._end_of_input()
+        self.server._link_lost(self)
+
+    def _end_of_input(self) -> None:
+        if self.rbuf is not None:  # the reader task posts the interrupt after its data
+            self.eof = True
+            waiter = self.rwaiter
+            if waiter is not None:
+                self.rwaiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+        else:
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """Tell the worker the read side ended (once); it drops the link's state."""
+        if not self.interrupted and self.worker is not None:
+            self.interrupted = True
+            if self.decoder.pending:
+                log.info(
+                    "link %d: connection ended inside a frame (%d bytes dropped)",
+                    self.id,
+                    self.decoder.pending,
+                    extra={"link_id": self.id},
+                )
+            self.worker.post_recv_interrupt(self)
+
+    async def read_loop(self) -> None:
+        """The per-link reader task of models 1-3."""
+        rbuf = self.rbuf
+        assert rbuf is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if rbuf:
+                    data = rbuf[0] if len(rbuf) == 1 else b"".join(rbuf)
+                    rbuf.clear()
+                    self.ingest(data)
+                elif self.eof:
+                    break
+                else:
+                    self.rwaiter = loop.create_future()
+                    await self.rwaiter
+        finally:
+            self.interrupt()
+
+    def _stop_reading(self) -> None:
+        if not self.reading_stopped:
+            self.reading_stopped = True
+            if self.transport is not None and self.state is not _CLOSED:
+                try:
+                    self.transport.pause_reading()
+                except (RuntimeError, AttributeError):
+                    pass  # transport already closing
+
+    def stop_reading(self) -> None:
+        """Stop taking input (graceful stop): what was read is still handled."""
+        self._stop_reading()
+
+
+def _text(reason: CloseReason | str) -> str:
+    return reason.value if isinstance(reason, CloseReason) else str(reason)

@@ -1,0 +1,57 @@
+"""The codec contract: a message object <-> the value bytes of one TLV frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..connector import HEADER
+from ..errors import DecodeError, UnknownMessageError
+from ..message import Catalog, Message
+
+_pack_header = HEADER.pack
+
+
+class Codec:
+    """Encodes and decodes the messages of one catalogue.
+
+    Subclasses implement :meth:`encode_value` and :meth:`decode_value`; the
+    framing helpers and the typed errors live here so every codec reports an
+    unknown id or an undecodable value the same way.
+    """
+
+    name = "abstract"
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._by_id = {cls.__msg_id__: cls for cls in catalog}
+
+    def encode_value(self, msg: Message) -> bytes:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def decode_value(self, cls: type[Message], data: bytes) -> Message:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def encode_frame(self, msg: Message) -> bytes:
+        """Header and value as one bytes object, ready for ``transport.write``."""
+        value = self.encode_value(msg)
+        return _pack_header(msg.__msg_id__, len(value)) + value
+
+    def decode(self, msg_id: int, data: bytes) -> Message:
+        """The message under ``msg_id``; typed errors name the id and the codec."""
+        cls = self._by_id.get(msg_id)
+        if cls is None:
+            raise UnknownMessageError(msg_id, self.name)
+        try:
+            return self.decode_value(cls, data)
+        except Exception as exc:  # every codec library raises its own types
+            raise DecodeError(msg_id, self.name, _reason(exc)) from exc
+
+    def encode(self, msg: Message) -> bytes:
+        """The value bytes alone (for tools and tests)."""
+        return self.encode_value(msg)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    first: Any = text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first}"
