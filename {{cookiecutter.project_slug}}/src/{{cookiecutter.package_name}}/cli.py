@@ -1,0 +1,203 @@
+"""The server command: serve, healthcheck, print-config, proto.
+
+The client command (ping, echo, login, chat, robots) lives in client_cli.py
+and is re-exported here so both console scripts point at this module.
+
+Settings problems are user errors, not crashes: pydantic's message (which
+names the field) goes to stderr and the exit code is 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import __version__
+from .client_cli import client_main
+from .settings import ENV_PREFIX, Settings, SettingsFileError, load_with_origins
+
+__all__ = ["client_main", "main"]
+
+PROG = "{{ cookiecutter.project_slug }}"
+PACKAGE = "{{ cookiecutter.package_name }}"
+DEFAULT_PROTO_OUT = Path("proto") / "messages.proto"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger(PACKAGE)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger().setLevel(level)
+
+
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"TOML settings file (default: ${ENV_PREFIX}CONFIG, else config/server.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Game server built on sgs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the game server until SIGTERM or Ctrl-C")
+    serve.add_argument("--host", help="address to listen on")
+    serve.add_argument("--port", help="TCP port (0 picks a free one)")
+    serve.add_argument("--protocol", help="json, protobuf, msgpack or bson")
+    serve.add_argument(
+        "--resource-model",
+        help="per_link, shared_logic, shared_logic_send, shared_all (or 1-4)",
+    )
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    _add_config_flag(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    health = commands.add_parser("healthcheck", help="exit 0 if the server answers a ping")
+    health.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    health.add_argument("--port", help="server port (default: the port setting)")
+    health.add_argument("--protocol", help="codec (default: the protocol setting)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    _add_config_flag(health)
+    health.set_defaults(func=cmd_healthcheck)
+
+    show = commands.add_parser("print-config", help="show effective settings and their source")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_config_flag(show)
+    show.set_defaults(func=cmd_print_config)
+
+    proto = commands.add_parser("proto", help="write the protobuf schema of the catalogue")
+    proto.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_PROTO_OUT,
+        help=f"output file (default {DEFAULT_PROTO_OUT})",
+    )
+    proto.set_defaults(func=cmd_proto)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings.load(
+        args.config,
+        host=args.host,
+        port=args.port,
+        protocol=args.protocol,
+        resource_model=args.resource_model,
+        log_level=args.log_level,
+    )
+    configure_logging(settings.log_level)
+    log.info("%s %s starting with settings: %s", PROG, __version__, settings.summary())
+
+    from .app import create_server  # the game code loads only when serving
+
+    try:
+        code = create_server(settings).run()
+    except KeyboardInterrupt:  # Ctrl-C before the server installed its handlers
+        log.info("interrupted")
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # e.g. address already in use: say so, no traceback
+        log.error("cannot serve on %s:%s: %s", settings.host, settings.port, exc)
+        return EXIT_FAILED
+    log.info("%s stopped (exit code %s)", PROG, code)
+    return code
+
+
+async def ping_server(host: str, port: int, protocol: str, timeout: float) -> float:
+    """Round-trip one PingReq; return the seconds it took or raise why it failed."""
+    from .messages import catalog
+    from .sgs import Client, PingReq, PongResp
+
+    started = time.perf_counter()
+    ping = PingReq(client_time_ms=int(time.time() * 1000))
+    async with Client(host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout) as c:
+        reply = await c.request(ping, timeout=timeout)
+    if not isinstance(reply, PongResp):
+        raise RuntimeError(f"expected PongResp, got {type(reply).__name__}")
+    return time.perf_counter() - started
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    settings = Settings.load(args.config, port=args.port, protocol=args.protocol)
+    target = f"{args.host}:{settings.port} ({settings.protocol})"
+    try:
+        elapsed = asyncio.run(
+            asyncio.wait_for(
+                ping_server(args.host, settings.port, settings.protocol, args.timeout),
+                args.timeout,
+            )
+        )
+    except Exception as exc:  # any failure is "unhealthy"; say which one
+        reason = str(exc) or type(exc).__name__
+        print(f"unhealthy: {target}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"healthy: {target} answered a ping in {elapsed * 1000:.1f} ms")
+    return EXIT_OK
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def cmd_print_config(args: argparse.Namespace) -> int:
+    settings, origins, toml_file = load_with_origins(args.config)
+    values = settings.model_dump(mode="json")
+    if args.json:
+        report: dict[str, Any] = {
+            "config_file": str(toml_file) if toml_file else None,
+            "env_prefix": ENV_PREFIX,
+            "settings": {
+                name: {"value": value, "source": origins[name], "env": _env_name(name)}
+                for name, value in values.items()
+            },
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    rows = [(name, json.dumps(v), origins[name], _env_name(name)) for name, v in values.items()]
+    header = ("setting", "value", "source", "environment variable")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print(f"config file: {toml_file or 'none'}   env prefix: {ENV_PREFIX}")
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return EXIT_OK
+
+
+def cmd_proto(args: argparse.Namespace) -> int:
+    from .messages import catalog
+    from .sgs.protocol.protobuf import render_proto
+
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_proto(catalog, package=PACKAGE), encoding="utf-8")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the server command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValidationError as exc:
+        print(f"{PROG}: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SettingsFileError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
