@@ -1,0 +1,178 @@
+"""``python -m benchmarks``: measure the framework against three baselines, write a report.
+
+With no arguments this is the full run of issue 6 (every scenario, every
+resource model with JSON, every protocol on echo throughput), a few minutes
+on a 2-core machine. ``--quick`` is a one-minute sanity run; ``--scenarios``,
+``--servers``, ``--models``, ``--protocols`` select; ``--duration`` and
+friends scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .report import render, write_results
+from .runner import Case, Options, Placement, run_case
+from .scenarios import PROTOCOL_SCENARIOS, SCENARIOS, Scenario
+from .serve import BASELINES
+
+MODELS = ("per_link", "shared_logic", "shared_logic_send", "shared_all")
+PROTOCOLS = ("json", "protobuf", "msgpack", "bson")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _csv(choices: tuple[str, ...]) -> Any:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {', '.join(choices)}")
+        return items
+
+    return parse
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--quick", action="store_true", help="short windows, small idle/room scale, shared_all only"
+    )
+    p.add_argument("--scenarios", type=_csv(tuple(SCENARIOS)), default=list(SCENARIOS))
+    p.add_argument(
+        "--servers", type=_csv((*BASELINES, "framework")), default=[*BASELINES, "framework"]
+    )
+    p.add_argument("--models", type=_csv(MODELS), help="framework resource models (default: all)")
+    p.add_argument("--protocols", type=_csv(PROTOCOLS), help="framework protocols (default: all)")
+    p.add_argument(
+        "--protocol-scenarios",
+        type=_csv(tuple(SCENARIOS)),
+        default=list(PROTOCOL_SCENARIOS),
+        help="scenarios the non-JSON protocols run (default: echo_throughput)",
+    )
+    p.add_argument("--duration", type=float, help="measured seconds per case (default 2, quick 1)")
+    p.add_argument(
+        "--warmup", type=float, help="unmeasured seconds before each window (default 0.5)"
+    )
+    p.add_argument(
+        "--conns", type=int, help="connections for the throughput scenarios (default 50)"
+    )
+    p.add_argument(
+        "--depth", type=int, help="pipeline depth for the throughput scenarios (default 8)"
+    )
+    p.add_argument("--room-members", type=int, help="room size (default 200)")
+    p.add_argument("--idle-conns", type=int, help="idle connections (default 10000)")
+    p.add_argument("--processes", type=int, help="load processes (default: one per load CPU)")
+    p.add_argument("--logic-workers", type=int, default=4)
+    p.add_argument("--send-workers", type=int, default=2)
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--list", action="store_true", help="print the cases and exit")
+    return p.parse_args(argv)
+
+
+def scale(args: argparse.Namespace, scenario: Scenario) -> Scenario:
+    if scenario.kind == "idle":
+        return replace(scenario, conns=args.idle_conns or (1000 if args.quick else scenario.conns))
+    if scenario.kind == "room":
+        return replace(scenario, conns=args.room_members or (50 if args.quick else scenario.conns))
+    if scenario.conns > 1:
+        return scenario.scaled(args.conns, args.depth)
+    return scenario
+
+
+def plan(args: argparse.Namespace, framework: bool) -> list[Case]:
+    models = args.models or (["shared_all"] if args.quick else list(MODELS))
+    protocols = args.protocols or (["json", "msgpack"] if args.quick else list(PROTOCOLS))
+    cases: list[Case] = []
+    for name in args.scenarios:
+        scenario = scale(args, SCENARIOS[name])
+        cases += [Case(b, scenario) for b in args.servers if b in BASELINES]
+        if not framework:
+            continue
+        for protocol in protocols:
+            if protocol == "json" or name in args.protocol_scenarios:
+                cases += [Case("framework", scenario, protocol, m) for m in models]
+    return cases
+
+
+def find_framework(args: argparse.Namespace) -> str | None:
+    if "framework" not in args.servers:
+        return None
+    from .discover import ensure_importable, find_package
+
+    ensure_importable()
+    package = find_package()
+    __import__(f"{package}.app")  # fail here, clearly, rather than in every case
+    return package
+
+
+async def run_all(cases: list[Case], opts: Options) -> list[dict[str, Any]]:
+    rows = []
+    for i, case in enumerate(cases, 1):
+        t0 = time.perf_counter()
+        print(
+            f"[{i}/{len(cases)}] {case.scenario.name:22} {case.label:38}",
+            end=" ",
+            file=sys.stderr,
+            flush=True,
+        )
+        row = await run_case(case, opts)
+        rows.append(row)
+        print(_summary(row), f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr, flush=True)
+    return rows
+
+
+def _summary(row: dict[str, Any]) -> str:
+    if "failed" in row:
+        return f"FAILED {row['failed']}"
+    if "kib_per_conn" in row:
+        return f"{row['answered']}/{row['connected']} answered, {row['kib_per_conn']:.2f} KiB/conn"
+    flag = " LOAD SATURATED" if row["load_saturated"] else ""
+    return f"{row['msgs_per_s']:>12,.0f}/s p50 {row['latency_us']['p50'] or 0:8.1f}us errors {row['errors']}{flag}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    package = find_framework(args)
+    cases = plan(args, package is not None)
+    if args.list:
+        for case in cases:
+            print(f"{case.scenario.name:24} {case.label}")
+        return 0
+    opts = Options(
+        warmup=args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5),
+        duration=args.duration or (1.0 if args.quick else 2.0),
+        processes=args.processes,
+        pin=not args.no_pin,
+        logic_workers=args.logic_workers,
+        send_workers=args.send_workers,
+        package=package,
+    )
+    started = time.time()
+    rows = asyncio.run(run_all(cases, opts))
+    meta = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "elapsed_s": time.time() - started,
+        "package": package,
+        "warmup_s": opts.warmup,
+        "duration_s": opts.duration,
+        "placement": Placement.plan(False, opts.pin).note,
+        "placement_same_core": Placement.plan(True, opts.pin).note,
+        "logic_workers": opts.logic_workers,
+        "send_workers": opts.send_workers,
+    }
+    report = render(rows, meta)
+    paths = write_results(args.out, rows, meta, report)
+    print(report["markdown"])
+    print(f"\nwritten: {', '.join(str(p) for p in paths)}")
+    return 1 if any(r.get("errors") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Turn measured rows into the report: tables, ratios to the baselines, targets met or not.
+
+The targets are issue 6's, evaluated on ratios taken within one run (the
+framework with the JSON protocol and its best resource model, unless a
+target names a model or a protocol), so a slower or faster machine moves
+both sides of each ratio together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+LATENCY_SCENARIOS = ("echo_latency", "echo_latency_samecore")
+IDLE_TARGET_CONNS = 10_000
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import uvloop
+
+        uvloop_version = uvloop.__version__
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        uvloop_version = None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": model,
+        "cpus": cpus,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "uvloop": uvloop_version,
+        "platform": platform.platform(),
+    }
+
+
+# --- lookups ------------------------------------------------------------------
+
+
+def _ok(row: Row | None) -> bool:
+    return row is not None and "failed" not in row
+
+
+def baseline(rows: list[Row], scenario: str, server: str) -> Row | None:
+    for row in rows:
+        if row["scenario"] == scenario and row["server"] == server and _ok(row):
+            return row
+    return None
+
+
+def framework_rows(rows: list[Row], scenario: str, protocol: str = "json") -> list[Row]:
+    return [
+        r
+        for r in rows
+        if r["scenario"] == scenario
+        and r["server"] == "framework"
+        and r["protocol"] == protocol
+        and _ok(r)
+    ]
+
+
+def best_throughput(rows: list[Row], scenario: str, protocol: str = "json") -> Row | None:
+    found = framework_rows(rows, scenario, protocol)
+    return max(found, key=lambda r: r["msgs_per_s"]) if found else None
+
+
+def best_latency(rows: list[Row], scenario: str) -> Row | None:
+    found = [r for r in framework_rows(rows, scenario) if r["latency_us"]["p50"] is not None]
+    return min(found, key=lambda r: r["latency_us"]["p50"]) if found else None
+
+
+def _p50(row: Row) -> float:
+    return row["latency_us"]["p50"]
+
+
+def ratio(row: Row, base: Row | None, scenario: str) -> float | None:
+    """Throughput ratio (higher is better), or p50 latency ratio for latency scenarios."""
+    if base is None or "msgs_per_s" not in row or "msgs_per_s" not in base:
+        return None
+    if scenario in LATENCY_SCENARIOS:
+        return _p50(row) / _p50(base) if _p50(base) else None
+    return row["msgs_per_s"] / base["msgs_per_s"] if base["msgs_per_s"] else None
+
+
+# --- targets --------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One line of issue 6's target list, evaluated."""
+
+    name: str
+    required: str
+    measured: str
+    met: bool | None
+    margin: str
+    notes: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _margin(value: float, limit: float, at_least: bool) -> str:
+    """How far past (+) or short of (-) the limit, as a percentage of the limit."""
+    delta = (value - limit) / limit if at_least else (limit - value) / limit
+    return f"{delta * 100:+.0f}%"
+
+
+def _notes(*rows: Row | None) -> str:
+    notes = []
+    for r in rows:
+        if r is None:
+            continue
+        if r.get("load_saturated"):
+            notes.append(f"load generator saturated on {r['label']} (the server may be faster)")
+        if r.get("errors"):
+            notes.append(f"{r['errors']} errors on {r['label']}")
+    return "; ".join(notes)
+
+
+def _missing(name: str, required: str, what: str) -> Target:
+    return Target(name, required, f"not measured ({what})", None, "", "")
+
+
+def _ratio_target(
+    name: str,
+    num: Row | None,
+    den: Row | None,
+    limit: float,
+    at_least: bool,
+    pick: Callable[[Row], float],
+) -> Target:
+    sign = ">=" if at_least else "<="
+    required = f"{sign} {limit:g}x"
+    if num is None or den is None:
+        return _missing(name, required, "run both sides")
+    value = pick(num) / pick(den)
+    met = (
+        (value >= limit if at_least else value <= limit)
+        and not num.get("errors")
+        and not den.get("errors")
+    )
+    measured = f"{value:.2f}x ({num['label']} vs {den['label']})"
+    return Target(name, required, measured, met, _margin(value, limit, at_least), _notes(num, den))
+
+
+def _idle_target(rows: list[Row], model: str, limit_kib: float) -> Target:
+    name = f"10,000 idle connections, {model}: all answer, RSS per connection"
+    required = f"<= {limit_kib:g} KiB/conn, every connection answers"
+    row = next(
+        (
+            r
+            for r in rows
+            if r["scenario"] == "idle"
+            and r["server"] == "framework"
+            and r["model"] == model
+            and _ok(r)
+        ),
+        None,
+    )
+    if row is None:
+        return _missing(name, required, f"run idle with {model}")
+    kib = row["kib_per_conn"]
+    all_answer = row["answered"] == row["connected"] == row["conns"] and row["errors"] == 0
+    met = all_answer and kib is not None and kib <= limit_kib
+    notes = f"{row['answered']}/{row['conns']} answered"
+    if row["conns"] < IDLE_TARGET_CONNS:
+        notes += f"; scaled down to {row['conns']} connections"
+        met = None if met else met
+    measured = f"{kib:.2f} KiB/conn" if kib is not None else "?"
+    return Target(
+        name, required, measured, met, _margin(kib, limit_kib, False) if kib else "", notes
+    )
+
+
+def evaluate(rows: list[Row]) -> list[Target]:
+    thr = "msgs_per_s"
+
+    def tput(r: Row) -> float:
+        return r[thr]
+
+    targets = [
+        _ratio_target(
+            "echo throughput (50 conns, depth 8) vs json",
+            best_throughput(rows, "echo_throughput"),
+            baseline(rows, "echo_throughput", "json"),
+            0.6,
+            True,
+            tput,
+        ),
+        _ratio_target(
+            "echo throughput (50 conns, depth 8) vs streams",
+            best_throughput(rows, "echo_throughput"),
+            baseline(rows, "echo_throughput", "streams"),
+            2.5,
+            True,
+            tput,
+        ),
+        _ratio_target(
+            "login-then-business throughput vs json",
+            best_throughput(rows, "login_business"),
+            baseline(rows, "login_business", "json"),
+            0.6,
+            True,
+            tput,
+        ),
+    ]
+    for scenario, where in (
+        ("echo_latency", "separate cores"),
+        ("echo_latency_samecore", "same core"),
+    ):
+        targets.append(
+            _ratio_target(
+                f"echo latency p50, 1 conn depth 1, {where}, vs json",
+                best_latency(rows, scenario),
+                baseline(rows, scenario, "json"),
+                1.5,
+                False,
+                _p50,
+            )
+        )
+    targets.append(_idle_target(rows, "shared_all", 3.0))
+    targets.append(_idle_target(rows, "per_link", 12.0))
+    json_best = best_throughput(rows, "echo_throughput", "json")
+    for protocol in ("protobuf", "msgpack"):
+        targets.append(
+            _ratio_target(
+                f"{protocol} echo throughput vs the framework's json",
+                best_throughput(rows, "echo_throughput", protocol),
+                json_best,
+                0.85,
+                True,
+                tput,
+            )
+        )
+    room = best_throughput(rows, "room_flood")
+    name, required = "room fan-out to 200 members (room_flood)", ">= 200,000 deliveries/s"
+    if room is None:
+        targets.append(_missing(name, required, "run room_flood"))
+    else:
+        value = room[thr]
+        met: bool | None = value >= 200_000 and not room["errors"]
+        notes = _notes(room)
+        if room["conns"] != 200:
+            notes = f"scaled to {room['conns']} members; " + notes
+            met = None
+        targets.append(
+            Target(
+                name,
+                required,
+                f"{value:,.0f}/s ({room['label']})",
+                met,
+                _margin(value, 200_000, True),
+                notes,
+            )
+        )
+    return targets
+
+
+# --- rendering ------------------------------------------------------------------
+
+
+def _f(value: float | None, fmt: str = ",.0f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _cpu(row: Row) -> tuple[str, str]:
+    server = _f(row.get("server_cpu"), ".0%") if row.get("server_cpu") is not None else "-"
+    load = "/".join(format(c, ".0%") for c in row.get("load_cpu", [])) or "-"
+    if row.get("load_saturated"):
+        load += " SAT"
+    return server, load
+
+
+def _timed_table(rows: list[Row], scenario: str) -> list[str]:
+    latency = scenario in LATENCY_SCENARIOS
+    room = scenario.startswith("room")
+    unit = "deliveries/s" if room else "msgs/s"
+    rx = "p50 ratio (lower is better)" if latency else f"{unit} ratio"
+    head = f"| server | {unit} | p50 us | p90 us | p99 us | max us | x raw | x json | x streams | server CPU | load CPU | errors |"
+    if room:
+        head += " says | missing |"
+    lines = [f"ratios: {rx}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    bases = {b: baseline(rows, scenario, b) for b in ("raw", "json", "streams")}
+    for row in rows:
+        if "failed" in row:
+            lines.append(f"| {row['label']} | FAILED: {row['failed']} |")
+            continue
+        lat = row["latency_us"]
+        server_cpu, load_cpu = _cpu(row)
+        cells = [
+            row["label"],
+            _f(row["msgs_per_s"]),
+            _f(lat["p50"], ".1f"),
+            _f(lat["p90"], ".1f"),
+            _f(lat["p99"], ".1f"),
+            _f(lat["max"], ".0f"),
+            *(_x(ratio(row, bases[b], scenario)) for b in ("raw", "json", "streams")),
+            server_cpu,
+            load_cpu,
+            str(row["errors"]),
+        ]
+        if room:
+            cells += [_f(row.get("says")), _f(row.get("missing"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _idle_table(rows: list[Row]) -> list[str]:
+    head = "| server | connected | answered (1st / after) | RSS before MiB | RSS after MiB | KiB/conn | connect s | errors |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in rows:
+        if "failed" in row:
+            lines.append(f"| {row['label']} | FAILED: {row['failed']} |")
+            continue
+        lines.append(
+            f"| {row['label']} | {row['connected']} | {row['answered_first']} / {row['answered']} "
+            f"| {row['rss_before_mib']:.1f} | {row['rss_after_mib']:.1f} | {_f(row['kib_per_conn'], '.2f')} "
+            f"| {row['connect_s']:.2f} | {row['errors']} |"
+        )
+    return lines
+
+
+def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
+    """The report as markdown, plus the structured pieces for the JSON file."""
+    info = machine()
+    targets = evaluate(rows)
+    md = [
+        "# Benchmark report",
+        "",
+        f"- started {meta['started']}, {meta['elapsed_s']:.0f} s; window {meta['duration_s']:g} s after "
+        f"{meta['warmup_s']:g} s warm-up per case; a fresh server process per case",
+        f"- machine: {info['cpu']}, {info['cpus']} CPUs; {info['implementation']} {info['python']}; "
+        f"uvloop {info['uvloop']}",
+        f"- placement: {meta['placement']} (same-core cases: {meta['placement_same_core']})",
+        f"- framework: package `{meta['package']}`, logic_workers={meta['logic_workers']}, "
+        f"send_workers={meta['send_workers']}",
+        "- load: separate uvloop processes, raw TLV, every reply verified byte for byte "
+        "(id only for pongs and join replies); `SAT` marks a load process at >= 90% of a core",
+        "",
+        "## Targets (issue 6)",
+        "",
+        "| target | required | measured | met | margin | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in targets:
+        met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
+        md.append(f"| {t.name} | {t.required} | {t.measured} | {met} | {t.margin} | {t.notes} |")
+    order: list[str] = []
+    for row in rows:
+        if row["scenario"] not in order:
+            order.append(row["scenario"])
+    for scenario in order:
+        subset = [r for r in rows if r["scenario"] == scenario]
+        first = subset[0]
+        md += [
+            "",
+            f"## {scenario}",
+            "",
+            f"{first['conns']} connections, depth {first['depth']}; {first['placement']}",
+            "",
+        ]
+        md += _idle_table(subset) if scenario == "idle" else _timed_table(subset, scenario)
+        samples = [f"{r['label']}: {e}" for r in subset for e in r.get("error_samples", [])]
+        if samples:
+            md += ["", "errors seen:", *(f"- {s}" for s in samples[:10])]
+    return {
+        "markdown": "\n".join(md) + "\n",
+        "targets": [t.as_dict() for t in targets],
+        "machine": info,
+    }
+
+
+def write_results(
+    out: Path, rows: list[Row], meta: dict[str, Any], report: dict[str, Any]
+) -> list[Path]:
+    """``bench-<time>.json``/``.md`` plus ``latest.json``/``latest.md`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    doc = {"meta": meta, "machine": report["machine"], "targets": report["targets"], "rows": rows}
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    paths = []
+    for stem in (f"bench-{stamp}", "latest"):
+        (out / f"{stem}.json").write_text(text + "\n", encoding="utf-8")
+        (out / f"{stem}.md").write_text(report["markdown"], encoding="utf-8")
+        paths += [out / f"{stem}.json", out / f"{stem}.md"]
+    return paths

@@ -1,0 +1,75 @@
+"""The scenarios of issue 6, and the knobs that scale them down for quick runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Kind = Literal["reqrep", "room", "idle"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load shape. ``flow`` picks the requests of a request/reply scenario."""
+
+    name: str
+    kind: Kind
+    what: str
+    flow: str = "echo"
+    conns: int = 1
+    depth: int = 1
+    same_core: bool = False
+    rate: float | None = None
+
+    def scaled(self, conns: int | None = None, depth: int | None = None) -> Scenario:
+        return replace(self, conns=conns or self.conns, depth=depth or self.depth)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "echo_latency",
+            "reqrep",
+            "echo 64 B, 1 conn, depth 1, server and load on separate cores",
+        ),
+        Scenario(
+            "echo_latency_samecore",
+            "reqrep",
+            "echo 64 B, 1 conn, depth 1, server and load on the same core",
+            same_core=True,
+        ),
+        Scenario("echo_throughput", "reqrep", "echo 64 B, 50 conns, depth 8", conns=50, depth=8),
+        Scenario(
+            "login_business",
+            "reqrep",
+            "robot flow: login, then BusinessReq (pipelined, depth 8), 50 conns",
+            flow="login_business",
+            conns=50,
+            depth=8,
+        ),
+        Scenario(
+            "room",
+            "room",
+            "200 members in one room, 1 SayReq/s each (paced); deliveries/s",
+            conns=200,
+            rate=1.0,
+        ),
+        Scenario(
+            "room_flood",
+            "room",
+            "200 members in one room, each keeps 1 SayReq outstanding (capacity); deliveries/s",
+            conns=200,
+            depth=1,
+        ),
+        Scenario(
+            "idle",
+            "idle",
+            "10,000 idle connections: RSS per connection, then all pinged",
+            conns=10_000,
+        ),
+    )
+}
+
+#: What each non-JSON protocol is measured on (the protocol target is about echo throughput).
+PROTOCOL_SCENARIOS = ("echo_throughput",)
