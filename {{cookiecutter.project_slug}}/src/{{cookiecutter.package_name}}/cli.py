@@ -181,7 +181,7 @@ def cmd_print_config(args: argparse.Namespace) -> int:
 
 def cmd_proto(args: argparse.Namespace) -> int:
     from .messages import catalog
-    from .sgs.protocol.protobuf import render_proto
+    from .sgs import render_proto
 
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

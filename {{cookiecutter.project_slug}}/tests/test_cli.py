@@ -1,0 +1,239 @@
+"""The server command: serve, healthcheck, print-config and proto, as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }} import cli, client_cli
+from {{ cookiecutter.package_name }}.handlers import router, setup
+from {{ cookiecutter.package_name }}.messages import catalog
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings
+from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.testing import running_server
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+STARTUP_TIMEOUT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Run every command from an empty directory with no settings in the environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", PACKAGE, *args]
+
+
+def run_command(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout)
+
+
+# --- print-config ---------------------------------------------------------------
+
+
+def test_print_config_table_shows_values_and_sources(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (isolated / ".env").write_text(f"{ENV_PREFIX}LOGIC_WORKERS=9\n", encoding="utf-8")
+    monkeypatch.setenv(f"{ENV_PREFIX}PORT", "7444")
+    assert cli.main(["print-config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == set(Settings.model_fields)
+    assert rows["port"][1:] == ["7444", "env", f"{ENV_PREFIX}PORT"]
+    assert rows["logic_workers"][1:3] == ["9", "dotenv"]
+    assert rows["host"][1:3] == ['"0.0.0.0"', "default"]
+    assert lines[0].startswith("config file: none")
+
+
+def test_print_config_json_with_a_config_file(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated / "custom.toml"
+    config.write_text('protocol = "bson"\nresource_model = 3\n', encoding="utf-8")
+    assert cli.main(["print-config", "--json", "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config_file"] == str(config)
+    assert report["env_prefix"] == ENV_PREFIX
+    assert report["settings"]["protocol"] == {
+        "value": "bson",
+        "source": "toml",
+        "env": f"{ENV_PREFIX}PROTOCOL",
+    }
+    assert report["settings"]["resource_model"]["value"] == "shared_logic_send"
+    assert report["settings"]["port"] == {
+        "value": {{ cookiecutter.server_port | int }},
+        "source": "default",
+        "env": f"{ENV_PREFIX}PORT",
+    }
+
+
+# --- settings errors: pydantic's message, exit 2, no traceback ------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["serve", "--port", "70000"], "port"),
+        (["serve", "--protocol", "xml"], "protocol"),
+        (["serve", "--resource-model", "9"], "resource_model"),
+        (["healthcheck", "--port", "-5"], "port"),
+        (["print-config"], "logic_workers"),
+    ],
+)
+def test_bad_setting_exits_2_naming_the_field(
+    argv: list[str], field: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if argv == ["print-config"]:
+        monkeypatch.setenv(f"{ENV_PREFIX}LOGIC_WORKERS", "zero")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err and field in err
+    assert "Traceback" not in err
+
+
+def test_bad_setting_in_a_real_process_has_no_traceback() -> None:
+    result = run_command("serve", "--port", "not-a-port")
+    assert result.returncode == 2
+    assert "port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--config", "nowhere.toml"]) == 2
+    assert "nowhere.toml" in capsys.readouterr().err
+
+
+# --- proto -----------------------------------------------------------------------
+
+
+def test_proto_writes_the_catalogue_schema(isolated: Path) -> None:
+    assert cli.main(["proto"]) == 0
+    schema = (isolated / "proto" / "messages.proto").read_text(encoding="utf-8")
+    assert 'syntax = "proto3";' in schema
+    assert f"package {PACKAGE};" in schema
+    for message in catalog:
+        assert f"message {message.__name__} " in schema
+    custom = isolated / "out" / "game.proto"
+    assert cli.main(["proto", "--out", str(custom)]) == 0
+    assert custom.read_text(encoding="utf-8") == schema
+
+
+# --- healthcheck -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+async def test_healthcheck_passes_against_a_live_server(protocol: str) -> None:
+    async with running_server(router, catalog=catalog, setup=setup, protocol=protocol) as server:
+        argv = ["healthcheck", "--port", str(server.port), "--protocol", protocol]
+        assert await asyncio.to_thread(cli.main, argv) == 0
+
+
+def test_healthcheck_fails_without_a_server(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert cli.main(["healthcheck", "--port", str(free_port()), "--timeout", "1"]) == 1
+    assert time.monotonic() - started < 10
+    assert "unhealthy" in capsys.readouterr().err
+
+
+async def test_healthcheck_fails_on_a_silent_server() -> None:
+    """A port that accepts but never answers is unhealthy within the timeout."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        started = time.monotonic()
+        argv = ["healthcheck", "--port", str(port), "--timeout", "0.5"]
+        assert await asyncio.to_thread(cli.main, argv) == 1
+        assert time.monotonic() - started < 5
+
+
+# --- serve -------------------------------------------------------------------------
+
+
+def wait_healthy(port: int, protocol: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited early:\n{proc.communicate()[1]}"
+        check = run_command("healthcheck", "--port", str(port), "--protocol", protocol)
+        if check.returncode == 0:
+            return
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"server never became healthy:\n{proc.communicate()[1]}")
+
+
+@pytest.mark.parametrize(
+    ("flags", "protocol", "stop_signal"),
+    [
+        ((), "{{ cookiecutter.protocol }}", signal.SIGTERM),
+        (("--protocol", "msgpack", "--resource-model", "1"), "msgpack", signal.SIGINT),
+    ],
+    ids=["defaults-sigterm", "flags-ctrl-c"],
+)
+def test_serve_logs_settings_and_stops_gracefully(
+    flags: tuple[str, ...], protocol: str, stop_signal: signal.Signals
+) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        command("serve", "--host", "127.0.0.1", "--port", str(port), *flags),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(port, protocol, proc)
+        proc.send_signal(stop_signal)
+        _, log = proc.communicate(timeout=STARTUP_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, log
+    assert "starting with settings" in log
+    assert f"port={port}" in log and f"protocol={protocol}" in log
+    if flags:
+        assert "resource_model=per_link" in log
+    assert "Traceback" not in log
+
+
+def test_serve_reports_a_busy_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_command("serve", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert "cannot serve" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- wiring --------------------------------------------------------------------------
+
+
+def test_entry_points_and_help() -> None:
+    assert cli.client_main is client_cli.client_main
+    result = run_command("--help")
+    assert result.returncode == 0
+    for sub in ("serve", "healthcheck", "print-config", "proto"):
+        assert sub in result.stdout
+    version = run_command("--version")
+    assert version.returncode == 0 and version.stdout.startswith("{{ cookiecutter.project_slug }} ")
