@@ -1,0 +1,245 @@
+"""The generated Docker setup, run for real: build, compose up, play, stop.
+
+For each case a repo is baked, its image built (on the local base image when
+this machine cannot pull), and its compose.yaml started with the port
+published on a free 127.0.0.1 port. Once Docker reports the container healthy
+(through `<slug> healthcheck` inside it), the baked repo's own client runs the
+robot flow from the host against the published port. Then compose stops the
+service: the container must exit 0 before the grace period runs out, having
+logged the framework's graceful stop.
+
+Marked `docker`; skipped with the reason when no engine answers (run
+.ci/docker-prep.sh first, as .ci/run does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from docker_support import (
+    LOCAL_BASE_IMAGE,
+    Baked,
+    bake,
+    build_lock,
+    compose_command,
+    compose_duration,
+    docker_unavailable_reason,
+    free_port,
+    host_pip_build_args,
+    image_exists,
+    image_id,
+    run,
+)
+
+yaml = pytest.importorskip("yaml", reason="pyyaml not installed (run .ci/docker-prep.sh)")
+
+pytestmark = pytest.mark.docker
+
+#: (answers, cases id). Different protocols and resource models, and the same
+#: project name so both share the dependency layer of one pyproject.toml.
+CASES = [
+    pytest.param({"protocol": "json", "resource_model": "shared_all"}, id="json-shared_all"),
+    pytest.param({"protocol": "protobuf", "resource_model": "per_link"}, id="protobuf-per_link"),
+]
+PROJECT_NAME = "Dock Smoke"
+HEALTHY_WITHIN = 90.0  # seconds: start_period + a few intervals, with slack for 2 busy cores
+ROBOTS, REQUESTS = 4, 20
+
+
+@dataclass(frozen=True)
+class Engine:
+    compose: list[str]
+    base_image: str | None  # None: the Dockerfile's default base is already local
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    reason = docker_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    compose = compose_command()
+    if compose is None:
+        pytest.skip(
+            "no compose: neither `docker compose` nor docker-compose (run .ci/docker-prep.sh)"
+        )
+    base = os.environ.get("SGS_DOCKER_BASE_IMAGE", LOCAL_BASE_IMAGE)
+    if image_exists(base):
+        return Engine(compose, base)
+    if image_exists("python:3.11-slim-bookworm"):
+        return Engine(compose, "python:3.11-slim-bookworm")
+    pytest.skip(
+        f"no base image: neither {base} nor python:3.11-slim-bookworm is local"
+        " (run .ci/docker-prep.sh)"
+    )
+
+
+def build_image(repo: Baked, tag: str, engine: Engine) -> None:
+    """docker build with the local base and the host's pip index settings."""
+    cmd = ["docker", "build", "--tag", tag]
+    build_args = host_pip_build_args()
+    if engine.base_image:
+        build_args["PYTHON_IMAGE"] = engine.base_image
+    for key, value in build_args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    with build_lock():
+        previous = image_id(tag)
+        run([*cmd, str(repo.path)], timeout=420, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    if previous and previous != image_id(tag):
+        # The tag moved on; drop the old image (its shared layers stay cached).
+        subprocess.run(
+            ["docker", "image", "rm", previous], capture_output=True, timeout=60, check=False
+        )
+
+
+def install_client(repo: Baked, venv: Path) -> Path:
+    """Install the baked repo on the host, the way its README says, into a venv.
+
+    The venv sees the host's site-packages so dependencies already present are
+    not downloaded again.
+    """
+    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], timeout=120)
+    run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(repo.path)],
+        timeout=300,
+    )
+    client = venv / "bin" / f"{repo.slug}-client"
+    assert client.is_file(), f"{client} not installed"
+    return client
+
+
+def inspect(container: str) -> dict:
+    proc = run(["docker", "inspect", container], timeout=30)
+    return json.loads(proc.stdout)[0]
+
+
+@contextlib.contextmanager
+def compose_up(
+    repo: Baked, engine: Engine, env: dict[str, str], project: str
+) -> Iterator[list[str]]:
+    """Start the service; always take it down again (containers and network)."""
+    base = [*engine.compose, "--project-name", project, "--file", "compose.yaml"]
+    try:
+        run([*base, "up", "--detach", "--no-build"], cwd=repo.path, env=env, timeout=180)
+        yield base
+    finally:
+        subprocess.run(
+            [*base, "down", "--remove-orphans", "--timeout", "5"],
+            cwd=repo.path,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def wait_healthy(container: str, deadline: float) -> dict:
+    while True:
+        state = inspect(container)["State"]
+        health = state.get("Health", {}).get("Status")
+        if health == "healthy":
+            return state
+        assert state["Status"] == "running", (
+            f"container ended before healthy: {state}\n{logs(container)}"
+        )
+        assert health != "unhealthy", f"container unhealthy: {state['Health']}\n{logs(container)}"
+        assert time.monotonic() < deadline, (
+            f"not healthy after {HEALTHY_WITHIN}s: {state}\n{logs(container)}"
+        )
+        time.sleep(1.0)
+
+
+def logs(container: str) -> str:
+    proc = subprocess.run(
+        ["docker", "logs", container], capture_output=True, text=True, timeout=60, check=False
+    )
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("answers", CASES)
+def test_compose_service_plays_and_stops_gracefully(
+    answers: dict[str, str], engine: Engine, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    repo = bake(tmp_path / "bake", project_name=PROJECT_NAME, python_version="3.11", **answers)
+    protocol = answers["protocol"]
+    tag = f"sgs-template-test/{repo.slug}:{protocol}"
+    build_image(repo, tag, engine)
+    client = install_client(repo, tmp_path / "venv")
+
+    service = yaml.safe_load((repo.path / "compose.yaml").read_text(encoding="utf-8"))["services"][
+        "game"
+    ]
+    grace = compose_duration(service["stop_grace_period"])
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(repo.prefix)},
+        f"{repo.prefix}IMAGE": tag,
+        f"{repo.prefix}PUBLISHED_ADDRESS": "127.0.0.1",
+        f"{repo.prefix}PUBLISHED_PORT": str(port),
+    }
+    project = re.sub(r"[^a-z0-9]", "", f"sgstest{protocol}{os.getpid()}")
+
+    with compose_up(repo, engine, env, project) as compose:
+        container = run([*compose, "ps", "--quiet", "game"], cwd=repo.path, env=env, timeout=60)
+        container_id = container.stdout.strip()
+        assert container_id, "compose started no `game` container"
+        wait_healthy(container_id, time.monotonic() + HEALTHY_WITHIN)
+
+        uid = run(["docker", "exec", container_id, "id", "-u"], timeout=30).stdout.strip()
+        assert uid != "0", "the server must not run as root"
+
+        # The host's client against the published port: the path a user takes.
+        flow = run(
+            [
+                str(client),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--protocol",
+                protocol,
+                "robots",
+                "--robots",
+                str(ROBOTS),
+                "--requests",
+                str(REQUESTS),
+            ],
+            timeout=120,
+            check=False,
+        )
+        assert flow.returncode == 0, (
+            f"robots failed:\n{flow.stdout}\n{flow.stderr}\n{logs(container_id)}"
+        )
+        errors = re.search(r"^errors\s+(\d+)", flow.stdout, re.MULTILINE)
+        assert errors is None or errors.group(1) == "0", flow.stdout
+
+        stop_started = time.monotonic()
+        run([*compose, "stop"], cwd=repo.path, env=env, timeout=grace + 60)
+        stop_took = time.monotonic() - stop_started
+
+        state = inspect(container_id)
+        output = logs(container_id)
+        assert state["State"]["Status"] == "exited", state["State"]
+        assert state["State"]["ExitCode"] == 0, f"exit {state['State']['ExitCode']}\n{output}"
+        assert not state["State"]["OOMKilled"]
+        assert state["RestartCount"] == 0, "the server crashed and was restarted"
+        assert stop_took < grace, (
+            f"stop took {stop_took:.1f}s: SIGKILL after the {grace}s grace period?"
+        )
+        assert f"protocol={protocol}" in output, (
+            "the baked default protocol did not reach the server"
+        )
+        assert "graceful stop" in output and "stopped" in output, output
+
+    took = time.monotonic() - started
+    print(f"{protocol}: built, served and stopped in {took:.1f}s (stop {stop_took:.1f}s)")
