@@ -105,7 +105,7 @@ class Client:
                     self.connect_timeout,
                 )
                 break
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 if attempt >= retries:
                     raise
                 attempt += 1
@@ -130,10 +130,15 @@ class Client:
             self._transport.close()
             try:
                 await asyncio.wait_for(self._closed.wait(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._transport.abort()
         for task in list(self._tasks):
             task.cancel()
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once the connection is gone (or before the first connect)."""
+        return self._closed
 
     async def wait_closed(self) -> None:
         """Returns when the server (or we) closed the connection."""
@@ -176,7 +181,9 @@ class Client:
         """Send ``msg`` and return its reply; an ``Error`` reply raises :class:`RemoteError`."""
         reply_type = reply or type(msg).__reply__
         if reply_type is None:
-            raise TypeError(f"{type(msg).__name__} declares no reply type; pass reply= or use send()")
+            raise TypeError(
+                f"{type(msg).__name__} declares no reply type; pass reply= or use send()"
+            )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(reply_type.__msg_id__, msg.__msg_id__, future))  # type: ignore[arg-type]
         try:
@@ -184,7 +191,9 @@ class Client:
         except ConnectionError:
             self._pending.pop()
             raise
-        return await asyncio.wait_for(future, timeout if timeout is not None else self.request_timeout)
+        return await asyncio.wait_for(
+            future, timeout if timeout is not None else self.request_timeout
+        )
 
     def keepalive(self, interval: float) -> None:
         """Ping every ``interval`` seconds so the server's idle timeout leaves us open."""
@@ -203,7 +212,7 @@ class Client:
             while self.connected:
                 await asyncio.sleep(interval)
                 await self.ping()
-        except (ConnectionError, asyncio.TimeoutError, RemoteError):
+        except (TimeoutError, ConnectionError, RemoteError):
             return
 
     # -- receiving ----------------------------------------------------------

@@ -60,7 +60,15 @@ class _Task:
 
 
 class LogicWorker(_Task):
-    __slots__ = ("server", "received", "recv_interrupts", "send_interrupts", "active", "busy", "owner")
+    __slots__ = (
+        "server",
+        "received",
+        "recv_interrupts",
+        "send_interrupts",
+        "active",
+        "busy",
+        "owner",
+    )
 
     def __init__(self, server: Server, name: str, owner: Link | None = None) -> None:
         super().__init__(name)
@@ -173,9 +181,7 @@ class LogicWorker(_Task):
         server = self.server
         server.stats.protocol_errors += 1
         msg_id = getattr(exc, "msg_id", 0)
-        log.warning(
-            "link %d: %s", link.id, exc, extra={"link_id": link.id, "msg_id": msg_id}
-        )
+        log.warning("link %d: %s", link.id, exc, extra={"link_id": link.id, "msg_id": msg_id})
         link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
         if server.settings.protocol_error_policy == "close":
             link.close(CloseReason.PROTOCOL_ERROR)
@@ -184,7 +190,9 @@ class LogicWorker(_Task):
         exc = link.decoder.error
         assert exc is not None
         self.server.stats.protocol_errors += 1
-        log.warning("link %d: %s; closing", link.id, exc, extra={"link_id": link.id, "msg_id": exc.msg_id})
+        log.warning(
+            "link %d: %s; closing", link.id, exc, extra={"link_id": link.id, "msg_id": exc.msg_id}
+        )
         link.send(Error(code=exc.code, message=str(exc), msg_id=exc.msg_id))
         link.close(CloseReason.PROTOCOL_ERROR)
 

@@ -115,7 +115,12 @@ class Server:
         self.port: int | None = None
         self._groups: dict[str, Group] = {}
         self._timers: set[Timer] = set()
-        self._hooks: dict[str, list[Hook]] = {"start": [], "stop": [], "connect": [], "disconnect": []}
+        self._hooks: dict[str, list[Hook]] = {
+            "start": [],
+            "stop": [],
+            "connect": [],
+            "disconnect": [],
+        }
         self._ids = itertools.count(1)
         self._table: dict[int, Any] = {}
         self._dispatcher: Dispatcher | None = None
@@ -281,7 +286,9 @@ class Server:
         if self._dispatcher is not None:
             self._dispatcher.detach(link)
         log.debug(
-            "link %d closed: %s", link.id, getattr(link.close_reason, "value", link.close_reason),
+            "link %d closed: %s",
+            link.id,
+            getattr(link.close_reason, "value", link.close_reason),
             extra={"link_id": link.id},
         )
 
@@ -301,9 +308,15 @@ class Server:
                 link.last_seen = now
             elif now - link.last_seen > timeout and link.state is LinkState.OPEN:
                 self.stats.idle_closed += 1
-                log.info("link %d idle for %.1fs, closing", link.id, now - link.last_seen,
-                         extra={"link_id": link.id})
-                link.send(Error(code="idle_timeout", message="no message within idle_timeout", msg_id=0))
+                log.info(
+                    "link %d idle for %.1fs, closing",
+                    link.id,
+                    now - link.last_seen,
+                    extra={"link_id": link.id},
+                )
+                link.send(
+                    Error(code="idle_timeout", message="no message within idle_timeout", msg_id=0)
+                )
                 link.close(CloseReason.IDLE_TIMEOUT)
         if not self._stopping:
             self._schedule_sweep()

@@ -24,7 +24,8 @@ class Message(BaseModel):
     base; it never travels alone.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    # bytes travel as base64 in JSON, as in the protobuf JSON mapping.
+    model_config = ConfigDict(extra="ignore", ser_json_bytes="base64", val_json_bytes="base64")
 
     __msg_id__: ClassVar[int | None] = None
     __reply__: ClassVar[type[Message] | None] = None

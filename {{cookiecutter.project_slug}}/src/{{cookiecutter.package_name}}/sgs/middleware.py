@@ -32,7 +32,9 @@ def _wrap(mw: Middleware, call_next: Handler) -> Handler:
     async def call(ctx: Context, msg: Any) -> Message | None:
         return await mw(ctx, msg, call_next)
 
-    call.__qualname__ = f"{getattr(mw, '__qualname__', mw)}->{getattr(call_next, '__qualname__', '')}"
+    call.__qualname__ = (
+        f"{getattr(mw, '__qualname__', mw)}->{getattr(call_next, '__qualname__', '')}"
+    )
     return call
 
 

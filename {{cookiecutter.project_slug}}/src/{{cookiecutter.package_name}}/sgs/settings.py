@@ -58,7 +58,9 @@ class ServerSettings(BaseSettings):
         ResourceModel.shared_all, description="go-sgs resource model (name or 1-4)."
     )
     logic_workers: PositiveInt = Field(4, description="Logic workers in shared models.")
-    send_workers: PositiveInt = Field(2, description="Writers in model shared_logic_send/shared_all.")
+    send_workers: PositiveInt = Field(
+        2, description="Writers in model shared_logic_send/shared_all."
+    )
     max_frame_size: int = Field(
         64 * 1024, ge=0, le=MAX_FRAME_CEILING, description="Largest accepted TLV value."
     )
@@ -83,7 +85,9 @@ class ServerSettings(BaseSettings):
         "reply", description="Handler raised: reply with Error and keep the link, or close."
     )
     log_level: LogLevel = Field("INFO", description="Root log level.")
-    loop: LoopName = Field("uvloop", description="Event loop; falls back to asyncio without uvloop.")
+    loop: LoopName = Field(
+        "uvloop", description="Event loop; falls back to asyncio without uvloop."
+    )
     backlog: PositiveInt = Field(1024, description="listen() backlog.")
 
     @field_validator("resource_model", mode="before")

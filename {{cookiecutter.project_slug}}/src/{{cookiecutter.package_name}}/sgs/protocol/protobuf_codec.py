@@ -89,7 +89,9 @@ class ProtoSchema:
         for model in self.order:
             other = names.setdefault(model.__name__, model)
             if other is not model:
-                raise TypeError(f"two models are named {model.__name__}; protobuf needs unique names")
+                raise TypeError(
+                    f"two models are named {model.__name__}; protobuf needs unique names"
+                )
         self.file = self._file_proto()
         pool = descriptor_pool.DescriptorPool()
         pool.Add(self.file)
@@ -110,7 +112,9 @@ class ProtoSchema:
             if isinstance(tp, type) and issubclass(tp, BaseModel):
                 self._collect(tp)
                 specs.append(
-                    _Field(name, number, _F.TYPE_MESSAGE, tp.__name__, repeated, optional, tp, False)
+                    _Field(
+                        name, number, _F.TYPE_MESSAGE, tp.__name__, repeated, optional, tp, False
+                    )
                 )
             else:
                 proto_type, spelling, is_enum = _scalar_of(model, name, tp)
