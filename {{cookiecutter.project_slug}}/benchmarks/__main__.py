@@ -30,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _csv(choices: tuple[str, ...]) -> Any:
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
+        bad = [t for t in items if t not in choices and t != "default"]
         if bad:
             raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {', '.join(choices)}")
         return items
@@ -47,8 +47,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--servers", type=_csv((*BASELINES, "framework")), default=[*BASELINES, "framework"]
     )
-    p.add_argument("--models", type=_csv(MODELS), help="framework resource models (default: all)")
-    p.add_argument("--protocols", type=_csv(PROTOCOLS), help="framework protocols (default: all)")
+    p.add_argument(
+        "--models",
+        type=_csv(MODELS),
+        help="framework resource models (default: all; 'default' = the app's configured one)",
+    )
+    p.add_argument(
+        "--protocols",
+        type=_csv(PROTOCOLS),
+        help="framework protocols (default: all; 'default' = the app's configured one)",
+    )
     p.add_argument(
         "--protocol-scenarios",
         type=_csv(tuple(SCENARIOS)),
@@ -112,6 +120,20 @@ def find_framework(args: argparse.Namespace) -> str | None:
     return package
 
 
+def resolve_defaults(args: argparse.Namespace, package: str) -> None:
+    """Replace ``default`` in --models/--protocols with the app's own settings defaults."""
+    if "default" not in (args.models or []) + (args.protocols or []):
+        return
+    settings = __import__(f"{package}.settings", fromlist=["Settings"]).Settings()
+    model = getattr(settings.resource_model, "value", settings.resource_model)
+    if args.models:
+        args.models = list(dict.fromkeys(model if m == "default" else m for m in args.models))
+    if args.protocols:
+        args.protocols = list(
+            dict.fromkeys(settings.protocol if p == "default" else p for p in args.protocols)
+        )
+
+
 async def run_all(cases: list[Case], opts: Options) -> list[dict[str, Any]]:
     rows = []
     for i, case in enumerate(cases, 1):
@@ -140,6 +162,8 @@ def _summary(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     package = find_framework(args)
+    if package is not None:
+        resolve_defaults(args, package)
     cases = plan(args, package is not None)
     if args.list:
         for case in cases:

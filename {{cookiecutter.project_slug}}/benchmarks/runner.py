@@ -189,7 +189,7 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
         await asyncio.gather(*(c.event("ready", setup_timeout) for c in loads))
         pid = server.proc.pid
         if scenario.kind == "idle":
-            row.update(await _idle(server, loads, setup_timeout))
+            row.update(await _idle(server, loads, setup_timeout, scenario.conns))
         else:
             row.update(await _timed(pid, loads, opts))
         if scenario.kind == "room":
@@ -251,15 +251,16 @@ async def _timed(pid: int, loads: list[Child], opts: Options) -> dict[str, Any]:
     return out
 
 
-async def _idle(server: Child, loads: list[Child], timeout: float) -> dict[str, Any]:
+async def _idle(server: Child, loads: list[Child], timeout: float, conns: int) -> dict[str, Any]:
     """RSS before connecting and after every connection pinged once, then ping all again."""
     pid = server.proc.pid
-    await asyncio.sleep(0.3)
+    settle = 0.5 if conns >= 1000 else 0.05  # let a big run's heap and kernel buffers settle
+    await asyncio.sleep(settle)
     before = rss_bytes(pid) or 0
     for c in loads:
         c.say("go")
     pinged = await asyncio.gather(*(c.event("pinged", timeout) for c in loads))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(settle)
     after = rss_bytes(pid) or 0
     for c in loads:
         c.say("go")
