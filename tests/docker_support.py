@@ -58,12 +58,23 @@ def bake(output_dir: Path, **answers: Any) -> Baked:
     from cookiecutter.main import cookiecutter
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    # A private config: parallel workers never share replay files or a user's
+    # ~/.cookiecutterrc.
+    private = output_dir / ".cookiecutter-config"
+    private.mkdir(exist_ok=True)
+    config = private / "cookiecutterrc.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(private / 'cookiecutters'))}\n"
+        f"replay_dir: {json.dumps(str(private / 'replay'))}\n",
+        encoding="utf-8",
+    )
     path = Path(
         cookiecutter(
             str(TEMPLATE_DIR),
             no_input=True,
             extra_context=dict(answers),
             output_dir=str(output_dir),
+            config_file=str(config),
         )
     )
     context = json.loads((path / ".cookiecutter.json").read_text(encoding="utf-8"))

@@ -364,3 +364,12 @@ def test_docker_files_only_when_asked(tmp_path: Path) -> None:
     assert not [name for name in DOCKER_FILES if (without.path / name).exists()]
     with_docker = bake(tmp_path / "with", use_docker=True)
     assert all((with_docker.path / name).is_file() for name in DOCKER_FILES)
+
+
+def test_readme_gives_the_docker_commands_only_with_docker(tmp_path: Path) -> None:
+    with_docker = bake(tmp_path / "with", use_docker=True)
+    readme = (with_docker.path / "README.md").read_text(encoding="utf-8")
+    assert "docker compose up --build" in readme
+    assert re.search(rf"{re.escape(with_docker.slug)}-client robots --host 127\.0\.0\.1", readme)
+    without = bake(tmp_path / "without", use_docker=False)
+    assert "docker compose" not in (without.path / "README.md").read_text(encoding="utf-8")

@@ -198,24 +198,14 @@ def test_compose_service_plays_and_stops_gracefully(
         uid = run(["docker", "exec", container_id, "id", "-u"], timeout=30).stdout.strip()
         assert uid != "0", "the server must not run as root"
 
-        # The host's client against the published port: the path a user takes.
-        flow = run(
-            [
-                str(client),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--protocol",
-                protocol,
-                "robots",
-                "--robots",
-                str(ROBOTS),
-                "--requests",
-                str(REQUESTS),
-            ],
-            timeout=120,
-            check=False,
+        # The host's client against the published port, in the form the
+        # generated README's Docker section gives: `<slug>-client robots --host ...`.
+        command = [str(client), "robots", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--protocol", protocol, "--robots", str(ROBOTS), "--requests", str(REQUESTS)]
+        flow = run(command, timeout=120, check=False)
+        assert not (flow.returncode == 2 and "unrecognized arguments" in flow.stderr), (
+            "the client CLI rejects the README's `robots --host/--port/--protocol` form "
+            f"(connection options must be accepted after the subcommand):\n{flow.stderr}"
         )
         assert flow.returncode == 0, (
             f"robots failed:\n{flow.stdout}\n{flow.stderr}\n{logs(container_id)}"
