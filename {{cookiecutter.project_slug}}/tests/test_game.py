@@ -196,7 +196,7 @@ async def test_same_account_newer_login_replaces_older_link(protocol: str, model
             await old.business(1, 1, 1)
             assert (await new.login("twin")).counter == 1
             await old.wait_closed(TIMEOUT)
-            with pytest.raises(Exception):  # noqa: B017 - any failure: the link is gone
+            with pytest.raises(ConnectionError):
                 await old.business(2, 2, 2)
             await new.business(3, 3, 3)
             joined = await new.join("hall")

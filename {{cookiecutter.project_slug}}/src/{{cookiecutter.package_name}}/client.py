@@ -77,6 +77,7 @@ class GameClient:
         self._error_callbacks: list[Callback[Error]] = []
         self._client.on(RoomMessage, self._dispatch_room_message)
         self._client.on(RoomTick, self._dispatch_room_tick)
+        self._client.on(Error, self._dispatch_error)
 
     # -- connection ---------------------------------------------------------
 
@@ -159,11 +160,19 @@ class GameClient:
         self._room_tick_callbacks.append(callback)
         return callback
 
+    def on_error(self, callback: Callback[Error]) -> Callback[Error]:
+        """Call ``callback(error)`` for an Error that answers no request (a failed SayReq)."""
+        self._error_callbacks.append(callback)
+        return callback
+
     async def _dispatch_room_message(self, msg: RoomMessage) -> None:
         await _fan_out(self._room_message_callbacks, msg)
 
     async def _dispatch_room_tick(self, msg: RoomTick) -> None:
         await _fan_out(self._room_tick_callbacks, msg)
+
+    async def _dispatch_error(self, msg: Error) -> None:
+        await _fan_out(self._error_callbacks, msg)
 
 
 async def _fan_out(callbacks: list[Callback[Any]], msg: Any) -> None:

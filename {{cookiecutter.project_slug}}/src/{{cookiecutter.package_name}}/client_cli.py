@@ -144,6 +144,7 @@ async def cmd_chat(args: argparse.Namespace) -> int:
     account = args.account or f"{getpass.getuser()}-{uuid.uuid4().hex[:4]}"
     async with make_client(args) as client:
         client.on_room_message(lambda msg: print_room_message(msg, sys.stdout))
+        client.on_error(lambda err: print(f"* error: {err.code}: {err.message}", file=sys.stderr))
         if args.ticks:
             client.on_room_tick(lambda msg: print_room_tick(msg, sys.stdout))
         await client.login(account)

@@ -1,7 +1,8 @@
 """Game state owned by one server: counters, who is online, the rooms.
 
-It hangs off the server object rather than living in module globals, so two
-servers in one process (tests start many) never see each other's players.
+It lives in ``server.state`` (the framework's per-server dict) rather than in
+module globals, so two servers in one process (tests start many) never see
+each other's players.
 Every handler and timer runs on the server's event loop, so plain dicts are
 safe: nothing here is touched from another thread.
 """
@@ -13,8 +14,8 @@ from typing import Any
 
 from ..sgs import Group, Link, Server
 
-#: Attribute name the state is stored under on the server.
-STATE_ATTR = "game_state"
+#: Key of the game state in ``server.state``.
+STATE_KEY = "game"
 
 #: Session keys a logged-in link carries.
 ACCOUNT_KEY = "account_id"
@@ -50,10 +51,9 @@ class GameState:
 
 def state_of(server: Server) -> GameState:
     """The server's game state, created the first time a handler asks."""
-    state: GameState | None = getattr(server, STATE_ATTR, None)
+    state = server.state.get(STATE_KEY)
     if state is None:
-        state = GameState()
-        setattr(server, STATE_ATTR, state)
+        state = server.state[STATE_KEY] = GameState()
     return state
 
 
