@@ -44,6 +44,7 @@ class EchoReq(Message, msg_id=1001, reply=EchoResp, catalog=catalog):
 class SlowReq(Message, msg_id=1003, reply=EchoResp, catalog=catalog):
     seq: int
     delay: float
+    pad: str = ""
 
 
 class BoomReq(Message, msg_id=1004, reply=EchoResp, catalog=catalog):

@@ -215,3 +215,32 @@ async def test_group_broadcast_and_hooks(model: str) -> None:
         await asyncio.sleep(0.1)
         assert "room" not in server.groups
     assert events == ["start"] + ["connect"] * 3 + ["disconnect"] * 3 + ["stop"]
+
+
+@pytest.mark.parametrize("model", fwkit.MODELS)
+async def test_fast_sender_is_paused_not_buffered(model: str) -> None:
+    """Inbound flow control: past ``inbound_limit`` queued messages, reading pauses."""
+    async with running_server(
+        fwkit.router, fwkit.catalog, resource_model=model, inbound_limit=8
+    ) as server:
+        async with client(server, "json") as c:
+            # 300 requests of 8 KiB: one read of the server carries a few dozen at most.
+            pad = "p" * 8192
+            pending = [
+                asyncio.ensure_future(c.request(SlowReq(seq=k, delay=0.001, pad=pad)))
+                for k in range(300)
+            ]
+            peak = 0
+            paused = False
+            while not all(p.done() for p in pending):
+                for link in server.links.values():
+                    peak = max(peak, link.inbound)
+                    paused = paused or link.read_paused
+                await asyncio.sleep(0.001)
+            replies = [p.result() for p in pending]
+            assert [r.seq for r in replies] == list(range(300))
+            assert paused
+            # The bound plus what one read carried, never the whole backlog.
+            assert peak <= 8 + 64
+            link = next(iter(server.links.values()))
+            assert not link.read_paused and link.inbound == 0

@@ -42,6 +42,9 @@ class CloseReason(str, enum.Enum):
     SERVER_FULL = "server full"
 
 
+#: Bytes a reader task may have waiting before the link stops reading.
+READ_BACKLOG = 64 * 1024
+
 _OPEN = LinkState.OPEN
 _CLOSING = LinkState.CLOSING
 _CLOSED = LinkState.CLOSED
@@ -72,6 +75,7 @@ class Link(asyncio.Protocol):
         "finalized",
         "dropped",
         "rbuf",
+        "rbuf_bytes",
         "rwaiter",
         "eof",
         "_session",
@@ -103,6 +107,7 @@ class Link(asyncio.Protocol):
         self.finalized = False
         self.dropped = 0
         self.rbuf: list[bytes] | None = None  # set by models with a reader task
+        self.rbuf_bytes = 0
         self.rwaiter: asyncio.Future[None] | None = None
         self.eof = False
         self._session: dict[str, Any] | None = None
@@ -251,6 +256,12 @@ class Link(asyncio.Protocol):
             self.ingest(data)
         else:
             self.rbuf.append(data)
+            self.rbuf_bytes += len(data)
+            # One readiness event may deliver many reads before the reader task
+            # runs; past a bound, stop reading until it has parsed them.
+            if self.rbuf_bytes > READ_BACKLOG and not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
             waiter = self.rwaiter
             if waiter is not None:
                 self.rwaiter = None
@@ -278,7 +289,14 @@ class Link(asyncio.Protocol):
     def inbound_done(self, n: int) -> None:
         """The worker handled ``n`` frames: resume reading below half the bound."""
         self.inbound -= n
-        if self.read_paused and self.inbound <= self.server.settings.inbound_limit // 2:
+        if self.read_paused:
+            self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        if (
+            self.inbound <= self.server.settings.inbound_limit // 2
+            and self.rbuf_bytes <= READ_BACKLOG
+        ):
             self.read_paused = False
             if not self.reading_stopped and self.state is _OPEN:
                 self.transport.resume_reading()
@@ -336,7 +354,10 @@ class Link(asyncio.Protocol):
                 if rbuf:
                     data = rbuf[0] if len(rbuf) == 1 else b"".join(rbuf)
                     rbuf.clear()
+                    self.rbuf_bytes = 0
                     self.ingest(data)
+                    if self.read_paused:
+                        self._maybe_resume()
                 elif self.eof:
                     break
                 else:
