@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from {{ cookiecutter.package_name }}.client import GameClient, RobotReport, run_robots
-from {{ cookiecutter.package_name }}.client_cli import client_main
+from {{ cookiecutter.package_name }}.client_cli import ProgressBar, client_main
 from {{ cookiecutter.package_name }}.handlers import auth, echo, rooms, router, setup
 from {{ cookiecutter.package_name }}.messages import BusinessReq, BusinessResp, RoomMessage
 from {{ cookiecutter.package_name }}.sgs import Context, RemoteError, Router, Server
@@ -184,3 +184,23 @@ async def test_cli_unreachable_server(capsys: pytest.CaptureFixture[str]) -> Non
         port = sock.getsockname()[1]  # bound but not listening: connections are refused
         assert await run_cli("--port", str(port), "--timeout", "1", "ping") == 1
     assert capsys.readouterr().err.startswith(f"error: 127.0.0.1:{port}:")
+
+
+async def test_cli_wrong_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    async with game_server("json") as server:
+        port = str(server.port)
+        assert (
+            await run_cli("--port", port, "--protocol", "msgpack", "--timeout", "0.3", "ping") == 1
+        )
+    assert "does the server speak --protocol msgpack?" in capsys.readouterr().err
+
+
+def test_progress_bar_draws_on_its_stream() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(8, out)
+    bar.advance(2)  # first call draws
+    bar.advance(2)  # within 0.1 s of the last draw: skipped
+    bar.finish()
+    frames = out.getvalue().split("\r")[1:]
+    assert frames[0] == "[" + "#" * 10 + "." * 30 + "] 2/8 requests"
+    assert frames[-1] == "[" + "#" * 20 + "." * 20 + "] 4/8 requests\n"

@@ -12,7 +12,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.client import GameClient, run_robots
 from {{ cookiecutter.package_name }}.handlers import router, setup
-from {{ cookiecutter.package_name }}.messages import RoomMessage, RoomTick
+from {{ cookiecutter.package_name }}.messages import Error, RoomMessage, RoomTick
 from {{ cookiecutter.package_name }}.sgs import RemoteError, Server
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
 from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
@@ -121,7 +121,8 @@ async def test_room_ticks_arrive_on_schedule(protocol: str, model: str) -> None:
         assert all(t.room == "clock" for _, t in ticks)
         assert [t.members for _, t in ticks[:4]] == [1, 1, 1, 1]
         gaps = [b - a for (a, _), (b, _) in zip(ticks[:3], ticks[1:4], strict=True)]
-        assert interval * 0.5 < sum(gaps) / len(gaps) < interval * 4
+        # a loaded machine may stall the loop (the timer then skips): generous upper bound
+        assert interval * 0.5 < sum(gaps) / len(gaps) < interval * 8
 
 
 @MATRIX
@@ -191,11 +192,14 @@ async def test_counter_survives_reconnect(protocol: str, model: str) -> None:
 async def test_same_account_newer_login_replaces_older_link(protocol: str, model: str) -> None:
     async with game_server(protocol, model) as server:
         async with client_for(server, protocol) as old, client_for(server, protocol) as new:
+            notices: list[Error] = []
+            old.on_error(notices.append)
             await old.login("twin")
             await old.join("hall")
             await old.business(1, 1, 1)
             assert (await new.login("twin")).counter == 1
             await old.wait_closed(TIMEOUT)
+            assert [(e.code, e.msg_id) for e in notices] == [("replaced", 0)]
             with pytest.raises(ConnectionError):
                 await old.business(2, 2, 2)
             await new.business(3, 3, 3)

@@ -104,8 +104,14 @@ def client_main(argv: list[str] | None = None) -> int:
         return 130
     except RemoteError as exc:
         print(f"error: the server answered {exc}", file=sys.stderr)
-    except (OSError, TimeoutError, ConnectionError) as exc:
-        print(f"error: {args.host}:{args.port}: {exc or type(exc).__name__}", file=sys.stderr)
+    except TimeoutError:
+        print(
+            f"error: {args.host}:{args.port}: no answer within {args.timeout} s"
+            f" (does the server speak --protocol {args.protocol}?)",
+            file=sys.stderr,
+        )
+    except OSError as exc:  # ConnectionError included
+        print(f"error: {args.host}:{args.port}: {exc}", file=sys.stderr)
     return 1
 
 

@@ -1,15 +1,17 @@
 """Login, logout and the middleware that keeps anonymous links out.
 
-Same account on two links: the newer login wins. The older link is closed
-with reason ``replaced`` and its client sees the connection end; the counter
-belongs to the account, so the new link carries on where the old one stopped.
+Same account on two links: the newer login wins. The older link is sent
+``Error(code="replaced", msg_id=0)`` (msg_id 0: a notice that answers no
+request, as the framework's idle timeout does) and closed, so a client knows
+not to reconnect in a loop. The counter belongs to the account, so the new
+link carries on where the old one stopped.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ..messages import EchoReq, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
+from ..messages import EchoReq, Error, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
 from ..sgs import Context, HandlerError, Link, Message, Router
 from ..sgs.middleware import Handler
 from .rooms import leave_room
@@ -46,6 +48,7 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
     if previous is not None and previous is not ctx.link:
         log.info("%s logged in on link %s: closing link %s", account, ctx.link.id, previous.id)
         forget(state, previous)
+        previous.send(Error(code="replaced", message=f"{account} logged in elsewhere", msg_id=0))
         previous.close("replaced")
     state.online[account] = ctx.link
     ctx.session[ACCOUNT_KEY] = account
