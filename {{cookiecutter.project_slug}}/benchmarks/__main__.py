@@ -76,10 +76,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--room-members", type=int, help="room size (default 200)")
     p.add_argument("--idle-conns", type=int, help="idle connections (default 10000)")
     p.add_argument("--processes", type=int, help="load processes (default: one per load CPU)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each case N times and keep the best (noise only ever slows a case down)",
+    )
     p.add_argument("--logic-workers", type=int, default=4)
     p.add_argument("--send-workers", type=int, default=2)
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the framework server with py-spy during each window; top functions in the report",
+    )
     p.add_argument("--list", action="store_true", help="print the cases and exit")
     return p.parse_args(argv)
 
@@ -120,6 +131,19 @@ def find_framework(args: argparse.Namespace) -> str | None:
     return package
 
 
+def _profile_dir(args: argparse.Namespace) -> Path | None:
+    if not args.profile:
+        return None
+    from . import profile
+
+    if not profile.available():
+        print(
+            "--profile: py-spy not found (pip install py-spy); running without it", file=sys.stderr
+        )
+        return None
+    return args.out / ("profile-" + time.strftime("%Y%m%d-%H%M%S"))
+
+
 def resolve_defaults(args: argparse.Namespace, package: str) -> None:
     """Replace ``default`` in --models/--protocols with the app's own settings defaults."""
     if "default" not in (args.models or []) + (args.protocols or []):
@@ -134,20 +158,50 @@ def resolve_defaults(args: argparse.Namespace, package: str) -> None:
         )
 
 
-async def run_all(cases: list[Case], opts: Options) -> list[dict[str, Any]]:
+async def run_all(cases: list[Case], opts: Options, repeat: int) -> list[dict[str, Any]]:
     rows = []
     for i, case in enumerate(cases, 1):
-        t0 = time.perf_counter()
-        print(
-            f"[{i}/{len(cases)}] {case.scenario.name:22} {case.label:38}",
-            end=" ",
-            file=sys.stderr,
-            flush=True,
-        )
-        row = await run_case(case, opts)
-        rows.append(row)
-        print(_summary(row), f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr, flush=True)
+        tries = []
+        for r in range(repeat):
+            t0 = time.perf_counter()
+            tag = f"[{i}/{len(cases)}]" + (f" #{r + 1}" if repeat > 1 else "")
+            print(
+                f"{tag} {case.scenario.name:22} {case.label:38}",
+                end=" ",
+                file=sys.stderr,
+                flush=True,
+            )
+            tries.append(await run_case(case, opts))
+            print(
+                _summary(tries[-1]),
+                f"({time.perf_counter() - t0:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        rows.append(best_of(tries))
     return rows
+
+
+def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best try (highest msgs/s, lowest p50 for latency, lowest KiB/conn for idle).
+
+    A try with errors or a failure is never "best" over a clean one: a
+    wrong answer must show in the report, so any error is carried over.
+    """
+    bad = [t for t in tries if t.get("errors") or "failed" in t]
+    if bad:
+        return bad[0]
+    scenario = tries[0]["scenario"]
+    if scenario == "idle":
+        best = min(tries, key=lambda t: t["kib_per_conn"] or 0.0)
+    elif scenario.startswith("echo_latency"):
+        best = min(tries, key=lambda t: t["latency_us"]["p50"] or float("inf"))
+    else:
+        best = max(tries, key=lambda t: t["msgs_per_s"])
+    if len(tries) > 1:
+        key = "kib_per_conn" if scenario == "idle" else "msgs_per_s"
+        best = {**best, "repeats": [t.get(key) for t in tries]}
+    return best
 
 
 def _summary(row: dict[str, Any]) -> str:
@@ -177,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         logic_workers=args.logic_workers,
         send_workers=args.send_workers,
         package=package,
+        profile_dir=_profile_dir(args),
     )
     started = time.time()
-    rows = asyncio.run(run_all(cases, opts))
+    rows = asyncio.run(run_all(cases, opts, max(1, args.repeat)))
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "elapsed_s": time.time() - started,
@@ -190,9 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         "placement_same_core": Placement.plan(True, opts.pin).note,
         "logic_workers": opts.logic_workers,
         "send_workers": opts.send_workers,
+        "repeat": max(1, args.repeat),
     }
-    report = render(rows, meta)
-    paths = write_results(args.out, rows, meta, report)
+    try:
+        report = render(rows, meta)
+    except Exception as exc:  # keep the measurements even if the report has a bug
+        report = {"markdown": f"report failed: {exc!r}\n", "targets": [], "machine": {}}
+        raise
+    finally:
+        paths = write_results(args.out, rows, meta, report)
     print(report["markdown"])
     print(f"\nwritten: {', '.join(str(p) for p in paths)}")
     return 1 if any(r.get("errors") for r in rows) else 0

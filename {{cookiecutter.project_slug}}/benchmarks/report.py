@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .profile import markdown as profile_markdown
+
 Row = dict[str, Any]
 LATENCY_SCENARIOS = ("echo_latency", "echo_latency_samecore")
 IDLE_TARGET_CONNS = 10_000
@@ -94,7 +96,8 @@ def ratio(row: Row, base: Row | None, scenario: str) -> float | None:
     if base is None or "msgs_per_s" not in row or "msgs_per_s" not in base:
         return None
     if scenario in LATENCY_SCENARIOS:
-        return _p50(row) / _p50(base) if _p50(base) else None
+        mine, theirs = row["latency_us"]["p50"], base["latency_us"]["p50"]
+        return mine / theirs if mine is not None and theirs else None
     return row["msgs_per_s"] / base["msgs_per_s"] if base["msgs_per_s"] else None
 
 
@@ -384,6 +387,11 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
         samples = [f"{r['label']}: {e}" for r in subset for e in r.get("error_samples", [])]
         if samples:
             md += ["", "errors seen:", *(f"- {s}" for s in samples[:10])]
+    profiled = [r for r in rows if r.get("profile")]
+    if profiled:
+        md += ["", "## Profiles (py-spy, server process, measured window)", ""]
+        for row in profiled:
+            md += [*profile_markdown(row["label"], row["scenario"], row["profile"]), ""]
     return {
         "markdown": "\n".join(md) + "\n",
         "targets": [t.as_dict() for t in targets],

@@ -17,8 +17,10 @@ import sys
 import tempfile
 from array import array
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from . import profile
 from .discover import REPO_ROOT, import_path_env
 from .jobs import LoadJob
 from .limits import cpu_seconds, rss_bytes
@@ -77,12 +79,15 @@ def _prefix(cpus: str | None) -> list[str]:
 class Child:
     """A child process we talk to over stdio lines."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, name: str, log: Any) -> None:
         self.proc = proc
         self.name = name
+        self.log = log
 
     @classmethod
     async def spawn(cls, name: str, cpus: str | None, *args: str) -> Child:
+        """Start ``python *args``; its stderr goes to a file, kept for the report on errors."""
+        log = tempfile.TemporaryFile()
         proc = await asyncio.create_subprocess_exec(
             *_prefix(cpus),
             sys.executable,
@@ -91,9 +96,15 @@ class Child:
             stdout=asyncio.subprocess.PIPE,
             cwd=str(REPO_ROOT),
             env=import_path_env(),
+            stderr=log,
             limit=64 * 1024 * 1024,
         )
-        return cls(proc, name)
+        return cls(proc, name, log)
+
+    def log_tail(self, lines: int = 8) -> list[str]:
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace")
+        return text.splitlines()[-lines:]
 
     async def line(self, timeout: float) -> str:
         assert self.proc.stdout is not None
@@ -123,6 +134,9 @@ class Child:
                     self.proc.kill()
                     await self.proc.wait()
 
+    def close_log(self) -> None:
+        self.log.close()
+
 
 @dataclass
 class Options:
@@ -135,6 +149,7 @@ class Options:
     logic_workers: int = 4
     send_workers: int = 2
     package: str | None = None
+    profile_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,7 +206,13 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
         if scenario.kind == "idle":
             row.update(await _idle(server, loads, setup_timeout, scenario.conns))
         else:
-            row.update(await _timed(pid, loads, opts))
+            spy = None
+            if opts.profile_dir is not None and case.server == "framework" and profile.available():
+                name = f"{scenario.name}-{case.model}-{case.protocol}.txt"
+                spy = opts.profile_dir / name
+            row.update(await _timed(pid, loads, opts, spy))
+            if spy is not None and spy.exists():
+                row["profile"] = profile.summarize(spy)
         if scenario.kind == "room":
             # every SayReq reaches every member, the sender included
             row["missing"] = row["says"] * scenario.conns - row["delivered_total"]
@@ -203,6 +224,10 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
     finally:
         await asyncio.gather(*(c.stop() for c in loads), return_exceptions=True)
         await server.stop()
+        if row.get("errors") or "failed" in row:
+            row["stderr"] = {c.name: c.log_tail() for c in (server, *loads)}
+        for c in (server, *loads):
+            c.close_log()
         for path in files:
             os.unlink(path)
     return row
@@ -215,16 +240,23 @@ def _write_job(job: LoadJob) -> str:
     return path
 
 
-async def _timed(pid: int, loads: list[Child], opts: Options) -> dict[str, Any]:
-    """Go, sample the server's CPU over the window, collect and merge the results."""
+async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) -> dict[str, Any]:
+    """Go, sample the server's CPU over the window, collect and merge the results.
+
+    With ``spy`` set, py-spy samples the server over the window (it perturbs
+    the figures a little; profile in a separate run from the one you quote).
+    """
     for c in loads:
         c.say("go")
     await asyncio.sleep(opts.warmup)
+    spy_proc = await profile.record(pid, opts.duration, spy) if spy is not None else None
     cpu0 = cpu_seconds(pid)
     await asyncio.sleep(opts.duration)
     cpu1 = cpu_seconds(pid)
     limit = opts.warmup + opts.duration + 60
     results = await asyncio.gather(*(c.event("result", limit) for c in loads))
+    if spy_proc is not None:
+        await asyncio.wait_for(spy_proc.wait(), opts.duration + 30)
     samples = array("d")
     worst = 0.0
     for r in results:
