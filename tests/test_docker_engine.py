@@ -197,6 +197,11 @@ def test_compose_service_plays_and_stops_gracefully(
 
         uid = run(["docker", "exec", container_id, "id", "-u"], timeout=30).stdout.strip()
         assert uid != "0", "the server must not run as root"
+        # compose.yaml's healthcheck passed; the image's own HEALTHCHECK (used
+        # by plain `docker run`) must work too, from the container's settings.
+        image_check = inspect(tag)["Config"]["Healthcheck"]["Test"]
+        assert image_check == ["CMD", repo.slug, "healthcheck"], image_check
+        run(["docker", "exec", container_id, *image_check[1:]], timeout=30)
 
         # The host's client against the published port, in the form the
         # generated README's Docker section gives: `<slug>-client robots --host ...`.
