@@ -11,11 +11,34 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from {{ cookiecutter.package_name }}.client import GameClient, RobotReport, run_robots
-from {{ cookiecutter.package_name }}.client_cli import ProgressBar, client_main
-from {{ cookiecutter.package_name }}.handlers import auth, echo, rooms, router, setup
-from {{ cookiecutter.package_name }}.messages import BusinessReq, BusinessResp, RoomMessage
-from {{ cookiecutter.package_name }}.sgs import Context, RemoteError, Router, Server
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+    RobotReport,
+    run_robots,
+)
+from {{ cookiecutter.package_name }}.client_cli import (
+    DEFAULT_PROTOCOL,
+    ProgressBar,
+    client_main,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    auth,
+    echo,
+    rooms,
+    router,
+    setup,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    BusinessReq,
+    BusinessResp,
+    RoomMessage,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Context,
+    RemoteError,
+    Router,
+    Server,
+)
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
@@ -24,12 +47,14 @@ ALL_PROTOCOLS = pytest.mark.parametrize("protocol", list(PROTOCOLS))
 
 
 @contextlib.asynccontextmanager
-async def game_server(protocol: str = "json", app_router: Router = router) -> AsyncIterator[Server]:
+async def game_server(
+    protocol: str = DEFAULT_PROTOCOL, app_router: Router = router
+) -> AsyncIterator[Server]:
     async with running_server(app_router, setup=setup, protocol=protocol) as server:
         yield server
 
 
-def client_for(server: Server, protocol: str = "json") -> GameClient:
+def client_for(server: Server, protocol: str = DEFAULT_PROTOCOL) -> GameClient:
     return GameClient("127.0.0.1", server.port, protocol=protocol, timeout=TIMEOUT)
 
 
@@ -101,7 +126,12 @@ async def test_run_robots_reports_progress() -> None:
     steps: list[int] = []
     async with game_server() as server:
         report = await run_robots(
-            "127.0.0.1", server.port, robots=3, requests=2, progress=steps.append
+            "127.0.0.1",
+            server.port,
+            protocol=server.settings.protocol,
+            robots=3,
+            requests=2,
+            progress=steps.append,
         )
     assert report.ok and report.failures == []
     assert sum(steps) == report.requests == 3 * (2 + 3)
@@ -110,7 +140,9 @@ async def test_run_robots_reports_progress() -> None:
 
 async def test_run_robots_catches_wrong_results() -> None:
     async with game_server(app_router=wrong_business_router()) as server:
-        report = await run_robots("127.0.0.1", server.port, robots=2, requests=3, timeout=2.0)
+        report = await run_robots(
+            "127.0.0.1", server.port, protocol=server.settings.protocol, robots=2, requests=3
+        )
     assert not report.ok
     assert report.errors == 2
     assert all("RobotFailure" in failure and "result=" in failure for failure in report.failures)

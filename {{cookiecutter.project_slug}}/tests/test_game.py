@@ -10,10 +10,23 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from {{ cookiecutter.package_name }}.client import GameClient, run_robots
-from {{ cookiecutter.package_name }}.handlers import router, setup
-from {{ cookiecutter.package_name }}.messages import Error, RoomMessage, RoomTick
-from {{ cookiecutter.package_name }}.sgs import RemoteError, Server
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+    run_robots,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    Error,
+    RoomMessage,
+    RoomTick,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    RemoteError,
+    Server,
+)
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
 from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
 from {{ cookiecutter.package_name }}.sgs.testing import running_server

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from {{ cookiecutter.package_name }} import messages
-from {{ cookiecutter.package_name }}.handlers import router, setup
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
 from {{ cookiecutter.package_name }}.sgs.protocol import render_proto
 from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
 from {{ cookiecutter.package_name }}.sgs.testing import running_server

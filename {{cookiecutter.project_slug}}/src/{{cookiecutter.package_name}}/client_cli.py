@@ -1,4 +1,5 @@
-"""The ``{{ cookiecutter.project_slug }}-client`` command: talk to a running server.
+"""The client command, talking to a running server:
+``{{ cookiecutter.project_slug }}-client``.
 
 Subcommands: ``ping``, ``echo TEXT``, ``login ACCOUNT``, ``chat ROOM`` (lines
 typed are said in the room, pushes are printed, end of input logs out) and
@@ -22,6 +23,7 @@ from .messages import RoomMessage, RoomTick
 from .sgs import RemoteError
 from .sgs.settings import ProtocolName
 
+PROG = "{{ cookiecutter.project_slug }}-client"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = {{ cookiecutter.server_port }}
 DEFAULT_PROTOCOL = "{{ cookiecutter.protocol }}"
@@ -31,7 +33,8 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="{{ cookiecutter.project_slug }}-client", description="Talk to a running game server."
+        prog=PROG,
+        description="Talk to a running game server.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="server address (default %(default)s)")
     parser.add_argument(
@@ -95,7 +98,7 @@ def non_negative(text: str) -> int:
 
 
 def client_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``{{ cookiecutter.project_slug }}-client``; returns the exit code."""
+    """Entry point of the client command (PROG); returns the exit code."""
     args = build_parser().parse_args(argv)
     command: Command = args.func
     try:
