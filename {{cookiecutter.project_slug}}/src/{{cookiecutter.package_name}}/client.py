@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .messages import (
     BusinessReq,
@@ -72,12 +72,6 @@ class GameClient:
         self._client = Client(
             host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout
         )
-        self._room_message_callbacks: list[Callback[RoomMessage]] = []
-        self._room_tick_callbacks: list[Callback[RoomTick]] = []
-        self._error_callbacks: list[Callback[Error]] = []
-        self._client.on(RoomMessage, self._dispatch_room_message)
-        self._client.on(RoomTick, self._dispatch_room_tick)
-        self._client.on(Error, self._dispatch_error)
 
     # -- connection ---------------------------------------------------------
 
@@ -148,38 +142,22 @@ class GameClient:
         self.account_id = None
         await self.wait_closed(self.timeout)
 
-    # -- pushes ---------------------------------------------------------------
+    # -- pushes: the framework client runs sync callbacks in arrival order -----
 
     def on_room_message(self, callback: Callback[RoomMessage]) -> Callback[RoomMessage]:
         """Call ``callback(msg)`` (sync or async) for every RoomMessage pushed to us."""
-        self._room_message_callbacks.append(callback)
+        self._client.on(RoomMessage, callback)
         return callback
 
     def on_room_tick(self, callback: Callback[RoomTick]) -> Callback[RoomTick]:
         """Call ``callback(msg)`` (sync or async) for every RoomTick pushed to us."""
-        self._room_tick_callbacks.append(callback)
+        self._client.on(RoomTick, callback)
         return callback
 
     def on_error(self, callback: Callback[Error]) -> Callback[Error]:
         """Call ``callback(error)`` for an Error that answers no request (a failed SayReq)."""
-        self._error_callbacks.append(callback)
+        self._client.on(Error, callback)
         return callback
-
-    async def _dispatch_room_message(self, msg: RoomMessage) -> None:
-        await _fan_out(self._room_message_callbacks, msg)
-
-    async def _dispatch_room_tick(self, msg: RoomTick) -> None:
-        await _fan_out(self._room_tick_callbacks, msg)
-
-    async def _dispatch_error(self, msg: Error) -> None:
-        await _fan_out(self._error_callbacks, msg)
-
-
-async def _fan_out(callbacks: list[Callback[Any]], msg: Any) -> None:
-    for callback in list(callbacks):
-        result = callback(msg)
-        if result is not None:
-            await result
 
 
 def now_ms() -> int:
@@ -192,7 +170,13 @@ def now_ms() -> int:
 
 @dataclass
 class RobotReport:
-    """What a robot run did; ``ok`` is False on any error or mismatch."""
+    """What a robot run did; ``ok`` is False on any error or mismatch.
+
+    ``errors`` counts failed robots (a robot stops at its first error, whose
+    description lands in ``failures``, the first ten kept); ``requests`` and
+    ``latencies`` cover every answered request; ``pushes`` the RoomMessages
+    received.
+    """
 
     robots: int
     requests: int = 0
@@ -208,7 +192,7 @@ class RobotReport:
 
     @property
     def msgs_per_s(self) -> float:
-        """Requests answered per second of wall time."""
+        """Request/reply round trips per second of wall time."""
         return self.requests / self.elapsed if self.elapsed > 0 else 0.0
 
     def percentile(self, p: float) -> float:
@@ -244,9 +228,24 @@ class RobotFailure(Exception):
 
 
 @dataclass
-class _Run:
-    """Shared bookkeeping of one ``run_robots`` call."""
+class _RobotRoom:
+    """The robots sharing one room: who should be heard, and when all have joined."""
 
+    name: str
+    members: set[str]
+    all_joined: asyncio.Barrier
+
+
+@dataclass
+class _Swarm:
+    """One ``run_robots`` call: its parameters and the shared bookkeeping."""
+
+    host: str
+    port: int
+    protocol: str
+    requests: int
+    timeout: float
+    fresh_accounts: bool
     report: RobotReport
     progress: Callable[[int], None] | None
     max_failures: int = 10
@@ -263,7 +262,54 @@ class _Run:
     def fail(self, robot: str, exc: BaseException) -> None:
         self.report.errors += 1
         if len(self.report.failures) < self.max_failures:
-            self.report.failures.append(f"{robot}: {type(exc).__name__}: {exc}")
+            detail = str(exc) or "no answer in time"
+            self.report.failures.append(f"{robot}: {type(exc).__name__}: {detail}")
+
+    async def robot(self, account: str, room: _RobotRoom, rng: random.Random) -> None:
+        """One robot; any failure is recorded and releases its room-mates."""
+        try:
+            await self._robot_flow(account, room, rng)
+        except Exception as exc:  # every failure counts, none may stop the swarm
+            self.fail(account, exc)
+            await room.all_joined.abort()  # room-mates stop waiting for this robot
+
+    async def _robot_flow(self, account: str, room: _RobotRoom, rng: random.Random) -> None:
+        heard: dict[str, list[RoomMessage]] = {}
+        heard_everyone = asyncio.Event()
+
+        def on_room_message(msg: RoomMessage) -> None:
+            heard.setdefault(msg.sender, []).append(msg)
+            self.report.pushes += 1
+            if heard.keys() >= room.members:
+                heard_everyone.set()
+
+        client = GameClient(self.host, self.port, protocol=self.protocol, timeout=self.timeout)
+        async with client:
+            client.on_room_message(on_room_message)
+            user = await self.timed(client.login(account))
+            if user.account_id != account or (self.fresh_accounts and user.counter != 0):
+                raise RobotFailure(f"login as {account!r} answered {user!r}")
+            for _ in range(self.requests):
+                key = rng.randrange(1 << 31)
+                value1 = rng.randrange(-(1 << 30), 1 << 30)
+                value2 = rng.randrange(-(1 << 30), 1 << 30)
+                resp = await self.timed(client.business(key, value1, value2))
+                if resp.key != key or resp.result != value1 + value2:
+                    raise RobotFailure(
+                        f"business({key}, {value1}, {value2}) answered"
+                        f" key={resp.key} result={resp.result}"
+                    )
+            joined = await self.timed(client.join(room.name))
+            if joined.room != room.name or account not in joined.members:
+                raise RobotFailure(f"join {room.name!r} answered {joined!r}")
+            await asyncio.wait_for(room.all_joined.wait(), self.timeout)
+            await client.say(f"hello from {account}")
+            await asyncio.wait_for(heard_everyone.wait(), self.timeout)
+            for sender in sorted(room.members):
+                expected = [RoomMessage(room=room.name, sender=sender, text=f"hello from {sender}")]
+                if heard.get(sender) != expected:
+                    raise RobotFailure(f"heard {heard.get(sender)} from {sender}, expected it once")
+            await self.timed(client.logout())
 
 
 async def run_robots(
@@ -281,99 +327,35 @@ async def run_robots(
 ) -> RobotReport:
     """Run ``robots`` robots against the server and report.
 
-    Each robot logs in with a unique account, sends ``requests`` business
-    requests and checks every key and result, joins a room shared with up to
-    ``room_size`` robots, says one line once every member has joined, checks it
-    receives each member's line exactly once, and logs out. ``progress(n)`` is
-    called as requests complete (n requests each time).
+    Each robot logs in with a unique account (``<prefix>-<n>``; a random
+    prefix unless given, and then the counter must start at 0), sends
+    ``requests`` business requests checking every key and result, joins a room
+    shared with up to ``room_size`` robots, says one line once every member has
+    joined, checks it hears each member's line exactly once, and logs out.
+    ``progress(n)`` is called as requests complete (n requests each time).
     """
     prefix = account_prefix or f"robot-{uuid.uuid4().hex[:8]}"
-    run = _Run(RobotReport(robots=robots), progress)
+    swarm = _Swarm(
+        host=host,
+        port=port,
+        protocol=protocol,
+        requests=requests,
+        timeout=timeout,
+        fresh_accounts=account_prefix is None,
+        report=RobotReport(robots=robots),
+        progress=progress,
+    )
     rng = random.Random(seed)
-    rooms: list[asyncio.Barrier] = []
+    runs = []
     for first in range(0, robots, room_size):
-        rooms.append(asyncio.Barrier(min(room_size, robots - first)))
-
-    async def robot(index: int) -> None:
-        account = f"{prefix}-{index}"
-        room_index = index // room_size
-        barrier = rooms[room_index]
-        room = f"{prefix}-room-{room_index}"
-        members = {
-            f"{prefix}-{i}"
-            for i in range(room_index * room_size, min(robots, (room_index + 1) * room_size))
-        }
-        try:
-            await _robot_flow(
-                run,
-                account,
-                room,
-                members,
-                barrier,
-                requests,
-                random.Random(rng.random()),
-                host,
-                port,
-                protocol,
-                timeout,
-            )
-        except Exception as exc:  # every failure counts, none may stop the swarm
-            run.fail(account, exc)
-            await barrier.abort()  # release the room-mates instead of letting them wait
-
+        accounts = [f"{prefix}-{i}" for i in range(first, min(robots, first + room_size))]
+        room = _RobotRoom(
+            name=f"{prefix}-room-{first // room_size}",
+            members=set(accounts),
+            all_joined=asyncio.Barrier(len(accounts)),
+        )
+        runs += [swarm.robot(account, room, random.Random(rng.random())) for account in accounts]
     start = time.perf_counter()
-    await asyncio.gather(*(robot(i) for i in range(robots)))
-    run.report.elapsed = time.perf_counter() - start
-    return run.report
-
-
-async def _robot_flow(
-    run: _Run,
-    account: str,
-    room: str,
-    members: set[str],
-    barrier: asyncio.Barrier,
-    requests: int,
-    rng: random.Random,
-    host: str,
-    port: int,
-    protocol: str,
-    timeout: float,
-) -> None:
-    said: dict[str, list[RoomMessage]] = {}
-    all_heard = asyncio.Event()
-
-    def heard(msg: RoomMessage) -> None:
-        said.setdefault(msg.sender, []).append(msg)
-        run.report.pushes += 1
-        if set(said) >= members:
-            all_heard.set()
-
-    async with GameClient(host, port, protocol=protocol, timeout=timeout) as client:
-        client.on_room_message(heard)
-        user = await run.timed(client.login(account))
-        if user.account_id != account:
-            raise RobotFailure(f"logged in as {user.account_id!r}, asked for {account!r}")
-        for _ in range(requests):
-            key = rng.randrange(1 << 31)
-            value1, value2 = rng.randrange(-(1 << 30), 1 << 30), rng.randrange(-(1 << 30), 1 << 30)
-            resp = await run.timed(client.business(key, value1, value2))
-            if resp.key != key or resp.result != value1 + value2:
-                raise RobotFailure(
-                    f"business({key}, {value1}, {value2}) answered"
-                    f" key={resp.key} result={resp.result}"
-                )
-        joined = await run.timed(client.join(room))
-        if joined.room != room or account not in joined.members:
-            raise RobotFailure(
-                f"joined {joined.room!r} with members {joined.members}, expected {room!r}"
-            )
-        await asyncio.wait_for(barrier.wait(), timeout)
-        await client.say(f"hello from {account}")
-        await asyncio.wait_for(all_heard.wait(), timeout)
-        for sender in members:
-            lines = said.get(sender, [])
-            expected = [RoomMessage(room=room, sender=sender, text=f"hello from {sender}")]
-            if lines != expected:
-                raise RobotFailure(f"heard {lines} from {sender}, expected it once")
-        await run.timed(client.logout())
+    await asyncio.gather(*runs)
+    swarm.report.elapsed = time.perf_counter() - start
+    return swarm.report
