@@ -128,3 +128,16 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the long tests (baked-repo installs, Docker engine) first.
+
+    xdist hands out tests in collection order, so a long test collected last
+    would run alone at the end while the other workers sit idle.
+    """
+    items.sort(
+        key=lambda item: (
+            0 if item.get_closest_marker("slow") or item.get_closest_marker("docker") else 1
+        )
+    )
