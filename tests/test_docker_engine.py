@@ -85,21 +85,32 @@ def engine() -> Engine:
 
 
 def build_image(repo: Baked, tag: str, engine: Engine) -> None:
-    """docker build with the local base and the host's pip index settings."""
-    cmd = ["docker", "build", "--tag", tag]
+    """docker build with the local base and the host's pip index settings.
+
+    The builder stage is built and tagged first (`<tag>-builder`): the legacy
+    builder would otherwise leave it behind untagged on every source change,
+    and its layers are the dependency cache the next build reuses. A tag that
+    moves drops its previous image, so repeated runs do not pile up images.
+    """
     build_args = host_pip_build_args()
     if engine.base_image:
         build_args["PYTHON_IMAGE"] = engine.base_image
+    common = ["docker", "build"]
     for key, value in build_args.items():
-        cmd += ["--build-arg", f"{key}={value}"]
+        common += ["--build-arg", f"{key}={value}"]
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     with build_lock():
-        previous = image_id(tag)
-        run([*cmd, str(repo.path)], timeout=420, env={**os.environ, "DOCKER_BUILDKIT": "0"})
-    if previous and previous != image_id(tag):
-        # The tag moved on; drop the old image (its shared layers stay cached).
-        subprocess.run(
-            ["docker", "image", "rm", previous], capture_output=True, timeout=60, check=False
-        )
+        for target, name in (("builder", f"{tag}-builder"), (None, tag)):
+            previous = image_id(name)
+            stage = ["--target", target] if target else []
+            run([*common, *stage, "--tag", name, str(repo.path)], timeout=420, env=env)
+            if previous and previous != image_id(name):
+                subprocess.run(
+                    ["docker", "image", "rm", previous],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
 
 
 def install_client(repo: Baked, venv: Path) -> Path:
