@@ -47,3 +47,21 @@ def rss_bytes(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, stolen) CPU seconds of the whole machine so far, from ``/proc/stat``.
+
+    Busy minus what the server and the load used is work by other processes
+    on these cores; stolen is time the hypervisor gave to other guests. Both
+    make a window slower for reasons that are not the server's, so the report
+    shows them beside each figure.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    steal = fields[7] if len(fields) > 7 else 0
+    return (user + nice + system + irq + softirq) / _CLK_TCK, steal / _CLK_TCK

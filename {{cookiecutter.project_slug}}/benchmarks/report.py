@@ -132,6 +132,8 @@ def _notes(*rows: Row | None) -> str:
             continue
         if r.get("load_saturated"):
             notes.append(f"load generator saturated on {r['label']} (the server may be faster)")
+        if r.get("machine_busy"):
+            notes.append(f"machine busy with other work during {r['label']}")
         if r.get("errors"):
             notes.append(f"{r['errors']} errors on {r['label']}")
     return "; ".join(notes)
@@ -160,7 +162,11 @@ def _ratio_target(
         and not den.get("errors")
     )
     measured = f"{value:.2f}x ({num['label']} vs {den['label']})"
-    return Target(name, required, measured, met, _margin(value, limit, at_least), _notes(num, den))
+    notes = _notes(num, den)
+    a, b = num.get("msgs_per_server_cpu_s"), den.get("msgs_per_server_cpu_s")
+    if at_least and a and b:
+        notes = f"per server CPU-s: {a / b:.2f}x" + (f"; {notes}" if notes else "")
+    return Target(name, required, measured, met, _margin(value, limit, at_least), notes)
 
 
 def _idle_target(rows: list[Row], model: str, limit_kib: float) -> Target:
@@ -295,12 +301,24 @@ def _cpu(row: Row) -> tuple[str, str]:
     return server, load
 
 
+def _other(row: Row) -> str:
+    """CPU used by other processes (and stolen by the hypervisor) during the window."""
+    others, steal = row.get("other_cpu"), row.get("steal_cpu")
+    if others is None:
+        return "-"
+    text = f"{others:.0%}" + (f" +{steal:.0%} steal" if steal else "")
+    return text + (" BUSY" if row.get("machine_busy") else "")
+
+
 def _timed_table(rows: list[Row], scenario: str) -> list[str]:
     latency = scenario in LATENCY_SCENARIOS
     room = scenario.startswith("room")
     unit = "deliveries/s" if room else "msgs/s"
     rx = "p50 ratio (lower is better)" if latency else f"{unit} ratio"
-    head = f"| server | {unit} | p50 us | p90 us | p99 us | max us | x raw | x json | x streams | server CPU | load CPU | errors |"
+    head = (
+        f"| server | {unit} | p50 us | p90 us | p99 us | max us | x raw | x json | x streams "
+        f"| server CPU | {unit[:-2]} per server CPU-s | load CPU | other CPU | errors |"
+    )
     if room:
         head += " says | missing |"
     lines = [f"ratios: {rx}", "", head, "|" + "---|" * (head.count("|") - 1)]
@@ -320,7 +338,9 @@ def _timed_table(rows: list[Row], scenario: str) -> list[str]:
             _f(lat["max"], ".0f"),
             *(_x(ratio(row, bases[b], scenario)) for b in ("raw", "json", "streams")),
             server_cpu,
+            _f(row.get("msgs_per_server_cpu_s")),
             load_cpu,
+            _other(row),
             str(row["errors"]),
         ]
         if room:
@@ -360,6 +380,9 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
         f"send_workers={meta['send_workers']}",
         "- load: separate uvloop processes, raw TLV, every reply verified byte for byte "
         "(id only for pongs and join replies); `SAT` marks a load process at >= 90% of a core",
+        "- `other CPU`: CPU used during the window by processes that are neither the server nor the "
+        "load (plus hypervisor steal); `BUSY` marks a window the rest of the machine disturbed; "
+        "`per server CPU-s` divides the rate by the server's CPU use, a cost measure that noise moves less",
         "",
         "## Targets (issue 6)",
         "",

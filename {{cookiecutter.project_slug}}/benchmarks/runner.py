@@ -23,7 +23,7 @@ from typing import Any
 from . import profile
 from .discover import REPO_ROOT, import_path_env
 from .jobs import LoadJob
-from .limits import cpu_seconds, rss_bytes
+from .limits import cpu_seconds, machine_cpu_seconds, rss_bytes
 from .scenarios import Scenario
 from .workloads import build_jobs, encoder_for
 
@@ -250,9 +250,9 @@ async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) 
         c.say("go")
     await asyncio.sleep(opts.warmup)
     spy_proc = await profile.record(pid, opts.duration, spy) if spy is not None else None
-    cpu0 = cpu_seconds(pid)
+    cpu0, machine0 = cpu_seconds(pid), machine_cpu_seconds()
     await asyncio.sleep(opts.duration)
-    cpu1 = cpu_seconds(pid)
+    cpu1, machine1 = cpu_seconds(pid), machine_cpu_seconds()
     limit = opts.warmup + opts.duration + 60
     results = await asyncio.gather(*(c.event("result", limit) for c in loads))
     if spy_proc is not None:
@@ -265,6 +265,12 @@ async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) 
     window = sum(r["window_s"] for r in results) / len(results)
     completed = sum(r["completed"] for r in results)
     load_cpu = [r["cpu_s"] / r["window_s"] for r in results]
+    server_cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / opts.duration
+    others = steal = None
+    if machine0 is not None and machine1 is not None and server_cpu is not None:
+        busy = (machine1[0] - machine0[0]) / opts.duration
+        others = max(0.0, busy - server_cpu - sum(r["cpu_s"] for r in results) / window)
+        steal = (machine1[1] - machine0[1]) / opts.duration
     out: dict[str, Any] = {
         "completed": completed,
         "window_s": window,
@@ -272,7 +278,11 @@ async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) 
         "latency_us": _percentiles(samples, worst),
         "errors": sum(r["errors"] for r in results),
         "error_samples": [e for r in results for e in r["error_samples"]][:5],
-        "server_cpu": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / opts.duration,
+        "server_cpu": server_cpu,
+        "msgs_per_server_cpu_s": completed / window / server_cpu if server_cpu else None,
+        "other_cpu": others,
+        "steal_cpu": steal,
+        "machine_busy": (others or 0.0) > 0.15 or (steal or 0.0) > 0.1,
         "load_cpu": load_cpu,
         "load_saturated": any(c >= 0.9 for c in load_cpu),
     }
