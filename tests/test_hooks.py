@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,45 @@ def test_post_gen_removes_bytecode_copied_with_the_framework(tmp_path: Path) -> 
     assert (Path(project) / "src" / "my_game_server" / "sgs" / "framework.py").is_file()
     assert not list(Path(project).rglob("__pycache__"))
     assert not list(Path(project).rglob("*.pyc"))
+
+
+def test_a_failing_optional_step_only_warns(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """post_gen never fails the bake: a broken step warns and the others still run."""
+    template = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE_DIR,
+        template,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "tests", "__pycache__"),
+    )
+    # A folder where the answers file should go makes that step raise.
+    blocker = template / "{{cookiecutter.project_slug}}" / ".cookiecutter.json"
+    blocker.mkdir()
+    (blocker / "keep.txt").write_text("in the way\n", encoding="utf-8")
+    project = Path(
+        cookiecutter(
+            str(template),
+            no_input=True,
+            extra_context={"use_docker": False},
+            output_dir=str(tmp_path / "out"),
+            config_file=str(cookiecutter_config(tmp_path / "config")),
+        )
+    )
+    captured = capfd.readouterr()
+    assert "WARNING: post-generation step 'answers file' failed" in captured.err
+    assert "make test" in captured.out  # the steps after it still ran
+    assert not (project / "Dockerfile").exists()  # and so did the ones before
+
+
+def test_hooks_use_only_the_standard_library() -> None:
+    for hook in sorted((TEMPLATE_DIR / "hooks").glob("*.py")):
+        tree = ast.parse(hook.read_text(encoding="utf-8"))
+        modules = {
+            (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        assert modules, hook
+        assert modules <= set(sys.stdlib_module_names) | {"__future__"}, (hook.name, modules)
