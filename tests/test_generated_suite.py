@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,53 @@ def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def readme_robots_command(readme: str, slug: str, port: int) -> list[str]:
+    """The README's first robots command line, pointed at ``port``."""
+    line = next(ln for ln in readme.splitlines() if f"{slug}-client" in ln and "robots" in ln)
+    args = shlex.split(line.strip().strip("`"))
+    assert "--port" in args, line
+    args[args.index("--port") + 1] = str(port)
+    return [*args, "--robots", "3", "--requests", "5"]
+
+
+def serve_and_run_readme_client(repo_path: Path, slug: str, env: dict[str, str]) -> str:
+    """Start `<slug> serve`, run the README's client line against it, SIGTERM, exit 0."""
+    port = free_port()
+    bin_dir = repo_path / ".venv" / "bin"
+    server = subprocess.Popen(
+        [str(bin_dir / slug), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=repo_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = [str(bin_dir / slug), "healthcheck", "--port", str(port)]
+        deadline = time.monotonic() + 30
+        while run(health, cwd=repo_path, env=env).returncode != 0:
+            assert server.poll() is None and time.monotonic() < deadline, "server never healthy"
+            time.sleep(0.3)
+        readme = (repo_path / "README.md").read_text(encoding="utf-8")
+        robots = run(readme_robots_command(readme, slug, port), cwd=repo_path, env=env)
+        assert robots.returncode == 0, robots.stdout + robots.stderr
+        assert "errors 0" in " ".join(robots.stdout.split()), robots.stdout
+        server.send_signal(signal.SIGTERM)
+        log, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, log
+    return log
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "answers", E2E_BAKES, ids=[f"{b['protocol']}-{b['resource_model']}" for b in E2E_BAKES]
@@ -86,6 +138,11 @@ def test_baked_repo_installs_and_passes_its_own_tests(
     assert settings["port"]["value"] == int(repo.context["server_port"])
     assert settings["logic_workers"]["value"] == int(repo.context["logic_workers"])
     assert settings["send_workers"]["value"] == int(repo.context["send_workers"])
+
+    # The README's way to talk to it works against the installed server.
+    log = serve_and_run_readme_client(repo.path, repo.context["project_slug"], env)
+    assert f"protocol={answers['protocol']}" in log
+    assert f"resource_model={answers['resource_model']}" in log
 
     result = run(["make", "test"], cwd=repo.path, env=env, timeout=TEST_TIMEOUT)
     output = result.stdout + result.stderr
