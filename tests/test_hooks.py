@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEMPLATE_DIR, bake, cookiecutter_config
+from conftest import TEMPLATE_DIR, bake, cookiecutter_config, run
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
@@ -198,3 +199,41 @@ def test_hooks_use_only_the_standard_library() -> None:
         }
         assert modules, hook
         assert modules <= set(sys.stdlib_module_names) | {"__future__"}, (hook.name, modules)
+
+
+def test_command_line_key_value_answers(tmp_path: Path) -> None:
+    """The README's `cookiecutter --no-input key=value` form, through the real CLI."""
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            "--config-file",
+            str(cookiecutter_config(tmp_path / "config")),
+            str(TEMPLATE_DIR),
+            "project_name=Space Arena",
+            "protocol=protobuf",
+            "resource_model=per_link",
+            "use_docker=false",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    repo = tmp_path / "space-arena"
+    answers = json.loads((repo / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["use_docker"] is False
+    assert (answers["protocol"], answers["resource_model"]) == ("protobuf", "per_link")
+    assert not (repo / "Dockerfile").exists()
+    assert "cd space-arena && make run" in result.stdout
+
+    refused = run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(tmp_path)]
+        + ["--config-file", str(cookiecutter_config(tmp_path / "config")), str(TEMPLATE_DIR)]
+        + ["project_slug=bad slug"],
+        cwd=tmp_path,
+    )
+    assert refused.returncode != 0
+    assert "project_slug 'bad slug' must not contain spaces" in refused.stderr
