@@ -159,27 +159,26 @@ def resolve_defaults(args: argparse.Namespace, package: str) -> None:
 
 
 async def run_all(cases: list[Case], opts: Options, repeat: int) -> list[dict[str, Any]]:
-    rows = []
-    for i, case in enumerate(cases, 1):
-        tries = []
-        for r in range(repeat):
+    """Run every case ``repeat`` times, round-robin, so a burst of noise hits each case once."""
+    tries: list[list[dict[str, Any]]] = [[] for _ in cases]
+    for r in range(repeat):
+        for i, case in enumerate(cases):
             t0 = time.perf_counter()
-            tag = f"[{i}/{len(cases)}]" + (f" #{r + 1}" if repeat > 1 else "")
+            tag = f"[{i + 1}/{len(cases)}]" + (f" #{r + 1}" if repeat > 1 else "")
             print(
                 f"{tag} {case.scenario.name:22} {case.label:38}",
                 end=" ",
                 file=sys.stderr,
                 flush=True,
             )
-            tries.append(await run_case(case, opts))
+            tries[i].append(await run_case(case, opts))
             print(
-                _summary(tries[-1]),
+                _summary(tries[i][-1]),
                 f"({time.perf_counter() - t0:.1f}s)",
                 file=sys.stderr,
                 flush=True,
             )
-        rows.append(best_of(tries))
-    return rows
+    return [best_of(t) for t in tries]
 
 
 def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
