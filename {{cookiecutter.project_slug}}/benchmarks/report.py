@@ -376,6 +376,14 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     """The report as markdown, plus the structured pieces for the JSON file."""
     info = machine()
     targets = evaluate(rows)
+    for row in rows:  # the JSON carries the same ratios as the tables
+        scenario = row["scenario"]
+        if scenario != "idle" and "failed" not in row:
+            row["ratio_metric"] = "p50 latency" if scenario in LATENCY_SCENARIOS else "msgs/s"
+            row["ratios"] = {
+                b: ratio(row, baseline(rows, scenario, b), scenario)
+                for b in ("raw", "json", "streams")
+            }
     md = [
         "# Benchmark report",
         "",
