@@ -19,7 +19,11 @@ from {{ cookiecutter.package_name }}.sgs import (
     Message,
     Router,
 )
-from {{ cookiecutter.package_name }}.sgs.builtins import Error, PingReq, PongResp
+from {{ cookiecutter.package_name }}.sgs.builtins import (
+    Error,
+    PingReq,
+    PongResp,
+)
 
 catalog = Catalog([PingReq, PongResp, Error])
 MODELS = ["per_link", "shared_logic", "shared_logic_send", "shared_all"]

@@ -202,6 +202,19 @@ async def test_cli_robots(capsys: pytest.CaptureFixture[str]) -> None:
     assert "#" not in out.err, "no progress bar when stderr is not a terminal"
 
 
+async def test_cli_connection_options_after_the_subcommand(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`<slug>-client robots --host H --port P`, the order the README shows."""
+    async with game_server() as server:
+        port = str(server.port)
+        argv = ["robots", "--host", "127.0.0.1", "--port", port, "--robots", "2"]
+        assert await run_cli(*argv, "--requests", "2") == 0
+        assert await run_cli("--port", "1", "ping", "--port", port) == 0
+    out = capsys.readouterr().out
+    assert "robots     2" in out and "errors     0" in out and "pong from 127.0.0.1" in out
+
+
 async def test_cli_robots_fail_on_mismatch(capsys: pytest.CaptureFixture[str]) -> None:
     async with game_server(app_router=wrong_business_router()) as server:
         port = str(server.port)

@@ -13,7 +13,11 @@ from pydantic import BaseModel
 
 import fwkit
 from {{ cookiecutter.package_name }} import messages
-from {{ cookiecutter.package_name }}.sgs import DecodeError, UnknownMessageError, get_codec
+from {{ cookiecutter.package_name }}.sgs import (
+    DecodeError,
+    UnknownMessageError,
+    get_codec,
+)
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from {{ cookiecutter.package_name }}.sgs import FrameDecoder, FrameTooLargeError, encode_frame
+from {{ cookiecutter.package_name }}.sgs import (
+    FrameDecoder,
+    FrameTooLargeError,
+    encode_frame,
+)
 
 LIMIT = 4096
 frames_st = st.lists(

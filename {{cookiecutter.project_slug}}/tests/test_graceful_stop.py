@@ -13,7 +13,12 @@ import pytest
 
 import fwkit
 from fwkit import EchoReq, SlowReq
-from {{ cookiecutter.package_name }}.sgs import Client, CloseReason, Link, Server
+from {{ cookiecutter.package_name }}.sgs import (
+    Client,
+    CloseReason,
+    Link,
+    Server,
+)
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 SERVER_SCRIPT = textwrap.dedent(

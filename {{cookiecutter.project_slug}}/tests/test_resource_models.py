@@ -9,7 +9,14 @@ import pytest
 
 import fwkit
 from fwkit import EchoReq, EchoResp, SlowReq
-from {{ cookiecutter.package_name }}.sgs import Client, Context, Link, Message, Router, Server
+from {{ cookiecutter.package_name }}.sgs import (
+    Client,
+    Context,
+    Link,
+    Message,
+    Router,
+    Server,
+)
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 CLIENTS = 24

@@ -36,38 +36,39 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Talk to a running game server.",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help="server address (default %(default)s)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)"
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=get_args(ProtocolName),
-        default=DEFAULT_PROTOCOL,
-        help="wire protocol, must match the server's (default %(default)s)",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds per request (default %(default)s)"
-    )
+    add_connection_options(parser, with_defaults=True)
+    # The same options after the subcommand (`robots --host H`), as the README shows.
+    connection = argparse.ArgumentParser(add_help=False)
+    add_connection_options(connection, with_defaults=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("ping", help="measure the round trip").set_defaults(func=cmd_ping)
+    sub.add_parser("ping", parents=[connection], help="measure the round trip").set_defaults(
+        func=cmd_ping
+    )
 
-    echo = sub.add_parser("echo", help="have the server echo TEXT")
+    echo = sub.add_parser("echo", parents=[connection], help="have the server echo TEXT")
     echo.add_argument("text", metavar="TEXT")
     echo.set_defaults(func=cmd_echo)
 
-    login = sub.add_parser("login", help="log in as ACCOUNT, show its counter, log out")
+    login = sub.add_parser(
+        "login", parents=[connection], help="log in as ACCOUNT, show its counter, log out"
+    )
     login.add_argument("account", metavar="ACCOUNT")
     login.set_defaults(func=cmd_login)
 
-    chat = sub.add_parser("chat", help="chat in ROOM: typed lines are said, end of input logs out")
+    chat = sub.add_parser(
+        "chat",
+        parents=[connection],
+        help="chat in ROOM: typed lines are said, end of input logs out",
+    )
     chat.add_argument("room", metavar="ROOM")
     chat.add_argument("--account", help="account to log in as (default: $USER and a suffix)")
     chat.add_argument("--ticks", action="store_true", help="print the room's RoomTick pushes too")
     chat.set_defaults(func=cmd_chat)
 
-    robots = sub.add_parser("robots", help="run the robot swarm and print a summary")
+    robots = sub.add_parser(
+        "robots", parents=[connection], help="run the robot swarm and print a summary"
+    )
     robots.add_argument("--robots", type=positive, default=10, help="robots (default %(default)s)")
     robots.add_argument(
         "--requests",
@@ -81,6 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
     robots.add_argument("--seed", type=int, help="random seed for the request values")
     robots.set_defaults(func=cmd_robots)
     return parser
+
+
+def add_connection_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
+    """Where to connect; subcommands repeat these without defaults so they only override."""
+
+    def default(value: Any) -> Any:
+        return value if with_defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--host", default=default(DEFAULT_HOST), help=f"server address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=default(DEFAULT_PORT),
+        help=f"server port (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=get_args(ProtocolName),
+        default=default(DEFAULT_PROTOCOL),
+        help=f"wire protocol, must match the server's (default {DEFAULT_PROTOCOL})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default(5.0),
+        help="seconds per request (default 5.0)",
+    )
 
 
 def positive(text: str) -> int:

@@ -156,7 +156,7 @@ class ProtoSchema:
             msg_id = getattr(model, "__msg_id__", None)
             if msg_id is not None:
                 lines.append(f"// msg_id = {msg_id}")
-            lines.append(f"message {model.__name__} {{")
+            lines.append("message " + model.__name__ + " {")
             for spec in self.fields[model]:
                 label = "repeated " if spec.repeated else "optional " if spec.optional else ""
                 lines.append(f"  {label}{spec.type_name} {spec.name} = {spec.number};")
