@@ -20,13 +20,24 @@ __all__ = ["ROOM_TICK_INTERVAL", "GameState", "router", "setup", "state_of"]
 #: Seconds between two RoomTick pushes.
 ROOM_TICK_INTERVAL = 1.0
 
+# Open to anonymous links: log in and out, echo (and PingReq, answered by the
+# framework itself).
+public = Router()
+public.include(auth.router)
+public.include(echo.router)
+
+# Everything else needs a login. Middleware runs in the order it is added, the
+# first one outermost: time every call (the rejected ones too), then keep
+# anonymous links out. Only these handlers pay for the two wrappers.
+members = Router()
+members.use(timing_middleware())
+members.use(auth.require_login)
+members.include(business.router)
+members.include(rooms.router)
+
 router = Router()
-# Middleware runs in this order, the first one outermost: time every call
-# (including the rejected ones), then keep anonymous links out.
-router.use(timing_middleware())
-router.use(auth.require_login)
-for _module in (auth, business, echo, rooms):
-    router.include(_module.router)
+router.include(public)
+router.include(members)
 
 
 def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .builtins import Error
-from .errors import DecodeError, HandlerError, ProtocolError, UnknownMessageError
+from .errors import HandlerError, ProtocolError, UnknownMessageError
 from .link import CloseReason, Link, LinkState
 from .settings import ResourceModel
 
@@ -115,12 +115,15 @@ class LogicWorker(_Task):
             if received:
                 link, frames = received.popleft()
                 self.busy = True
-                if frames is None:
-                    self._broken_stream(link)
-                elif frames is CONNECTED:
-                    await server._run_hooks("connect", link)
-                else:
-                    await handle(link, frames)
+                try:
+                    if frames is None:
+                        self._broken_stream(link)
+                    elif frames is CONNECTED:
+                        await server._run_hooks("connect", link)
+                    else:
+                        await handle(link, frames)
+                except Exception:  # a framework bug must not stop the other links
+                    log.exception("%s: failed on link %d", self.name, link.id)
                 self.busy = False
             elif recv_int:
                 await server._finalize(recv_int.popleft())
@@ -138,8 +141,8 @@ class LogicWorker(_Task):
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
         server = self.server
         table = server._table
-        codec = server.codec
-        decode = codec.decode_value
+        encode = server.codec.encode_frame
+        write = link.write_frame
         ctx = link.ctx
         for msg_id, payload in frames:
             if link.state is not _OPEN:
@@ -148,22 +151,24 @@ class LogicWorker(_Task):
             if entry is None:
                 self._protocol_error(link, self._unroutable(msg_id))
                 continue
-            msg_type, handler = entry
+            msg_type, decode, handler = entry
             try:
-                msg = decode(msg_type, payload)
-            except Exception as exc:
-                self._protocol_error(link, DecodeError(msg_id, codec.name, _reason(exc)))
-                continue
+                msg = decode(payload)
+            except Exception:
+                try:  # the codec's full path: edge cases, and a typed error
+                    msg = server.codec.decode(msg_id, payload)
+                except ProtocolError as exc:
+                    self._protocol_error(link, exc)
+                    continue
             ctx.msg_id = msg_id
             try:
                 resp = await handler(ctx, msg)
+                if resp is not None:
+                    write(encode(resp))
             except HandlerError as exc:
                 link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
             except Exception:
                 self._handler_crashed(link, msg_id)
-            else:
-                if resp is not None:
-                    link.send(resp)
             if link.pending_close is not None:
                 link.close(link.pending_close)
         server.stats.frames_in += len(frames)
@@ -334,8 +339,3 @@ class Dispatcher:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -170,7 +170,11 @@ class Server:
         """Bind and serve in the background; ``port`` holds the bound port after this."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._table = self.router.compile()
+        codec = self.codec
+        self._table = {
+            msg_id: (msg_type, codec.fast_decoder(msg_type), handler)
+            for msg_id, (msg_type, handler) in self.router.compile().items()
+        }
         self._dispatcher = Dispatcher(self)
         self._dispatcher.start()
         await self._run_hooks("start", self)

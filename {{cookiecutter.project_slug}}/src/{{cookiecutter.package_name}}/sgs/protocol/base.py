@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..connector import HEADER
@@ -30,6 +31,14 @@ class Codec:
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def fast_decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
+        """A callable for the hot path; it may raise anything on bad input.
+
+        Callers fall back to :meth:`decode` on failure, which handles the edge
+        cases (empty values) and turns errors into :class:`DecodeError`.
+        """
+        return lambda data: self.decode_value(cls, data)
 
     def encode_frame(self, msg: Message) -> bytes:
         """Header and value as one bytes object, ready for ``transport.write``."""
