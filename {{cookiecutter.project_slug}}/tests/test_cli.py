@@ -14,14 +14,30 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import cli, client_cli
-from {{ cookiecutter.package_name }}.handlers import router, setup
-from {{ cookiecutter.package_name }}.messages import catalog
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings
-from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }} import (
+    cli,
+    client_cli,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    catalog,
+)
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+    Settings,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    PROTOCOLS,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 PACKAGE = "{{ cookiecutter.package_name }}"
+SLUG = "{{ cookiecutter.project_slug }}"
 STARTUP_TIMEOUT = 20.0
 
 
@@ -236,4 +252,4 @@ def test_entry_points_and_help() -> None:
     for sub in ("serve", "healthcheck", "print-config", "proto"):
         assert sub in result.stdout
     version = run_command("--version")
-    assert version.returncode == 0 and version.stdout.startswith("{{ cookiecutter.project_slug }} ")
+    assert version.returncode == 0 and version.stdout.startswith(f"{SLUG} ")

@@ -17,7 +17,9 @@ from {{ cookiecutter.package_name }}.settings import (
     load_with_origins,
     resolve_config_file,
 )
-from {{ cookiecutter.package_name }}.sgs import ResourceModel
+from {{ cookiecutter.package_name }}.sgs import (
+    ResourceModel,
+)
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "server.example.toml"
 
