@@ -99,9 +99,10 @@ def main() -> int:
     if run_shown(["make", "install"], cwd=project, env=quiet, timeout=900) != 0:
         return fail("make install failed in the baked repo")
     bin_dir = project / ".venv" / "bin"
-    client = [str(bin_dir / f"{slug}-client"), "--host", "127.0.0.1"]
-
     port = free_port()
+    client = str(bin_dir / f"{slug}-client")
+    target = ["--host", "127.0.0.1", "--port", str(port)]
+
     step(f"start the server: {slug} serve --host 127.0.0.1 --port {port}")
     log_path = OUT / "server.log"
     with log_path.open("wb") as log:
@@ -118,7 +119,9 @@ def main() -> int:
 
         step("talk to it: ping, echo, then the robot flow")
         for args in (["ping"], ["echo", "hello from make demo"], ROBOTS):
-            if run_shown([*client, "--port", str(port), *args], cwd=project, env=env) != 0:
+            # `<slug>-client robots --host H --port P ...`, the README's form
+            command = [client, args[0], *target, *args[1:]]
+            if run_shown(command, cwd=project, env=env) != 0:
                 return fail(f"{slug}-client {args[0]} failed")
 
         step("stop the server with SIGTERM")

@@ -210,7 +210,7 @@ def test_combination_bakes_clean(tmp_path: Path, answers: dict[str, Any]) -> Non
         assert (repo.path / name).exists() is answers["use_docker"], name
     readme = repo.read("README.md")
     assert ("docker compose up --build" in readme) is answers["use_docker"]
-    assert f"{repo.context['project_slug']}-client --host 127.0.0.1 robots" in readme
+    assert f"{repo.context['project_slug']}-client robots --host 127.0.0.1" in readme
 
     license_text = repo.read("LICENSE")
     assert LICENSE_MARKERS[answers["license"]] in license_text
