@@ -60,7 +60,7 @@ class FrameDecoder:
             tail += data
             if len(tail) < self._need:
                 return []
-            buf: bytes | bytearray = tail
+            buf = bytes(tail)  # one copy; every slice below is then a plain bytes slice
         else:
             buf = data
         frames: list[Frame] = []
@@ -81,11 +81,12 @@ class FrameDecoder:
             if end > size:
                 need = end - off
                 break
-            append((msg_id, bytes(buf[off + HEADER_SIZE : end])))
+            append((msg_id, buf[off + HEADER_SIZE : end]))
             off = end
-        if buf is tail:
-            del tail[:off]
-        elif off < size:
-            self._tail = bytearray(buf[off:]) if off else bytearray(buf)
+        if off == size:
+            if tail:
+                self._tail = bytearray()
+        elif off or not tail:
+            self._tail = bytearray(buf[off:])
         self._need = need if need else HEADER_SIZE
         return frames

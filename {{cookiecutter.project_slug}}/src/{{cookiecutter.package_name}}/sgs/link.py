@@ -74,6 +74,7 @@ class Link(asyncio.Protocol):
         "interrupted",
         "finalized",
         "dropped",
+        "send_limit",
         "rbuf",
         "rbuf_bytes",
         "rwaiter",
@@ -106,6 +107,7 @@ class Link(asyncio.Protocol):
         self.interrupted = False
         self.finalized = False
         self.dropped = 0
+        self.send_limit = server.settings.send_buffer_size
         self.rbuf: list[bytes] | None = None  # set by models with a reader task
         self.rbuf_bytes = 0
         self.rwaiter: asyncio.Future[None] | None = None
@@ -153,17 +155,17 @@ class Link(asyncio.Protocol):
 
     def write_frame(self, frame: bytes) -> bool:
         """Queue one encoded frame on the send side, enforcing its byte bound."""
-        if self.state >= _CLOSED or self.transport is None:
+        if self.state is _CLOSED or self.writer is None:
             return False
-        if self.write_paused or self.out_bytes:
-            limit = self.server.settings.send_buffer_size
-            if self.out_bytes + len(frame) > limit:
-                return self._overflow(len(frame))
+        size = len(frame)
+        queued = self.out_bytes
+        if (queued or self.write_paused) and queued + size > self.send_limit:
+            return self._overflow(size)
         self.out.append(frame)
-        self.out_bytes += len(frame)
+        self.out_bytes = queued + size
         if not self.scheduled:
             self.scheduled = True
-            self.writer.schedule(self)  # type: ignore[union-attr]
+            self.writer.schedule(self)
         return True
 
     def close(self, reason: CloseReason | str = CloseReason.LOCAL) -> None:
@@ -212,7 +214,7 @@ class Link(asyncio.Protocol):
         log.warning(
             "link %d: send side over %d bytes, closing",
             self.id,
-            self.server.settings.send_buffer_size,
+            self.send_limit,
             extra={"link_id": self.id},
         )
         self.close(CloseReason.SEND_OVERFLOW)

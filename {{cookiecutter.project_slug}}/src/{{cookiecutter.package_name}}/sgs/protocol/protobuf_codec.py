@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -177,6 +178,33 @@ class ProtobufCodec(Codec):
         self.schema = ProtoSchema(catalog, package)
         self._classes = self.schema.classes
         self._fields = self.schema.fields
+        # Models made of plain scalars (and lists of them) skip the generic walk:
+        # their pydantic __dict__ is already the protobuf constructor's kwargs.
+        self._flat: dict[type[BaseModel], tuple[tuple[str, ...], tuple[str, ...]]] = {
+            model: (
+                tuple(f.name for f in fields if not f.repeated),
+                tuple(f.name for f in fields if f.repeated),
+            )
+            for model, fields in self._fields.items()
+            if all(f.nested is None and not f.is_enum and not f.optional for f in fields)
+        }
+
+    def fast_decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
+        flat = self._flat.get(cls)
+        if flat is None:
+            return super().fast_decoder(cls)
+        scalars, repeated = flat
+        parse = self._classes[cls].FromString
+        validate = cls.__pydantic_validator__.validate_python
+
+        def decode(data: bytes) -> Message:
+            pb = parse(data)
+            values = {name: getattr(pb, name) for name in scalars}
+            for name in repeated:
+                values[name] = list(getattr(pb, name))
+            return validate(values)
+
+        return decode
 
     def _to_pb(self, obj: BaseModel) -> Any:
         kwargs: dict[str, Any] = {}
@@ -209,6 +237,9 @@ class ProtobufCodec(Codec):
         return out
 
     def encode_value(self, msg: Message) -> bytes:
+        cls = type(msg)
+        if cls in self._flat:
+            return self._classes[cls](**msg.__dict__).SerializeToString()
         return self._to_pb(msg).SerializeToString()
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
