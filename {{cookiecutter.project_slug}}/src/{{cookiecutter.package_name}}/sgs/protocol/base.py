@@ -2,22 +2,51 @@
 
 from __future__ import annotations
 
+import abc
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel
 
 from ..connector import HEADER
 from ..errors import DecodeError, UnknownMessageError
 from ..message import Catalog, Message
 
 _pack_header = HEADER.pack
+_SCALARS = (str, int, float, bool, bytes)
 
 
-class Codec:
+def is_plain(model: type[BaseModel], allow_optional: bool = True) -> bool:
+    """True when every field is a scalar or a list of scalars.
+
+    For such a model the instance ``__dict__`` already is the document a
+    codec writes, so the hot path can skip pydantic's serializer.
+    """
+    for info in model.model_fields.values():
+        tp: Any = info.annotation
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if not allow_optional or len(args) != 1:
+                return False
+            tp = args[0]
+            origin = typing.get_origin(tp)
+        if origin is list:
+            (tp,) = typing.get_args(tp) or (str,)
+        if tp not in _SCALARS:
+            return False
+    return True
+
+
+class Codec(abc.ABC):
     """Encodes and decodes the messages of one catalogue.
 
-    Subclasses implement :meth:`encode_value` and :meth:`decode_value`; the
-    framing helpers and the typed errors live here so every codec reports an
-    unknown id or an undecodable value the same way.
+    Subclasses implement :meth:`encode_value` and :meth:`decode_value`, and may
+    offer faster :meth:`encode_frame` / :meth:`fast_decoder` for the hot path;
+    the typed errors live here so every codec reports an unknown id or an
+    undecodable value the same way.
     """
 
     name = "abstract"
@@ -26,11 +55,13 @@ class Codec:
         self.catalog = catalog
         self._by_id = {cls.__msg_id__: cls for cls in catalog}
 
+    @abc.abstractmethod
     def encode_value(self, msg: Message) -> bytes:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The value bytes of ``msg``."""
 
+    @abc.abstractmethod
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """``cls`` from value bytes; may raise anything on bad input."""
 
     def fast_decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
         """A callable for the hot path; it may raise anything on bad input.

@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgpack
 
-from ..message import Message
-from .base import Codec
+from ..connector import HEADER
+from ..message import Catalog, Message
+from .base import Codec, is_plain
+
+_pack_header = HEADER.pack
 
 
 class MsgpackCodec(Codec):
     name = "msgpack"
 
-    def __init__(self, catalog) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, catalog: Catalog) -> None:
         super().__init__(catalog)
         self._packb = msgpack.Packer(use_bin_type=True).pack
+        self._plain = {cls for cls in catalog if is_plain(cls)}
+
+    def _document(self, msg: Message) -> object:
+        if type(msg) in self._plain:
+            return msg.__dict__
+        return msg.__pydantic_serializer__.to_python(msg)
 
     def encode_value(self, msg: Message) -> bytes:
-        return self._packb(msg.__pydantic_serializer__.to_python(msg))
+        return self._packb(self._document(msg))
+
+    def encode_frame(self, msg: Message) -> bytes:
+        if type(msg) in self._plain:
+            value = self._packb(msg.__dict__)
+        else:
+            value = self._packb(msg.__pydantic_serializer__.to_python(msg))
+        return _pack_header(msg.__msg_id__, len(value)) + value
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
         if not data:
             return cls.__pydantic_validator__.validate_python({})
-        return cls.__pydantic_validator__.validate_python(msgpack.unpackb(data, raw=False))
+        return cls.__pydantic_validator__.validate_python(msgpack.unpackb(data))
+
+    def fast_decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
+        validate = cls.__pydantic_validator__.validate_python
+        unpackb = msgpack.unpackb
+        return lambda data: validate(unpackb(data))
