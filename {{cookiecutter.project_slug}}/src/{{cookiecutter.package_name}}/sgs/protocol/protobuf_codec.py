@@ -201,13 +201,12 @@ class ProtobufCodec(Codec):
         # Generated once per message type, like dataclasses does for __init__:
         # straight-line attribute reads cost a fraction of a loop or a
         # comprehension, and this runs for every message received.
-        args = [f"{name}=pb.{name}" for name in scalars]
-        args += [f"{name}=list(pb.{name})" for name in repeated]
+        items = [f"{name!r}: pb.{name}" for name in scalars]
+        items += [f"{name!r}: list(pb.{name})" for name in repeated]
         source = (
             "def decode(data):\n"
             "    pb = parse(data)\n"
-            # protobuf already gave each value its exact Python type.
-            f"    return validate(dict({', '.join(args)}), strict=True)\n"
+            "    return validate(" + "{" + ", ".join(items) + "}" + ")\n"
         )
         namespace: dict[str, Any] = {
             "parse": self._classes[cls].FromString,
