@@ -12,6 +12,7 @@ import pytest
 
 import fwkit
 from fwkit import BoomReq, DenyReq, EchoReq, KickReq, RawConn, frame
+
 from {{ cookiecutter.package_name }}.sgs import (
     Client,
     CloseReason,

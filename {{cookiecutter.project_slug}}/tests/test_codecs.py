@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import fwkit
+
 from {{ cookiecutter.package_name }} import messages
 from {{ cookiecutter.package_name }}.sgs import (
     DecodeError,

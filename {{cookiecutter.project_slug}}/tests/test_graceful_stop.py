@@ -13,6 +13,7 @@ import pytest
 
 import fwkit
 from fwkit import EchoReq, SlowReq
+
 from {{ cookiecutter.package_name }}.sgs import (
     Client,
     CloseReason,
@@ -21,6 +22,7 @@ from {{ cookiecutter.package_name }}.sgs import (
 )
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
+PACKAGE = "{{ cookiecutter.package_name }}"
 SERVER_SCRIPT = textwrap.dedent(
     """
     import logging, sys
@@ -36,9 +38,7 @@ SERVER_SCRIPT = textwrap.dedent(
 
 
 async def start_process(model: str) -> asyncio.subprocess.Process:
-    script = SERVER_SCRIPT.format(
-        tests=str(Path(__file__).parent), package="{{ cookiecutter.package_name }}", model=model
-    )
+    script = SERVER_SCRIPT.format(tests=str(Path(__file__).parent), package=PACKAGE, model=model)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

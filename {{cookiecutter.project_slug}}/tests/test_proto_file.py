@@ -17,11 +17,13 @@ import pytest
 
 import fwkit
 from fwkit import Bag, BagReq, Item, RawConn, frame
+
 from {{ cookiecutter.package_name }} import messages
 from {{ cookiecutter.package_name }}.sgs import render_proto
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 grpc_protoc = pytest.importorskip("grpc_tools.protoc")
+PROTO_PACKAGE = "{{ cookiecutter.package_name }}_game"
 
 
 def compile_proto(tmp_path: Path, text: str, name: str) -> ModuleType:
@@ -38,7 +40,7 @@ def compile_proto(tmp_path: Path, text: str, name: str) -> ModuleType:
 
 
 def test_game_catalogue_compiles_with_protoc(tmp_path: Path) -> None:
-    text = render_proto(messages.catalog, package="{{ cookiecutter.package_name }}_game")
+    text = render_proto(messages.catalog, package=PROTO_PACKAGE)
     pb2 = compile_proto(tmp_path, text, "game_messages")
     for cls in messages.catalog:
         assert hasattr(pb2, cls.__name__), cls.__name__

@@ -9,6 +9,7 @@ import pytest
 
 import fwkit
 from fwkit import EchoReq, EchoResp, SlowReq
+
 from {{ cookiecutter.package_name }}.sgs import (
     Client,
     Context,
