@@ -191,7 +191,40 @@ class ProtobufCodec(Codec):
             for model, fields in self._fields.items()
             if all(f.nested is None and not f.is_enum and not f.optional for f in fields)
         }
-        self._flat_classes = {model: self._classes[model] for model in self._flat}
+        self._frame_encoders: dict[type[BaseModel], Callable[[Any], bytes]] = {
+            model: self._frame_encoder(model)
+            for model in self._flat
+            if getattr(model, "__msg_id__", None) is not None
+        }
+
+    def _frame_encoder(self, cls: type[BaseModel]) -> Callable[[Any], bytes]:
+        """A generated function writing one frame of ``cls`` through a reused message.
+
+        Setting the fields of one kept protobuf object and serializing it is
+        cheaper than building a new object from keyword arguments; every field
+        is assigned on each call (repeated ones cleared first), so nothing
+        leaks from one message into the next.
+        """
+        scalars, repeated = self._flat[cls]
+        lines = ["def encode(msg):", "    d = msg.__dict__"]
+        lines += [f"    pb.{name} = d[{name!r}]" for name in scalars]
+        for name in repeated:
+            lines += [f"    pb.ClearField({name!r})", f"    pb.{name}.extend(d[{name!r}])"]
+        lines += [
+            "    value = pb.SerializeToString()",
+            "    return pack(MSG_ID, len(value)) + value",
+        ]
+        namespace: dict[str, Any] = {
+            "pb": self._classes[cls](),
+            "pack": _pack_header,
+            "MSG_ID": cls.__msg_id__,  # type: ignore[attr-defined]
+        }
+        exec(
+            compile("\n".join(lines) + "\n", f"<protobuf encoder {cls.__name__}>", "exec"),
+            namespace,
+        )
+        encode: Callable[[Any], bytes] = namespace["encode"]
+        return encode
 
     def fast_decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
         flat = self._flat.get(cls)
@@ -253,11 +286,10 @@ class ProtobufCodec(Codec):
         return self._to_pb(msg).SerializeToString()
 
     def encode_frame(self, msg: Message) -> bytes:
-        flat_class = self._flat_classes.get(type(msg))
-        if flat_class is not None:
-            value = flat_class(**msg.__dict__).SerializeToString()
-        else:
-            value = self._to_pb(msg).SerializeToString()
+        encode = self._frame_encoders.get(type(msg))
+        if encode is not None:
+            return encode(msg)
+        value = self._to_pb(msg).SerializeToString()
         return _pack_header(msg.__msg_id__, len(value)) + value
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
