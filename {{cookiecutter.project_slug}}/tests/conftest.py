@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvloop
+
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 
 ASYNC_TEST_TIMEOUT = 60.0
 
@@ -25,3 +29,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(func(**kwargs), ASYNC_TEST_TIMEOUT))
     return True
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty working directory and none of this server's settings in the environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    return tmp_path

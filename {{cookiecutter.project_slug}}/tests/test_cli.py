@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -41,14 +40,8 @@ SLUG = "{{ cookiecutter.project_slug }}"
 STARTUP_TIMEOUT = 20.0
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Run every command from an empty directory with no settings in the environment."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.delenv(name)
-    return tmp_path
+# Every test runs in an empty directory with no settings in the environment.
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def free_port() -> int:

@@ -177,7 +177,7 @@ class Link(asyncio.Protocol):
             return
         self.state = _CLOSING
         self.close_reason = reason
-        self._stop_reading()
+        self.stop_reading()
         if reason is CloseReason.SEND_OVERFLOW:
             self.out.clear()
             self.out_bytes = 0
@@ -285,7 +285,7 @@ class Link(asyncio.Protocol):
                 self.read_paused = True
                 self.transport.pause_reading()
         if decoder.error is not None:
-            self._stop_reading()
+            self.stop_reading()
             self.worker.post_received(self, None)  # type: ignore[union-attr]
 
     def inbound_done(self, n: int) -> None:
@@ -368,7 +368,8 @@ class Link(asyncio.Protocol):
         finally:
             self.interrupt()
 
-    def _stop_reading(self) -> None:
+    def stop_reading(self) -> None:
+        """Take no more input (closing, broken stream, graceful stop); what was read is handled."""
         if not self.reading_stopped:
             self.reading_stopped = True
             if self.transport is not None and self.state is not _CLOSED:
@@ -376,10 +377,6 @@ class Link(asyncio.Protocol):
                     self.transport.pause_reading()
                 except (RuntimeError, AttributeError):
                     pass  # transport already closing
-
-    def stop_reading(self) -> None:
-        """Stop taking input (graceful stop): what was read is still handled."""
-        self._stop_reading()
 
 
 def _text(reason: CloseReason | str) -> str:

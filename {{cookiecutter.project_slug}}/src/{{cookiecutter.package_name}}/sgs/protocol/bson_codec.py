@@ -6,14 +6,11 @@ from collections.abc import Callable
 
 import bson
 
-from ..connector import HEADER
 from ..message import Catalog, Message
 from .base import Codec, is_plain
 
 if not hasattr(bson, "encode"):  # pragma: no cover - wrong distribution installed
     raise ImportError("the 'bson' module must come from pymongo; uninstall the 'bson' package")
-
-_pack_header = HEADER.pack
 
 
 class BsonCodec(Codec):
@@ -27,10 +24,6 @@ class BsonCodec(Codec):
         if type(msg) in self._plain:
             return bson.encode(msg.__dict__)
         return bson.encode(msg.__pydantic_serializer__.to_python(msg))
-
-    def encode_frame(self, msg: Message) -> bytes:
-        value = self.encode_value(msg)
-        return _pack_header(msg.__msg_id__, len(value)) + value
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
         if not data:

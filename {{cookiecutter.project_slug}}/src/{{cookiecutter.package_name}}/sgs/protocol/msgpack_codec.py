@@ -6,11 +6,8 @@ from collections.abc import Callable
 
 import msgpack
 
-from ..connector import HEADER
 from ..message import Catalog, Message
 from .base import Codec, is_plain
-
-_pack_header = HEADER.pack
 
 
 class MsgpackCodec(Codec):
@@ -21,20 +18,10 @@ class MsgpackCodec(Codec):
         self._packb = msgpack.Packer(use_bin_type=True).pack
         self._plain = {cls for cls in catalog if is_plain(cls)}
 
-    def _document(self, msg: Message) -> object:
-        if type(msg) in self._plain:
-            return msg.__dict__
-        return msg.__pydantic_serializer__.to_python(msg)
-
     def encode_value(self, msg: Message) -> bytes:
-        return self._packb(self._document(msg))
-
-    def encode_frame(self, msg: Message) -> bytes:
         if type(msg) in self._plain:
-            value = self._packb(msg.__dict__)
-        else:
-            value = self._packb(msg.__pydantic_serializer__.to_python(msg))
-        return _pack_header(msg.__msg_id__, len(value)) + value
+            return self._packb(msg.__dict__)
+        return self._packb(msg.__pydantic_serializer__.to_python(msg))
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
         if not data:
