@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import uvloop
 
+from redis_server import redis_server  # noqa: F401  (a fixture, shared by every test module)
+
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 
 ASYNC_TEST_TIMEOUT = 60.0

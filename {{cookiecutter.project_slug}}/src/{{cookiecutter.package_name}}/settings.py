@@ -93,6 +93,12 @@ class Settings(ServerSettings):
     send_workers: PositiveInt = Field(
         {{ cookiecutter.send_workers | int }}, description="Writers in model shared_logic_send/shared_all."
     )
+    # Player state survives restarts in this SQLite file (relative to the working
+    # directory; its folder is created). A cluster with no store_url uses its Redis.
+    store_url: str = Field(
+        "sqlite:///var/{{ cookiecutter.package_name }}.db",
+        description="memory://, sqlite:///path/to/file.db, or redis://host:port/db.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -121,11 +127,7 @@ class Settings(ServerSettings):
 
     def summary(self) -> str:
         """One log line with every effective value."""
-        return " ".join(f"{name}={_plain(value)}" for name, value in self)
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, ResourceModel) else value
+        return " ".join(f"{name}={value}" for name, value in self.model_dump(mode="json").items())
 
 
 def load_with_origins(

@@ -9,9 +9,14 @@ start-up rather than deep inside a worker.
 from __future__ import annotations
 
 import enum
+import os
+import re
+import secrets
+import socket
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProtocolName = Literal["json", "protobuf", "msgpack", "bson"]
@@ -19,8 +24,49 @@ LoopName = Literal["uvloop", "asyncio"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ErrorPolicy = Literal["reply", "close"]
 OverflowPolicy = Literal["close", "drop"]
+StoreSync = Literal["write_behind", "always"]
 
 MAX_FRAME_CEILING = 16 * 1024 * 1024
+
+CLUSTER_SCHEMES = ("redis", "rediss")
+STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def default_node_id() -> str:
+    """hostname-pid-random: unique per process, readable in logs and Redis keys."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40].strip("-.") or "node"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: safe for logs and print-config."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _check_redis_url(url: str, field: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{field}: bad port in {mask_url(url)!r}") from exc
+    if not parts.hostname:
+        raise ValueError(f"{field}: {mask_url(url)!r} names no host (redis://host:port/db)")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"{field}: the database in {mask_url(url)!r} must be a number")
+    del port
 
 
 class ResourceModel(str, enum.Enum):
@@ -90,6 +136,52 @@ class ServerSettings(BaseSettings):
     )
     backlog: PositiveInt = Field(1024, description="listen() backlog.")
 
+    # -- cluster (several processes or hosts over Redis) --------------------
+    cluster_url: str = Field(
+        "",
+        description="Empty: one node, no broker. redis://[:password@]host:port/db "
+        "(or rediss:// for TLS): a cluster node.",
+    )
+    node_id: str = Field(
+        default_factory=default_node_id,
+        description="This process's name in the cluster; unique per process.",
+    )
+    cluster_prefix: str = Field(
+        "sgs",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$",
+        description="Prefix of every Redis key and channel the cluster uses.",
+    )
+    cluster_lease: float = Field(
+        5.0, ge=1.0, le=300.0, description="Seconds a node counts as alive without a heartbeat."
+    )
+    cluster_timeout: float = Field(
+        2.0, gt=0, le=60.0, description="Seconds a handler waits for the broker before going local."
+    )
+    cluster_publish_queue: PositiveInt = Field(
+        10_000, le=1_000_000, description="Envelopes waiting for the broker before drops."
+    )
+    workers: PositiveInt = Field(
+        1, le=256, description="Server processes on this host (SO_REUSEPORT); >1 needs cluster_url."
+    )
+
+    # -- player state store -------------------------------------------------
+    store_url: str = Field(
+        "memory://",
+        description="memory://, sqlite:///path/to/file.db, or redis://host:port/db. "
+        "With cluster_url set and no store_url given, the cluster's Redis.",
+    )
+    store_flush_interval: float = Field(
+        1.0, gt=0, le=3600.0, description="Seconds between write-behind flushes."
+    )
+    store_sync: StoreSync = Field(
+        "write_behind",
+        description="write_behind: flush in batches; always: durable before the reply leaves.",
+    )
+    store_max_dirty: PositiveInt = Field(
+        100_000,
+        description="Unflushed player states kept in memory; past it new logins are refused.",
+    )
+
     @field_validator("resource_model", mode="before")
     @classmethod
     def _resource_model_number(cls, value: Any) -> Any:
@@ -98,7 +190,66 @@ class ServerSettings(BaseSettings):
         except ValueError:
             return value  # let pydantic report the allowed values
 
+    @field_validator("node_id")
+    @classmethod
+    def _node_id_shape(cls, value: str) -> str:
+        if not NODE_ID_PATTERN.match(value):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("cluster_url")
+    @classmethod
+    def _cluster_url_shape(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        scheme = urlsplit(value).scheme
+        if scheme not in CLUSTER_SCHEMES:
+            raise ValueError(
+                f"expected redis://[:password@]host:port/db or rediss://..., got {mask_url(value)!r}"
+            )
+        _check_redis_url(value, "cluster_url")
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url_shape(cls, value: str) -> str:
+        value = value.strip()
+        scheme = urlsplit(value).scheme
+        if scheme not in STORE_SCHEMES:
+            raise ValueError(
+                "expected memory://, sqlite:///path/to/file.db or redis://host:port/db, "
+                f"got {mask_url(value)!r}"
+            )
+        if scheme == "sqlite" and not sqlite_path(value):
+            raise ValueError(f"{value!r} names no file (sqlite:///var/game.db)")
+        if scheme.startswith("redis"):
+            _check_redis_url(value, "store_url")
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_defaults(self) -> ServerSettings:
+        if self.cluster_url and "store_url" not in self.model_fields_set:
+            self.store_url = self.cluster_url
+        if self.workers > 1 and not self.cluster_url:
+            raise ValueError(
+                f"workers = {self.workers} needs cluster_url: each worker process is a cluster "
+                "node, and nodes share rooms and logins through Redis (set cluster_url, "
+                "or workers = 1)"
+            )
+        return self
+
+    @field_serializer("cluster_url", "store_url")
+    def _masked(self, value: str) -> str:
+        return mask_url(value)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` URL."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    return rest[1:] if rest.startswith("/") else rest
