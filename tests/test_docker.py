@@ -76,10 +76,18 @@ def compose_doc(repo: Baked) -> dict[str, Any]:
     return yaml.safe_load((repo.path / "compose.yaml").read_text(encoding="utf-8"))
 
 
+#: Services of the `cluster` profile; plain `docker compose up` starts only `game`.
+CLUSTER_SERVICES = {"redis", "game-cluster"}
+
+
 def game_service(repo: Baked) -> dict[str, Any]:
     services = compose_doc(repo)["services"]
-    assert list(services) == ["game"], services
+    assert set(services) == {"game", *CLUSTER_SERVICES}, services
     return services["game"]
+
+
+def cluster_service(repo: Baked, name: str) -> dict[str, Any]:
+    return compose_doc(repo)["services"][name]
 
 
 # --- linters -----------------------------------------------------------------
@@ -156,6 +164,14 @@ def test_compose_file_is_accepted_by_the_installed_compose(custom: Baked) -> Non
     assert game["environment"][f"{custom.prefix}PORT"] == "7777"
     ports = json.dumps(game["ports"])
     assert "7777" in ports, ports
+    proc = run(
+        [*compose, "-f", "compose.yaml", "--profile", "cluster", "config"],
+        cwd=custom.path,
+        timeout=60,
+    )
+    node = yaml.safe_load(proc.stdout)["services"]["game-cluster"]
+    assert node["environment"][f"{custom.prefix}PROTOCOL"] == "msgpack"  # the shared block
+    assert node["environment"][f"{custom.prefix}CLUSTER_URL"] == "redis://redis:6379/0"
 
 
 # --- Dockerfile policy -------------------------------------------------------
@@ -371,6 +387,64 @@ def test_stop_grace_period_outlasts_the_drain_timeout(baked: Baked) -> None:
     drain = float(interpolate(game["environment"][f"{baked.prefix}DRAIN_TIMEOUT"], {}))
     grace = compose_duration(game["stop_grace_period"])
     assert grace > drain + 2, f"grace {grace}s leaves no room after a {drain}s drain"
+
+
+def test_default_up_is_one_node_without_a_broker(baked: Baked) -> None:
+    services = compose_doc(baked)["services"]
+    assert "profiles" not in services["game"], "`docker compose up` must start the game"
+    for name in CLUSTER_SERVICES:
+        assert services[name]["profiles"] == ["cluster"], (name, services[name])
+    env = services["game"]["environment"]
+    assert f"{baked.prefix}CLUSTER_URL" not in env and f"{baked.prefix}WORKERS" not in env, env
+
+
+def test_cluster_profile_runs_workers_against_a_healthy_redis(custom: Baked) -> None:
+    game = game_service(custom)
+    redis = cluster_service(custom, "redis")
+    assert interpolate(redis["image"], {}) == "redis:7-alpine"
+    moved = interpolate(redis["image"], {f"{custom.prefix}REDIS_IMAGE": "local/redis:test"})
+    assert moved == "local/redis:test", "the Redis image must be overridable"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert redis["command"][0] == "redis-server"
+
+    node = cluster_service(custom, "game-cluster")
+    assert node["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert node["image"] == game["image"] and node["build"] == game["build"]
+    assert node["healthcheck"] == game["healthcheck"]
+    env = {k: interpolate(str(v), {}) for k, v in node["environment"].items()}
+    assert env[f"{custom.prefix}CLUSTER_URL"] == "redis://redis:6379/0"
+    assert int(env[f"{custom.prefix}WORKERS"]) > 1
+    for key, value in game["environment"].items():  # the same server, plus the cluster
+        assert env[key] == interpolate(str(value), {}), key
+    (mapping,) = node["ports"]
+    address, published, target = interpolate(mapping, {}).split(":")
+    assert target == "7777" and published != "7777", (
+        "`--profile cluster up` also starts `game`: the two must not publish one port"
+    )
+    drain = float(env[f"{custom.prefix}DRAIN_TIMEOUT"])
+    # The supervisor kills workers drain_timeout + 5 s after SIGTERM.
+    assert compose_duration(node["stop_grace_period"]) > drain + 5
+
+
+def test_player_state_folder_is_a_named_volume_owned_by_the_app_user(baked: Baked) -> None:
+    runtime = final_stage(instructions(baked))
+    (workdir,) = only(runtime, "WORKDIR")
+    folder = f"{workdir.rstrip('/')}/var"
+    assert f"game-data:{folder}" in game_service(baked)["volumes"]
+    assert "game-data" in compose_doc(baked)["volumes"]
+    # A fresh named volume copies the image's folder, owner included: the
+    # folder must exist in the image, owned by the user the server runs as.
+    user_at = next(n for n, i in enumerate(runtime) if i["instruction"] == "USER")
+    creates = [
+        i["value"]
+        for i in runtime[:user_at]
+        if i["instruction"] == "RUN"
+        and re.search(rf"install -d -o app -g app\b.* {folder}\b", i["value"])
+    ]
+    assert creates, f"no RUN before USER creates {folder} owned by app"
+    runs = " ".join(only(runtime, "RUN"))
+    uid = re.search(r"useradd .*--uid (\d+) .* app\b", runs)
+    assert uid and only(runtime, "USER")[-1].split(":")[0] == uid.group(1), runs
 
 
 # --- option pruning ----------------------------------------------------------

@@ -22,13 +22,14 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from docker_support import (
     LOCAL_BASE_IMAGE,
+    TEMPLATE_DIR,
     Baked,
     bake,
     build_lock,
@@ -153,16 +154,29 @@ def inspect(container: str) -> dict:
 
 @contextlib.contextmanager
 def compose_up(
-    repo: Baked, engine: Engine, env: dict[str, str], project: str
+    repo: Baked,
+    engine: Engine,
+    env: dict[str, str],
+    project: str,
+    *,
+    profiles: Sequence[str] = (),
+    services: Sequence[str] = (),
 ) -> Iterator[list[str]]:
-    """Start the service; always take it down again (containers and network)."""
+    """Start the services; always take them down again (containers, network, volumes)."""
     base = [*engine.compose, "--project-name", project, "--file", "compose.yaml"]
+    for profile in profiles:
+        base += ["--profile", profile]
     try:
-        run([*base, "up", "--detach", "--no-build"], cwd=repo.path, env=env, timeout=180)
+        run(
+            [*base, "up", "--detach", "--no-build", *services],
+            cwd=repo.path,
+            env=env,
+            timeout=180,
+        )
         yield base
     finally:
         subprocess.run(
-            [*base, "down", "--remove-orphans", "--timeout", "5"],
+            [*base, "down", "--remove-orphans", "--volumes", "--timeout", "5"],
             cwd=repo.path,
             env=env,
             capture_output=True,
@@ -262,3 +276,213 @@ def test_compose_service_plays_and_stops_gracefully(
 
     took = time.monotonic() - started
     print(f"{protocol}: built, served and stopped in {took:.1f}s (stop {stop_took:.1f}s)")
+
+
+# --- the cluster profile and the player-state volume ---------------------------------
+#
+# Both run the json/shared_all case's image (the same bake, so the build is a
+# cache hit) and drive the server with the baked repo's own client library,
+# from a script run by the client venv's Python.
+
+REDIS_CONTEXT = TEMPLATE_DIR / "tests" / "docker" / "redis"
+REDIS_TAG = "sgs-template-test/redis:debian"
+STACK_ANSWERS = {"protocol": "json", "resource_model": "shared_all"}
+CLUSTER_CLIENTS = 12  # all on one of two workers: a 1 in 2048 chance, reported as such
+PEER_LINE = re.compile(r"^\[worker \d+ pid (\d+)\] .*link \d+ open from \('[^']+', (\d+)\)", re.M)
+NODE_LINE = re.compile(
+    r"^\[worker (\d+) pid (\d+)\] .*starting with settings: .*node_id=(\S+)", re.M
+)
+
+ROOM_SCRIPT = """
+import asyncio, json, sys
+from {package}.messages import JoinRoomReq, LoginReq, RoomMessage, SayReq, catalog
+from {package}.sgs import Client
+
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+async def main():
+    got = {{n: [] for n in range(count)}}
+    clients = []
+    for n in range(count):
+        client = await Client(host, port, protocol="json", catalog=catalog).connect(retries=5)
+        client.on(RoomMessage, lambda m, n=n: got[n].append(m.sender + "|" + m.text))
+        clients.append(client)
+    ports = [c._transport.get_extra_info("sockname")[1] for c in clients]
+    members = []
+    for n, client in enumerate(clients):
+        await client.request(LoginReq(account_id=f"walker{{n}}"), timeout=10)
+        members.append(len((await client.request(JoinRoomReq(room="crossing"), timeout=10)).members))
+    await asyncio.sleep(1.0)  # memberships reach the other node
+    for n, client in enumerate(clients):
+        await client.send(SayReq(text=f"hello {{n}}"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while any(len(g) < count for g in got.values()) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    print(json.dumps({{"ports": ports, "members": members, "got": got}}))
+    for client in clients:
+        await client.close()
+
+asyncio.run(main())
+"""
+
+COUNTER_SCRIPT = """
+import asyncio, json, sys
+from {package}.messages import BusinessReq, LoginReq, catalog
+from {package}.sgs import Client
+
+host, port, account, requests = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+
+async def main():
+    async with Client(host, port, protocol="json", catalog=catalog) as client:
+        login = await client.request(LoginReq(account_id=account), timeout=10)
+        for n in range(requests):
+            await client.request(BusinessReq(key=n, value1=n, value2=1), timeout=10)
+    print(json.dumps({{"counter_at_login": login.user.counter}}))
+
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One baked repo, its image, the Redis image and a client venv, shared by a module."""
+
+    repo: Baked
+    tag: str
+    python: Path
+
+    def drive(self, script: str, *args: object) -> dict:
+        """Run a client script (formatted with the package name) from the host; its JSON."""
+        code = script.format(package=self.repo.context["package_name"])
+        proc = run([str(self.python), "-c", code, *map(str, args)], timeout=120)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def env(self, **extra: str) -> dict[str, str]:
+        prefix = self.repo.prefix
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith(prefix)},
+            f"{prefix}IMAGE": self.tag,
+            f"{prefix}REDIS_IMAGE": REDIS_TAG,
+            f"{prefix}PUBLISHED_ADDRESS": "127.0.0.1",
+            f"{prefix}PUBLISHED_PORT": str(free_port()),
+            f"{prefix}CLUSTER_PUBLISHED_PORT": str(free_port()),
+            **{f"{prefix}{k.upper()}": v for k, v in extra.items()},
+        }
+
+
+def build_redis_image(engine: Engine) -> None:
+    """Debian's redis-server on the local base image (no registry to pull redis:7-alpine)."""
+    args = ["--build-arg", f"BASE_IMAGE={engine.base_image}"] if engine.base_image else []
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    with build_lock():
+        run(
+            ["docker", "build", *args, "--tag", REDIS_TAG, str(REDIS_CONTEXT)], timeout=420, env=env
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    work = tmp_path_factory.mktemp("stack")
+    repo = bake(work / "bake", project_name=PROJECT_NAME, python_version="3.11", **STACK_ANSWERS)
+    tag = f"sgs-template-test/{repo.slug}:{STACK_ANSWERS['protocol']}"
+    build_image(repo, tag, engine)
+    build_redis_image(engine)
+    client = install_client(repo, work / "venv")
+    return Stack(repo, tag, client.parent / "python")
+
+
+def container_of(compose: list[str], stack: Stack, env: dict[str, str], service: str) -> str:
+    proc = run([*compose, "ps", "--quiet", service], cwd=stack.repo.path, env=env, timeout=60)
+    container = proc.stdout.strip()
+    assert container, f"compose started no `{service}` container"
+    return container
+
+
+def test_cluster_profile_carries_a_room_across_worker_processes(
+    stack: Stack, engine: Engine
+) -> None:
+    """Two workers behind one port, Redis between them: a room spans both.
+
+    The clients connect to the container's own address, not the published
+    port, so the source port a worker logs for each accepted link is the
+    client's: that tells which worker (pid) serves which client.
+    """
+    env = stack.env(log_level="DEBUG")
+    project = f"sgstestcluster{os.getpid()}"
+    with compose_up(
+        stack.repo, engine, env, project, profiles=["cluster"], services=["game-cluster"]
+    ) as compose:
+        container = container_of(compose, stack, env, "game-cluster")
+        wait_healthy(container, time.monotonic() + HEALTHY_WITHIN)
+        running = run(
+            [*compose, "ps", "--services", "--filter", "status=running"],
+            cwd=stack.repo.path,
+            env=env,
+            timeout=60,
+        )
+        assert set(running.stdout.split()) == {"game-cluster", "redis"}, running.stdout
+        address = next(iter(inspect(container)["NetworkSettings"]["Networks"].values()))
+        result = stack.drive(ROOM_SCRIPT, address["IPAddress"], stack.repo.port, CLUSTER_CLIENTS)
+        output = logs(container)
+
+        nodes = {int(pid): node for _, pid, node in NODE_LINE.findall(output)}
+        assert len(set(nodes.values())) >= 2, f"two workers with their own node_id:\n{output}"
+        owner_of_port = {int(port): int(pid) for pid, port in PEER_LINE.findall(output)}
+        owners = [owner_of_port.get(port) for port in result["ports"]]
+        assert None not in owners, f"accepts not logged for {result['ports']}:\n{output}"
+        assert len(set(owners)) == 2, (
+            f"all {CLUSTER_CLIENTS} clients landed on one worker ({owners}); SO_REUSEPORT off?"
+        )
+        # Needs the Redis cluster: every member hears every other member,
+        # those served by the other worker process included.
+        crossed, missing = 0, []
+        for receiver, heard in result["got"].items():
+            for sender in range(CLUSTER_CLIENTS):
+                if owners[int(receiver)] == owners[sender]:
+                    continue
+                if f"walker{sender}|hello {sender}" in heard:
+                    crossed += 1
+                else:
+                    missing.append((sender, int(receiver)))
+        assert not missing, (
+            f"{len(missing)} cross-node deliveries missing (sender, receiver): {missing[:10]}"
+        )
+        assert crossed > 0
+        # The last to join sees the whole room, whichever node it is on.
+        assert result["members"][-1] == CLUSTER_CLIENTS, result["members"]
+
+        run([*compose, "stop"], cwd=stack.repo.path, env=env, timeout=60)
+        state = inspect(container)["State"]
+        output = logs(container)
+        assert state["ExitCode"] == 0, f"exit {state['ExitCode']}\n{output}"
+        assert "supervisor stopped: 2 of 2 workers exited 0" in output, output
+
+
+def test_player_state_survives_compose_down_and_up(stack: Stack, engine: Engine) -> None:
+    """Business requests, `down` (volumes kept), `up`, login: the same counter."""
+    env = stack.env()
+    port = int(env[f"{stack.repo.prefix}PUBLISHED_PORT"])
+    project = f"sgstestvolume{os.getpid()}"
+    requests = 7
+    with compose_up(stack.repo, engine, env, project) as compose:
+        container = container_of(compose, stack, env, "game")
+        wait_healthy(container, time.monotonic() + HEALTHY_WITHIN)
+        # Not the store's doing: the volume on var/ is writable by the server's user.
+        run(
+            ["docker", "exec", container, "sh", "-c", "test -w var && touch var/.probe"], timeout=30
+        )
+        first = stack.drive(COUNTER_SCRIPT, "127.0.0.1", port, "keeper", requests)
+        assert first["counter_at_login"] == 0, first
+
+        run([*compose, "down", "--timeout", "15"], cwd=stack.repo.path, env=env, timeout=120)
+        volumes = run(["docker", "volume", "ls", "--quiet"], timeout=30).stdout.split()
+        assert f"{project}_game-data" in volumes, volumes
+
+        run([*compose, "up", "--detach", "--no-build"], cwd=stack.repo.path, env=env, timeout=180)
+        container = container_of(compose, stack, env, "game")
+        wait_healthy(container, time.monotonic() + HEALTHY_WITHIN)
+        run(["docker", "exec", container, "test", "-f", "var/.probe"], timeout=30)
+        # Needs the player-state store (SQLite in var/): the counter came back.
+        again = stack.drive(COUNTER_SCRIPT, "127.0.0.1", port, "keeper", 0)
+        assert again["counter_at_login"] == requests, (again, logs(container))

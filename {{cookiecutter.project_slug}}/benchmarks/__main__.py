@@ -111,6 +111,18 @@ def plan(args: argparse.Namespace, framework: bool) -> list[Case]:
     cases: list[Case] = []
     for name in args.scenarios:
         scenario = scale(args, SCENARIOS[name])
+        if scenario.variants:
+            # Framework variants side by side (cluster, store), on one protocol and,
+            # unless --models says otherwise, the shared_all model: a ratio, not a sweep.
+            if framework:
+                vmodels = args.models or ["shared_all"]
+                protocol = (args.protocols or ["json"])[0]
+                cases += [
+                    Case("framework", scenario, protocol, m, v)
+                    for m in vmodels
+                    for v in scenario.variants
+                ]
+            continue
         cases += [Case(b, scenario) for b in args.servers if b in BASELINES]
         if not framework:
             continue
@@ -187,7 +199,7 @@ def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
     A try with errors or a failure is never "best" over a clean one: a
     wrong answer must show in the report, so any error is carried over.
     """
-    bad = [t for t in tries if t.get("errors") or "failed" in t]
+    bad = [t for t in tries if t.get("errors") or "failed" in t or "skipped" in t]
     if bad:
         return bad[0]
     scenario = tries[0]["scenario"]
@@ -204,11 +216,15 @@ def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _summary(row: dict[str, Any]) -> str:
+    if "skipped" in row:
+        return f"skipped: {row['skipped']}"
     if "failed" in row:
         return f"FAILED {row['failed']}"
     if "kib_per_conn" in row:
         return f"{row['answered']}/{row['connected']} answered, {row['kib_per_conn']:.2f} KiB/conn"
     flag = " LOAD SATURATED" if row["load_saturated"] else ""
+    if row.get("redis_cpu") is not None:
+        flag += f" redis {row['redis_cpu']:.0%}"
     return f"{row['msgs_per_s']:>12,.0f}/s p50 {row['latency_us']['p50'] or 0:8.1f}us errors {row['errors']}{flag}"
 
 

@@ -45,6 +45,7 @@ class Member:
     index: int
     setup: list[Step]
     say: bytes
+    node: int = 0  # which of ``LoadJob.ports`` it connects to (cluster fan-out)
 
 
 @dataclass
@@ -84,4 +85,5 @@ class LoadJob:
     work: ReqRepJob | RoomJob | IdleJob
     drain_timeout: float = 5.0
     nofile: int = 16384
+    ports: tuple[int, ...] = ()  # several server nodes: members pick theirs by ``Member.node``
     extra: dict[str, object] = field(default_factory=dict)

@@ -150,6 +150,7 @@ class RoomConn(asyncio.Protocol):
         self.sent_at: deque[float] = deque()
         self.says = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.heard = [0] * run.room_size  # copies received from each sender: exactly once each
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -183,6 +184,7 @@ class RoomConn(asyncio.Protocol):
         run = self.run
         deliveries = run.deliveries
         me = self.member.index
+        heard = self.heard
         got = 0
         while size - pos >= 8:
             msg_id, length = _unpack(buf, pos)
@@ -193,7 +195,10 @@ class RoomConn(asyncio.Protocol):
                 sender = deliveries.get(bytes(buf[pos:end]))
                 if sender is None:
                     run.error(_describe(buf, pos, end, "not a RoomMessage anyone said"))
-                elif sender == me:
+                    pos = end
+                    continue
+                heard[sender] += 1
+                if sender == me:
                     if self.sent_at:
                         run.latencies.append(_clock() - self.sent_at.popleft())
                         if run.flood and run.sending:
@@ -226,6 +231,7 @@ class RoomRun(Run):
         self.ignore_ids = job.ignore_ids
         self.flood = job.rate is None
         self.delivered_total = 0
+        self.room_size = job.room_size
 
 
 class IdleConn(asyncio.Protocol):
@@ -284,9 +290,9 @@ def _latency_payload(samples: array) -> dict[str, Any]:
     return {"count": count, "max": worst, "samples": base64.b64encode(samples.tobytes()).decode()}
 
 
-async def _connect(job: LoadJob, factory: Any) -> Any:
+async def _connect(job: LoadJob, factory: Any, port: int | None = None) -> Any:
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(factory, job.host, job.port)
+    _, proto = await loop.create_connection(factory, job.host, port or job.port)
     return proto
 
 
@@ -335,7 +341,8 @@ async def run_room(job: LoadJob, work: RoomJob, ctl: Control) -> dict[str, Any]:
     run = RoomRun(work)
     members: list[RoomConn] = []
     for member in work.members:
-        members.append(await _connect(job, lambda m=member: RoomConn(run, m)))
+        port = job.ports[member.node] if job.ports else job.port
+        members.append(await _connect(job, lambda m=member: RoomConn(run, m), port))
     await asyncio.gather(*(m.setup(job.drain_timeout * 4) for m in members))
     ctl.emit("ready", connections=len(members))
     await ctl.wait_go()
@@ -364,9 +371,12 @@ async def run_room(job: LoadJob, work: RoomJob, ctl: Control) -> dict[str, Any]:
             m.timer.cancel()
     deadline = _clock() + job.drain_timeout
     seen = -1
+    # Copies from another node come through the broker, later than the acks from ours:
+    # wait for a longer quiet spell before calling the rest missing.
+    quiet = 1.0 if len(job.ports) > 1 else 0.2
     while _clock() < deadline and (any(m.sent_at for m in members) or seen != run.delivered_total):
         seen = run.delivered_total
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(quiet)
     unacked = sum(len(m.sent_at) for m in members)
     if unacked:
         run.error(f"{unacked} SayReqs never came back to their sender")
@@ -379,6 +389,9 @@ async def run_room(job: LoadJob, work: RoomJob, ctl: Control) -> dict[str, Any]:
         "says": sum(m.says for m in members),
         "delivered_total": run.delivered_total,
         "ignored": run.ignored,
+        # per member: its says, and how many copies it got from each sender (by index)
+        "said": {str(m.member.index): m.says for m in members},
+        "heard": {str(m.member.index): m.heard for m in members},
     }
 
 

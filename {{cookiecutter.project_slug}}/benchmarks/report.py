@@ -22,6 +22,7 @@ from .profile import markdown as profile_markdown
 Row = dict[str, Any]
 LATENCY_SCENARIOS = ("echo_latency", "echo_latency_samecore")
 IDLE_TARGET_CONNS = 10_000
+SCALE_SCENARIOS = ("cluster_echo", "cluster_business", "cluster_room_flood", "store_business")
 
 
 def machine() -> dict[str, Any]:
@@ -56,7 +57,7 @@ def machine() -> dict[str, Any]:
 
 
 def _ok(row: Row | None) -> bool:
-    return row is not None and "failed" not in row
+    return row is not None and "failed" not in row and "skipped" not in row
 
 
 def baseline(rows: list[Row], scenario: str, server: str) -> Row | None:
@@ -114,6 +115,7 @@ class Target:
     met: bool | None
     margin: str
     notes: str
+    why: str = ""  # one line: why this target exists (the scale-out targets carry one)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -290,6 +292,172 @@ def evaluate(rows: list[Row]) -> list[Target]:
     return targets
 
 
+# --- scale-out targets (issues 9 and 10) ------------------------------------------
+
+
+def variant_pair(rows: list[Row], scenario: str, variant: str) -> tuple[Row | None, Row | None]:
+    """(the variant's row, the plain server's row) of one scenario, same model and protocol."""
+    found = [r for r in rows if r["scenario"] == scenario and r["server"] == "framework"]
+    for row in found:
+        if row.get("variant") != variant:
+            continue
+        for plain in found:
+            same = plain["model"] == row["model"] and plain["protocol"] == row["protocol"]
+            if same and not plain.get("variant"):
+                return row, plain
+        return row, None
+    return None, None
+
+
+def _skipped(row: Row | None) -> str | None:
+    return row.get("skipped") if row is not None else None
+
+
+def _variant_target(
+    rows: list[Row], scenario: str, variant: str, name: str, why: str, limit: float
+) -> Target:
+    row, plain = variant_pair(rows, scenario, variant)
+    reason = _skipped(row)
+    if reason:
+        return Target(name, f">= {limit:g}x", f"skipped: {reason}", None, "", "", why)
+    target = _ratio_target(
+        name, row if _ok(row) else None, plain if _ok(plain) else None, limit, True, _rate
+    )
+    target.why = why
+    return target
+
+
+def _rate(row: Row) -> float:
+    return row["msgs_per_s"]
+
+
+def store_summary(counters: dict[str, Any] | None) -> str:
+    """The store's work over the window: transactions, rows per transaction, commit groups."""
+    store = (counters or {}).get("store") or {}
+    if not store:
+        return ""
+    flushes, keys = store.get("flushes", 0), store.get("keys_flushed", 0)
+    text = f"{flushes:,} flushes, {keys:,} states"
+    if flushes:
+        text += f" ({keys / flushes:,.1f}/flush, max batch {store.get('max_batch', 0):,})"
+    commits, batches = store.get("commits", 0), store.get("commit_batches", 0)
+    if commits:
+        text += f"; {commits:,} commits waited in {batches:,} transactions"
+        if batches:
+            text += f" ({commits / batches:,.1f} per transaction)"
+    if store.get("failures"):
+        text += f"; {store['failures']} failed flushes"
+    return text
+
+
+def cluster_summary(counters: dict[str, Any] | None) -> str:
+    cluster = (counters or {}).get("cluster") or {}
+    keys = ("published", "received", "dropped", "gaps")
+    if not any(cluster.get(k) for k in keys):
+        return "cluster: nothing crossed the broker" if cluster else ""
+    return "cluster: " + ", ".join(f"{k} {cluster.get(k, 0):,}" for k in keys)
+
+
+def evaluate_scale(rows: list[Row]) -> list[Target]:
+    """The cluster (issue 9) and store (issue 10) targets, each a ratio within this run."""
+    targets = [
+        _variant_target(
+            rows,
+            "cluster_echo",
+            "cluster",
+            "echo throughput, cluster node (all members local) vs no cluster_url",
+            "the local path must not pay for the cluster (issue 9)",
+            0.9,
+        ),
+        _variant_target(
+            rows,
+            "cluster_business",
+            "cluster",
+            "login-then-business, cluster node vs no cluster_url",
+            "handlers run unchanged on a cluster node; only logins touch Redis (issue 9)",
+            0.9,
+        ),
+    ]
+    targets.append(_fanout_target(rows))
+    targets.append(
+        _variant_target(
+            rows,
+            "store_business",
+            "sqlite",
+            "login-then-business, sqlite store (write-behind) vs memory://",
+            "write-behind keeps the database off the request path: batches once a second (issue 10)",
+            0.9,
+        )
+    )
+    name = "login-then-business, sqlite store_sync=always vs memory://"
+    why = "every acknowledged change durable before its reply: the price is reported (issue 10)"
+    row, plain = variant_pair(rows, "store_business", "sqlite_always")
+    if _skipped(row) or not _ok(row) or not _ok(plain):
+        targets.append(_missing(name, "reported", "run store_business"))
+        targets[-1].why = why
+    else:
+        assert row is not None and plain is not None
+        value = row["msgs_per_s"] / plain["msgs_per_s"] if plain["msgs_per_s"] else 0.0
+        notes = "; ".join(filter(None, [store_summary(row.get("counters")), _notes(row, plain)]))
+        targets.append(
+            Target(
+                name,
+                "reported (no target)",
+                f"{value:.2f}x ({row['msgs_per_s']:,.0f}/s vs {plain['msgs_per_s']:,.0f}/s)",
+                None,
+                "",
+                notes,
+                why,
+            )
+        )
+    return targets
+
+
+def _fanout_target(rows: list[Row]) -> Target:
+    name = "cross-node fan-out: 200 members over 2 nodes (cluster_room_flood)"
+    required = ">= 100,000 deliveries/s"
+    why = "a room spanning nodes must still fan out at scale through one Redis (issue 9)"
+    row, single = variant_pair(rows, "cluster_room_flood", "2nodes")
+    reason = _skipped(row)
+    if reason:
+        return Target(name, required, f"skipped: {reason}", None, "", "", why)
+    if not _ok(row):
+        target = _missing(name, required, "run cluster_room_flood")
+        target.why = why
+        return target
+    assert row is not None
+    value = row["msgs_per_s"]
+    measured = f"{value:,.0f}/s over 2 nodes"
+    if _ok(single):
+        assert single is not None
+        measured += (
+            f", beside {single['msgs_per_s']:,.0f}/s on one node "
+            f"({value / single['msgs_per_s']:.2f}x)"
+        )
+    if row.get("redis_cpu") is not None:
+        measured += f"; Redis CPU {row['redis_cpu']:.0%} of a core"
+    met: bool | None = value >= 100_000 and not row["errors"]
+    notes = [
+        f"missing {row.get('missing', 0)}, duplicates {row.get('duplicates', 0)}",
+        cluster_summary(row.get("counters")),
+    ]
+    if row.get("crowded"):
+        notes.append("crowded placement (nodes, Redis and load share the CPUs): a floor")
+    if row["conns"] != 200:
+        notes.insert(0, f"scaled to {row['conns']} members")
+        met = None
+    notes.append(_notes(row, single))
+    return Target(
+        name,
+        required,
+        measured,
+        met,
+        _margin(value, 100_000, True),
+        "; ".join(n for n in notes if n),
+        why,
+    )
+
+
 # --- rendering ------------------------------------------------------------------
 
 
@@ -357,6 +525,66 @@ def _timed_table(rows: list[Row], scenario: str) -> list[str]:
     return lines
 
 
+def _variant_table(rows: list[Row], scenario: str) -> list[str]:
+    """Framework variants side by side: each against the plain server of the same table."""
+    room = scenario.startswith("room") or scenario.endswith("room_flood")
+    unit = "deliveries/s" if room else "msgs/s"
+    head = (
+        f"| server | {unit} | p50 us | p99 us | x plain | server CPU | {unit[:-2]} per server CPU-s "
+        "| Redis CPU | load CPU | other CPU | errors |"
+    )
+    if room:
+        head += " says | missing | duplicates |"
+    head += " store / cluster over the window |"
+    lines = [
+        "`x plain`: this row's rate over the plain server's (memory:// store, no cluster_url), "
+        "same model and protocol; `server CPU` sums every node",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['label']} | skipped: {row['skipped']} |")
+            continue
+        if "failed" in row:
+            lines.append(f"| {row['label']} | FAILED: {row['failed']} |")
+            continue
+        _, plain = variant_pair(rows, scenario, row.get("variant", ""))
+        x = row["msgs_per_s"] / plain["msgs_per_s"] if _ok(plain) and plain["msgs_per_s"] else None
+        lat = row["latency_us"]
+        server_cpu, load_cpu = _cpu(row)
+        if row.get("node_cpu"):
+            server_cpu += " (" + " + ".join(format(c or 0, ".0%") for c in row["node_cpu"]) + ")"
+        counters = "; ".join(
+            filter(
+                None,
+                [store_summary(row.get("counters")), cluster_summary(row.get("counters"))],
+            )
+        )
+        cells = [
+            row["label"],
+            _f(row["msgs_per_s"]),
+            _f(lat["p50"], ".1f"),
+            _f(lat["p99"], ".1f"),
+            _x(x) if row.get("variant") else "-",
+            server_cpu,
+            _f(row.get("msgs_per_server_cpu_s")),
+            _f(row.get("redis_cpu"), ".0%") if row.get("redis_cpu") is not None else "-",
+            load_cpu,
+            _other(row),
+            str(row["errors"]),
+        ]
+        if room:
+            cells += [_f(row.get("says")), _f(row.get("missing")), _f(row.get("duplicates"))]
+        cells.append(counters or "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    elsewhere = [r for r in rows if r.get("placement") != rows[0].get("placement")]
+    if elsewhere:
+        lines += ["", *(f"- placement of {r['label']}: {r['placement']}" for r in elsewhere)]
+    return lines
+
+
 def _idle_table(rows: list[Row]) -> list[str]:
     head = "| server | connected | answered (1st / after) | RSS before MiB | RSS after MiB | KiB/conn | connect s | errors |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -376,9 +604,11 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     """The report as markdown, plus the structured pieces for the JSON file."""
     info = machine()
     targets = evaluate(rows)
+    scale = any(r["scenario"] in SCALE_SCENARIOS for r in rows)
+    scale_targets = evaluate_scale(rows) if scale else []
     for row in rows:  # the JSON carries the same ratios as the tables
         scenario = row["scenario"]
-        if scenario != "idle" and "failed" not in row:
+        if scenario != "idle" and _ok(row):
             row["ratio_metric"] = "p50 latency" if scenario in LATENCY_SCENARIOS else "msgs/s"
             row["ratios"] = {
                 b: ratio(row, baseline(rows, scenario, b), scenario)
@@ -408,6 +638,20 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     for t in targets:
         met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
         md.append(f"| {t.name} | {t.required} | {t.measured} | {met} | {t.margin} | {t.notes} |")
+    if scale_targets:
+        md += [
+            "",
+            "## Targets (issues 9 and 10: cluster and store)",
+            "",
+            "| target | why | required | measured | met | margin | notes |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for t in scale_targets:
+            met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
+            md.append(
+                f"| {t.name} | {t.why} | {t.required} | {t.measured} | {met} | {t.margin} "
+                f"| {t.notes} |"
+            )
     order: list[str] = []
     for row in rows:
         if row["scenario"] not in order:
@@ -422,7 +666,12 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
             f"{first['conns']} connections, depth {first['depth']}; {first['placement']}",
             "",
         ]
-        md += _idle_table(subset) if scenario == "idle" else _timed_table(subset, scenario)
+        if scenario == "idle":
+            md += _idle_table(subset)
+        elif any(r.get("variant") for r in subset):
+            md += _variant_table(subset, scenario)
+        else:
+            md += _timed_table(subset, scenario)
         samples = [f"{r['label']}: {e}" for r in subset for e in r.get("error_samples", [])]
         if samples:
             md += ["", "errors seen:", *(f"- {s}" for s in samples[:10])]
@@ -433,7 +682,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
             md += [*profile_markdown(row["label"], row["scenario"], row["profile"]), ""]
     return {
         "markdown": "\n".join(md) + "\n",
-        "targets": [t.as_dict() for t in targets],
+        "targets": [t.as_dict() for t in (*targets, *scale_targets)],
         "machine": info,
     }
 

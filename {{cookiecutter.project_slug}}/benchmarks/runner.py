@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import profile
+from . import broker, profile
 from .discover import REPO_ROOT, import_path_env
 from .jobs import LoadJob
 from .limits import cpu_seconds, machine_cpu_seconds, rss_bytes
@@ -38,12 +38,34 @@ class Case:
     scenario: Scenario
     protocol: str = "json"
     model: str = "-"
+    variant: str = ""  # a key of VARIANTS: what differs from the plain server
 
     @property
     def label(self) -> str:
         if self.server == "framework":
-            return f"framework[{self.model},{self.protocol}]"
+            extra = f",{VARIANTS[self.variant].tag}" if self.variant else ""
+            return f"framework[{self.model},{self.protocol}{extra}]"
         return self.server
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a framework server differs from the plain one (memory:// store, no cluster_url)."""
+
+    tag: str  # in the case label
+    nodes: int = 1  # server processes, each a cluster node when > 1 or ``cluster``
+    cluster: bool = False  # cluster_url = a redis-server this case starts
+    store: str = ""  # "" = memory://, "sqlite" = a fresh sqlite file in a temporary folder
+    store_sync: str = "write_behind"
+
+
+VARIANTS: dict[str, Variant] = {
+    "": Variant(""),
+    "cluster": Variant("cluster", cluster=True),
+    "2nodes": Variant("2 nodes", nodes=2, cluster=True),
+    "sqlite": Variant("sqlite", store="sqlite"),
+    "sqlite_always": Variant("sqlite always", store="sqlite", store_sync="always"),
+}
 
 
 @dataclass
@@ -70,6 +92,51 @@ class Placement:
         return Placement(
             str(cpus[0]), rest, f"server on CPU {cpus[0]}, load on CPU {rest}", len(cpus) - 1
         )
+
+
+@dataclass
+class ClusterPlacement:
+    """Where the nodes, the broker and the load run for a multi-process case."""
+
+    node_cpus: list[str | None]
+    broker_cpus: str | None
+    load_cpus: str | None
+    note: str
+    load_cores: int
+    crowded: bool
+
+    @staticmethod
+    def plan(nodes: int, pin: bool) -> ClusterPlacement:
+        """One CPU per node, one for Redis, the rest for the load; shared CPUs when too few.
+
+        With too few CPUs (2 here, for 2 nodes) each node still gets a CPU of its
+        own pinning, but Redis and the load run unpinned on the same CPUs: the
+        report marks the placement crowded and the figure is a floor.
+        """
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if not pin or shutil.which("taskset") is None or not cpus:
+            n = len(cpus) or os.cpu_count() or 1
+            note = f"unpinned; {nodes} nodes, Redis and load sharing {n} CPUs"
+            return ClusterPlacement([None] * nodes, None, None, note, max(1, n - nodes), True)
+        if len(cpus) >= nodes + 2:
+            rest = ",".join(str(c) for c in cpus[nodes + 1 :])
+            nodes_at = ", ".join(f"node {i} on CPU {cpus[i]}" for i in range(nodes))
+            note = f"{nodes_at}, Redis on CPU {cpus[nodes]}, load on CPU {rest}"
+            return ClusterPlacement(
+                [str(cpus[i]) for i in range(nodes)],
+                str(cpus[nodes]),
+                rest,
+                note,
+                len(cpus) - nodes - 1,
+                False,
+            )
+        node_cpus = [str(cpus[i % len(cpus)]) for i in range(nodes)]
+        nodes_at = ", ".join(f"node {i} on CPU {c}" for i, c in enumerate(node_cpus))
+        note = (
+            f"CROWDED: {nodes_at}; Redis and {len(cpus)} load processes unpinned on the same "
+            f"{len(cpus)} CPUs (needs {nodes + 2} CPUs to separate them): the figure is a floor"
+        )
+        return ClusterPlacement(node_cpus, None, None, note, len(cpus), True)
 
 
 def _prefix(cpus: str | None) -> list[str]:
@@ -124,6 +191,14 @@ class Child:
         assert self.proc.stdin is not None
         self.proc.stdin.write(text.encode() + b"\n")
 
+    async def stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask ``benchmarks.serve`` for its counters (a ``STATS {json}`` line)."""
+        self.say("stats")
+        line = await self.line(timeout)
+        if not line.startswith("STATS "):
+            raise RuntimeError(f"{self.name} said {line!r} instead of STATS")
+        return json.loads(line[6:])
+
     async def stop(self) -> None:
         if self.proc.returncode is None:
             try:
@@ -153,8 +228,11 @@ class Options:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def start_server(case: Case, opts: Options, cpus: str | None) -> tuple[Child, int]:
+async def start_server(
+    case: Case, opts: Options, cpus: str | None, extra: tuple[str, ...] = (), name: str = ""
+) -> tuple[Child, int]:
     args = ["-m", "benchmarks.serve", case.server, "--nofile", str(case.scenario.conns + 1024)]
+    args += extra
     if case.server == "framework":
         args += ["--protocol", case.protocol, "--model", case.model]
         args += [
@@ -164,41 +242,87 @@ async def start_server(case: Case, opts: Options, cpus: str | None) -> tuple[Chi
             str(opts.send_workers),
         ]
         args += ["--max-connections", str(case.scenario.conns + 1024)]
-    child = await Child.spawn(f"server {case.label}", cpus, *args)
+    child = await Child.spawn(name or f"server {case.label}", cpus, *args)
     line = await child.line(START_TIMEOUT)
     if not line.startswith("READY "):
         raise RuntimeError(f"{child.name} said {line!r} instead of READY")
     return child, int(line.split()[1])
 
 
+def _skip_reason(case: Case) -> str | None:
+    variant = VARIANTS[case.variant]
+    if variant.cluster and broker.binary() is None:
+        return broker.MISSING
+    return None
+
+
 async def run_case(case: Case, opts: Options) -> dict[str, Any]:
     """Measure one case; the returned dict is one row of the JSON report."""
     scenario = case.scenario
+    variant = VARIANTS[case.variant]
+    multi = ClusterPlacement.plan(variant.nodes, opts.pin) if variant.nodes > 1 else None
     placement = Placement.plan(scenario.same_core, opts.pin)
-    processes = opts.processes or placement.load_cores
+    load_cpus = multi.load_cpus if multi else placement.load_cpus
+    processes = opts.processes or (multi.load_cores if multi else placement.load_cores)
     enc = encoder_for(case.server, case.protocol, opts.package)
     row: dict[str, Any] = {
         "server": case.server,
         "label": case.label,
         "protocol": case.protocol if case.server != "raw" else "raw bytes",
         "model": case.model,
+        "variant": case.variant,
         "scenario": scenario.name,
-        "placement": placement.note,
+        "placement": multi.note if multi else placement.note,
         "load_processes": processes,
         "conns": scenario.conns,
         "depth": scenario.depth,
     }
-    server, port = await start_server(case, opts, placement.server_cpus)
+    if multi is not None:
+        row["nodes"] = variant.nodes
+        row["crowded"] = multi.crowded
+    skip = _skip_reason(case)
+    if skip is not None:
+        row.update(skipped=skip, errors=0)
+        return row
+    redis: broker.Broker | None = None
+    store_dir: str | None = None
+    servers: list[Child] = []
     loads: list[Child] = []
     files: list[str] = []
     try:
-        jobs = build_jobs(scenario, enc, port, processes, opts.warmup, opts.duration)
+        extra: list[str] = []
+        if variant.cluster:
+            redis_cpus = multi.broker_cpus if multi else placement.load_cpus
+            redis = await broker.Broker(redis_cpus).start()
+            extra += ["--cluster-url", redis.url]
+            if not multi:
+                row["placement"] += f"; Redis on CPU {redis_cpus or 'any'}"
+        if variant.store == "sqlite":
+            store_dir = tempfile.mkdtemp(prefix="bench-store-")
+            extra += ["--store-url", f"sqlite:///{store_dir}/bench.db"]
+        if case.variant:
+            extra += ["--store-sync", variant.store_sync]
+        node_cpus = multi.node_cpus if multi else [placement.server_cpus]
+        ports: list[int] = []
+        for i, cpus in enumerate(node_cpus):
+            name = f"server {case.label}" + (f" node {i}" if multi else "")
+            child, port = await start_server(case, opts, cpus, tuple(extra), name)
+            servers.append(child)
+            ports.append(port)
+        server = servers[0]
+        jobs = build_jobs(
+            scenario,
+            enc,
+            ports[0],
+            processes,
+            opts.warmup,
+            opts.duration,
+            tuple(ports) if multi else (),
+        )
         for i, job in enumerate(jobs):
             files.append(_write_job(job))
             loads.append(
-                await Child.spawn(
-                    f"load {i}", placement.load_cpus, "-m", "benchmarks.loadgen", files[-1]
-                )
+                await Child.spawn(f"load {i}", load_cpus, "-m", "benchmarks.loadgen", files[-1])
             )
         setup_timeout = START_TIMEOUT + scenario.conns / 100
         await asyncio.gather(*(c.event("ready", setup_timeout) for c in loads))
@@ -208,29 +332,59 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
         else:
             spy = None
             if opts.profile_dir is not None and case.server == "framework" and profile.available():
-                name = f"{scenario.name}-{case.model}-{case.protocol}.txt"
+                name = f"{scenario.name}-{case.model}-{case.protocol}{case.variant}.txt"
                 spy = opts.profile_dir / name
-            row.update(await _timed(pid, loads, opts, spy))
+            stats = servers if case.server == "framework" else []
+            row.update(await _timed(pid, loads, opts, spy, stats, servers[1:], redis))
             if spy is not None and spy.exists():
                 row["profile"] = profile.summarize(spy)
         if scenario.kind == "room":
-            # every SayReq reaches every member, the sender included
-            row["missing"] = row["says"] * scenario.conns - row["delivered_total"]
-            row["errors"] += max(row["missing"], 0)
+            row.update(_room_check(row, scenario.conns))
+            row["errors"] += row["missing"] + row["duplicates"]
         row["server_rss_mib"] = (rss_bytes(pid) or 0) / 2**20
     except Exception as exc:  # a broken server must not stop the other cases
         row["failed"] = f"{type(exc).__name__}: {exc}"
         row.setdefault("errors", 1)
     finally:
         await asyncio.gather(*(c.stop() for c in loads), return_exceptions=True)
-        await server.stop()
+        await asyncio.gather(*(c.stop() for c in servers), return_exceptions=True)
         if row.get("errors") or "failed" in row:
-            row["stderr"] = {c.name: c.log_tail() for c in (server, *loads)}
-        for c in (server, *loads):
+            row["stderr"] = {c.name: c.log_tail() for c in (*servers, *loads)}
+            if redis is not None:
+                row["stderr"]["redis"] = [redis.log_tail()]
+        for c in (*servers, *loads):
             c.close_log()
         for path in files:
             os.unlink(path)
+        if redis is not None:
+            await redis.stop()
+        if store_dir is not None:
+            shutil.rmtree(store_dir, ignore_errors=True)
     return row
+
+
+def _room_check(row: dict[str, Any], room_size: int) -> dict[str, Any]:
+    """Every member must get each SayReq exactly once (the sender included).
+
+    Uses the per-member, per-sender counts when the load reported them:
+    ``missing`` counts copies never received, ``duplicates`` copies received
+    more than once, so one cannot hide the other in a total.
+    """
+    said: dict[str, int] = row.pop("said", None) or {}
+    heard: dict[str, list[int]] = row.pop("heard", None) or {}
+    if not said or not heard:
+        missing = row["says"] * room_size - row["delivered_total"]
+        return {"missing": max(missing, 0), "duplicates": max(-missing, 0)}
+    says = [said.get(str(i), 0) for i in range(room_size)]
+    missing = duplicates = 0
+    for counts in heard.values():
+        for want, got in zip(says, counts, strict=True):
+            if got < want:
+                missing += want - got
+            elif got > want:
+                duplicates += got - want
+    missing += sum(says) * (room_size - len(heard))  # members that never reported
+    return {"missing": missing, "duplicates": duplicates}
 
 
 def _write_job(job: LoadJob) -> str:
@@ -240,19 +394,37 @@ def _write_job(job: LoadJob) -> str:
     return path
 
 
-async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) -> dict[str, Any]:
+async def _timed(
+    pid: int,
+    loads: list[Child],
+    opts: Options,
+    spy: Path | None,
+    counted: list[Child] | None = None,
+    others: list[Child] | None = None,
+    redis: broker.Broker | None = None,
+) -> dict[str, Any]:
     """Go, sample the server's CPU over the window, collect and merge the results.
 
     With ``spy`` set, py-spy samples the server over the window (it perturbs
     the figures a little; profile in a separate run from the one you quote).
+    ``counted`` servers are asked for their counters (store, cluster) at both
+    ends of the window; ``others`` are further nodes and ``redis`` the broker,
+    whose CPU over the window is reported (and not counted as other work).
     """
+    counted, others = counted or [], others or []
     for c in loads:
         c.say("go")
     await asyncio.sleep(opts.warmup)
     spy_proc = await profile.record(pid, opts.duration, spy) if spy is not None else None
+    stats0 = await asyncio.gather(*(c.stats() for c in counted))
     cpu0, machine0 = cpu_seconds(pid), machine_cpu_seconds()
+    node0 = [cpu_seconds(c.proc.pid) for c in others]
+    redis0 = redis.cpu_seconds() if redis is not None else None
     await asyncio.sleep(opts.duration)
     cpu1, machine1 = cpu_seconds(pid), machine_cpu_seconds()
+    node1 = [cpu_seconds(c.proc.pid) for c in others]
+    redis1 = redis.cpu_seconds() if redis is not None else None
+    stats1 = await asyncio.gather(*(c.stats() for c in counted))
     limit = opts.warmup + opts.duration + 60
     results = await asyncio.gather(*(c.event("result", limit) for c in loads))
     if spy_proc is not None:
@@ -266,11 +438,21 @@ async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) 
     completed = sum(r["completed"] for r in results)
     load_cpu = [r["cpu_s"] / r["window_s"] for r in results]
     server_cpu = None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / opts.duration
-    others = steal = None
+    node_cpu = [
+        None if a is None or b is None else (b - a) / opts.duration
+        for a, b in zip(node0, node1, strict=True)
+    ]
+    redis_cpu = None if redis0 is None or redis1 is None else (redis1 - redis0) / opts.duration
+    known = sum(c or 0.0 for c in node_cpu) + (redis_cpu or 0.0)
+    other_cpu = steal = None
     if machine0 is not None and machine1 is not None and server_cpu is not None:
         busy = (machine1[0] - machine0[0]) / opts.duration
-        others = max(0.0, busy - server_cpu - sum(r["cpu_s"] for r in results) / window)
+        load_s = sum(r["cpu_s"] for r in results) / window
+        other_cpu = max(0.0, busy - server_cpu - known - load_s)
         steal = (machine1[1] - machine0[1]) / opts.duration
+    if others and server_cpu is not None:
+        node_cpu = [server_cpu, *node_cpu]
+        server_cpu += sum(c or 0.0 for c in node_cpu[1:])  # every node: the cost of the service
     out: dict[str, Any] = {
         "completed": completed,
         "window_s": window,
@@ -280,16 +462,47 @@ async def _timed(pid: int, loads: list[Child], opts: Options, spy: Path | None) 
         "error_samples": [e for r in results for e in r["error_samples"]][:5],
         "server_cpu": server_cpu,
         "msgs_per_server_cpu_s": completed / window / server_cpu if server_cpu else None,
-        "other_cpu": others,
+        "other_cpu": other_cpu,
         "steal_cpu": steal,
-        "machine_busy": (others or 0.0) > 0.15 or (steal or 0.0) > 0.1,
+        "machine_busy": (other_cpu or 0.0) > 0.15 or (steal or 0.0) > 0.1,
         "load_cpu": load_cpu,
         "load_saturated": any(c >= 0.9 for c in load_cpu),
     }
+    if others:
+        out["node_cpu"] = node_cpu
+    if redis is not None:
+        out["redis_cpu"] = redis_cpu
+    if counted:
+        out["counters"] = _counter_deltas(stats0, stats1)
     if "says" in results[0]:
         out["says"] = sum(r["says"] for r in results)
         out["delivered_total"] = sum(r["delivered_total"] for r in results)
         out["ticks_ignored"] = sum(r["ignored"] for r in results)
+        if all("heard" in r for r in results):
+            out["said"] = {k: v for r in results for k, v in r["said"].items()}
+            out["heard"] = {k: v for r in results for k, v in r["heard"].items()}
+    return out
+
+
+#: Counters that are levels or maxima, not running totals: reported as read at the end.
+GAUGES = frozenset({"last_batch", "max_batch", "dirty", "cached"})
+
+
+def _counter_deltas(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> dict[str, dict[str, int]]:
+    """The servers' counters over the window, summed over nodes (gauges: the largest)."""
+    out: dict[str, dict[str, int]] = {}
+    for b, a in zip(before, after, strict=True):
+        for group, values in a.items():
+            dest = out.setdefault(group, {})
+            for key, value in values.items():
+                if not isinstance(value, int):
+                    continue
+                if key in GAUGES:
+                    dest[key] = max(dest.get(key, 0), value)
+                else:
+                    dest[key] = dest.get(key, 0) + value - b.get(group, {}).get(key, 0)
     return out
 
 

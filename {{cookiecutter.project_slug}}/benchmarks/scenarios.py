@@ -20,6 +20,9 @@ class Scenario:
     depth: int = 1
     same_core: bool = False
     rate: float | None = None
+    #: framework-only scenarios that compare server variants side by side in one run
+    #: ("" = the plain server, "cluster", "2nodes", "sqlite", "sqlite_always"; see runner.VARIANTS)
+    variants: tuple[str, ...] = ()
 
     def scaled(self, conns: int | None = None, depth: int | None = None) -> Scenario:
         return replace(self, conns=conns or self.conns, depth=depth or self.depth)
@@ -61,6 +64,42 @@ SCENARIOS: dict[str, Scenario] = {
             "200 members in one room, each keeps 1 SayReq outstanding (capacity); deliveries/s",
             conns=200,
             depth=1,
+        ),
+        Scenario(
+            "cluster_echo",
+            "reqrep",
+            "echo 64 B, 50 conns, depth 8: cluster node (Redis) vs no cluster_url, all members local",
+            conns=50,
+            depth=8,
+            variants=("", "cluster"),
+        ),
+        Scenario(
+            "cluster_business",
+            "reqrep",
+            "login, then BusinessReq (depth 8), 50 conns: cluster node vs no cluster_url",
+            flow="login_business",
+            conns=50,
+            depth=8,
+            variants=("", "cluster"),
+        ),
+        Scenario(
+            "cluster_room_flood",
+            "room",
+            "room_flood with the 200 members split over 2 cluster nodes (one Redis) "
+            "vs one node; deliveries/s",
+            conns=200,
+            depth=1,
+            variants=("", "2nodes"),
+        ),
+        Scenario(
+            "store_business",
+            "reqrep",
+            "login, then BusinessReq (depth 8), 50 conns: sqlite store (write-behind, "
+            "then store_sync=always) vs memory://",
+            flow="login_business",
+            conns=50,
+            depth=8,
+            variants=("", "sqlite", "sqlite_always"),
         ),
         Scenario(
             "idle",

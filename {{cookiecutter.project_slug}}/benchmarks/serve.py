@@ -3,6 +3,12 @@
 Prints ``READY <port>`` once listening on 127.0.0.1, then serves until
 SIGTERM/SIGINT or until stdin closes (so an orchestrator that dies takes its
 servers with it). KIND is ``raw``, ``json``, ``streams`` or ``framework``.
+
+A ``stats`` line on stdin is answered with one ``STATS {json}`` line on stdout:
+the framework's counters (``store``: the player-state store's StoreStats,
+``cluster``: this node's ClusterStats, ``server``: accepted/closed...), read on
+the event loop. The orchestrator asks at the start and the end of the measured
+window and reports the difference; baselines answer ``STATS {}``.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from .limits import raise_nofile
@@ -24,7 +32,21 @@ KINDS = (*BASELINES, "framework")
 _BASELINE_MODULES = {"raw": "raw", "json": "json_server", "streams": "streams"}
 
 
-async def start_baseline(kind: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+Started = tuple[int, Callable[[], Awaitable[None]], Callable[[], dict[str, Any]]]
+
+
+def _counters(obj: Any) -> dict[str, Any]:
+    """A stats object as a plain dict (``as_dict()``, a dataclass, or its public int fields)."""
+    if obj is None:
+        return {}
+    if hasattr(obj, "as_dict"):
+        return dict(obj.as_dict())
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    return {k: v for k, v in vars(obj).items() if isinstance(v, int) and not k.startswith("_")}
+
+
+async def start_baseline(kind: str, port: int) -> Started:
     """Start one of the baselines; returns its port and an async closer."""
     module = importlib.import_module(f".baselines.{_BASELINE_MODULES[kind]}", __package__)
     server: asyncio.Server = await module.start(HOST, port)
@@ -32,10 +54,10 @@ async def start_baseline(kind: str, port: int) -> tuple[int, Callable[[], Awaita
     async def close() -> None:
         server.close()
 
-    return server.sockets[0].getsockname()[1], close
+    return server.sockets[0].getsockname()[1], close, dict
 
 
-async def start_framework(args: argparse.Namespace) -> tuple[int, Callable[[], Awaitable[None]]]:
+async def start_framework(args: argparse.Namespace) -> Started:
     """Start the generated app exactly as ``serve`` would, with benchmark settings."""
     from .discover import ensure_importable, find_package
 
@@ -53,6 +75,11 @@ async def start_framework(args: argparse.Namespace) -> tuple[int, Callable[[], A
         max_connections=args.max_connections,
         idle_timeout=0,
         log_level="WARNING",
+        # Each case starts from empty player state unless it asks for a store.
+        store_url=args.store_url,
+        store_sync=args.store_sync,
+        # A cluster node when set: rooms and logins span every node on that Redis.
+        cluster_url=args.cluster_url,
     )
     server: Any = app.create_server(settings)
     await server.start()
@@ -60,7 +87,15 @@ async def start_framework(args: argparse.Namespace) -> tuple[int, Callable[[], A
     async def close() -> None:
         await asyncio.wait_for(server.stop(), 10)
 
-    return server.port, close
+    def stats() -> dict[str, Any]:
+        cluster = getattr(server, "cluster", None)
+        return {
+            "store": _counters(getattr(server, "store", None) and server.store.stats),
+            "cluster": _counters(getattr(cluster, "stats", None)),
+            "server": _counters(getattr(server, "stats", None)),
+        }
+
+    return server.port, close, stats
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -69,15 +104,21 @@ async def amain(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    if args.kind == "framework":
+        port, close, stats = await start_framework(args)
+    else:
+        port, close, stats = await start_baseline(args.kind, args.port)
+
+    def answer_stats() -> None:
+        print("STATS " + json.dumps(stats()), flush=True)
+
     def watch_stdin() -> None:
-        sys.stdin.read()
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                loop.call_soon_threadsafe(answer_stats)
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
-    if args.kind == "framework":
-        port, close = await start_framework(args)
-    else:
-        port, close = await start_baseline(args.kind, args.port)
     print(f"READY {port}", flush=True)
     await stop.wait()
     await close()
@@ -92,6 +133,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--logic-workers", type=int, default=4)
     p.add_argument("--send-workers", type=int, default=2)
     p.add_argument("--max-connections", type=int, default=20_000)
+    p.add_argument("--store-url", default="memory://", help="player-state store of the server")
+    p.add_argument("--store-sync", default="write_behind", choices=("write_behind", "always"))
+    p.add_argument("--cluster-url", default="", help="redis://127.0.0.1:PORT/0: a cluster node")
     p.add_argument("--nofile", type=int, default=16_384)
     p.add_argument(
         "--loop", choices=("uvloop", "asyncio"), help="default: asyncio for streams, else uvloop"

@@ -125,8 +125,14 @@ def build_jobs(
     processes: int,
     warmup: float,
     duration: float,
+    ports: tuple[int, ...] = (),
 ) -> list[LoadJob]:
-    """One job per load process; connections are spread round-robin."""
+    """One job per load process; connections are spread round-robin.
+
+    With several ``ports`` (cluster nodes) the room members are split into
+    contiguous blocks, one per node, so every load process holds members of
+    every node.
+    """
     if scenario.kind == "reqrep":
         if scenario.flow == "echo":
             cycle = echo_cycle(enc)
@@ -144,7 +150,8 @@ def build_jobs(
             say = enc.request(13, {"text": text})
             deliveries[enc.room_message(say, ROOM, account, text)] = i
             setup = [login_step(enc, account), enc.step(11, {"room": ROOM}, 12, None)]
-            members.append(Member(i, setup, say))
+            node = i * len(ports) // scenario.conns if ports else 0
+            members.append(Member(i, setup, say, node))
         works = [
             RoomJob(
                 part,
@@ -162,4 +169,6 @@ def build_jobs(
         share = [len(p) for p in split(list(range(scenario.conns)), processes)]
         works = [IdleJob(n, ping) for n in share if n]
     nofile = scenario.conns + 1024
-    return [LoadJob("127.0.0.1", port, warmup, duration, w, nofile=nofile) for w in works]
+    return [
+        LoadJob("127.0.0.1", port, warmup, duration, w, nofile=nofile, ports=ports) for w in works
+    ]

@@ -5,25 +5,59 @@ baselines and the app (with the resource model and protocol this repo was
 generated with), then reads the JSON report: every case ran, every reply was
 verified with no error, and the targets section is there. Speed is never
 asserted here; the benchmark's own report does that.
+
+The cluster and store cases run the same way: the store cases need nothing,
+the cluster cases start their own ``redis-server`` and are skipped (with the
+reason) only where no such binary exists, never under CI.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+TINY = [
+    "--servers", "framework",
+    "--models", "default",
+    "--protocols", "default",
+    "--duration", "0.3",
+    "--warmup", "0.1",
+    "--conns", "4",
+    "--depth", "2",
+    "--room-members", "6",
+]  # fmt: skip
 
 
-def test_benchmark_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "results"
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")])
     )
+    return env
+
+
+def _bench(out: Path, *args: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks", *args, "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "latest.json").read_text(encoding="utf-8"))
+
+
+def _targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in report["targets"]}
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = _env()
     cmd = [
         sys.executable,
         "-m",
@@ -74,3 +108,52 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert {t["name"] for t in report["targets"]} >= {"login-then-business throughput vs json"}
     markdown = (out / "latest.md").read_text(encoding="utf-8")
     assert "## Targets (issue 6)" in markdown and "| framework[" in markdown
+
+
+def test_benchmark_store_cases(tmp_path: Path) -> None:
+    """sqlite write-behind and store_sync=always beside memory://, with the store's counters."""
+    report = _bench(tmp_path / "results", "--scenarios", "store_business", *TINY)
+    rows = {row["variant"]: row for row in report["rows"]}
+    assert set(rows) == {"", "sqlite", "sqlite_always"}
+    for row in rows.values():
+        assert "failed" not in row and "skipped" not in row, row
+        assert row["errors"] == 0 and row["completed"] > 0, row
+        assert "store" in row["counters"], row
+    # store_sync=always makes each acknowledged change durable: commits were waited for
+    always = rows["sqlite_always"]["counters"]["store"]
+    assert always["commits"] > 0 and always["commit_batches"] > 0, always
+    assert always["max_batch"] >= 1, always
+    targets = _targets(report)
+    assert targets["login-then-business, sqlite store (write-behind) vs memory://"]["why"]
+    always_target = targets["login-then-business, sqlite store_sync=always vs memory://"]
+    assert always_target["met"] is None and "transactions" in always_target["notes"]
+    markdown = (tmp_path / "results" / "latest.md").read_text(encoding="utf-8")
+    assert "## Targets (issues 9 and 10: cluster and store)" in markdown
+
+
+def test_benchmark_cluster_cases(tmp_path: Path) -> None:
+    """Cluster node vs plain, and a room split over 2 nodes: every say delivered exactly once."""
+    if shutil.which("redis-server") is None:
+        reason = "no redis-server binary on PATH (Debian: apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must install it")
+        pytest.skip(reason)
+    scenarios = "cluster_echo,cluster_business,cluster_room_flood"
+    report = _bench(tmp_path / "results", "--scenarios", scenarios, *TINY)
+    rows = report["rows"]
+    assert len(rows) == 6
+    for row in rows:
+        assert "failed" not in row and "skipped" not in row, row
+        assert row["errors"] == 0 and row["completed"] > 0, row
+    fanout = next(r for r in rows if r["variant"] == "2nodes")
+    assert fanout["says"] > 0 and fanout["missing"] == 0 and fanout["duplicates"] == 0, fanout
+    assert fanout["nodes"] == 2 and fanout["redis_cpu"] is not None, fanout
+    # the members really were split: says crossed the broker both ways
+    assert fanout["counters"]["cluster"]["published"] > 0, fanout["counters"]
+    assert fanout["counters"]["cluster"]["received"] > 0, fanout["counters"]
+    # all members local: nothing is published for echo
+    echo = next(r for r in rows if r["scenario"] == "cluster_echo" and r["variant"] == "cluster")
+    assert echo["counters"]["cluster"]["published"] == 0, echo["counters"]
+    targets = _targets(report)
+    fan = targets["cross-node fan-out: 200 members over 2 nodes (cluster_room_flood)"]
+    assert "over 2 nodes" in fan["measured"] and "Redis CPU" in fan["measured"], fan

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from . import __version__
 from .client_cli import client_main
 from .settings import ENV_PREFIX, Settings, SettingsFileError, load_with_origins
+from .state_cli import add_state_command
 
 __all__ = ["client_main", "main"]
 
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="per_link, shared_logic, shared_logic_send, shared_all (or 1-4)",
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    serve.add_argument(
+        "--workers",
+        help="processes sharing the port (SO_REUSEPORT, Linux); more than 1 needs cluster_url",
+    )
     _add_config_flag(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -91,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output file (default {DEFAULT_PROTO_OUT})",
     )
     proto.set_defaults(func=cmd_proto)
+    add_state_command(commands, _add_config_flag)
     return parser
 
 
@@ -102,8 +108,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         resource_model=args.resource_model,
         log_level=args.log_level,
+        workers=args.workers,
     )
     configure_logging(settings.log_level)
+    if settings.workers > 1:
+        return serve_workers(settings, args.config)
     log.info("%s %s starting with settings: %s", PROG, __version__, settings.summary())
 
     from .app import create_server  # the game code loads only when serving
@@ -118,6 +127,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     log.info("%s stopped (exit code %s)", PROG, code)
     return code
+
+
+def serve_workers(settings: Settings, config: str | None) -> int:
+    """`serve --workers N`: a supervisor running N `serve` processes on one port."""
+    from .sgs.supervisor import Supervisor, SupervisorError
+
+    log.info("%s %s supervising %d workers", PROG, __version__, settings.workers)
+    command = [sys.executable, "-m", PACKAGE, "serve", *(["--config", config] if config else [])]
+    try:
+        return Supervisor(settings, command).run()
+    except SupervisorError as exc:  # e.g. not Linux: a user error, no traceback
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 async def ping_server(host: str, port: int, protocol: str, timeout: float) -> float:

@@ -14,7 +14,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
@@ -241,7 +241,7 @@ class _Swarm:
     """One ``run_robots`` call: its parameters and the shared bookkeeping."""
 
     host: str
-    port: int
+    ports: Sequence[int]
     protocol: str
     requests: int
     timeout: float
@@ -265,15 +265,17 @@ class _Swarm:
             detail = str(exc) or "no answer in time"
             self.report.failures.append(f"{robot}: {type(exc).__name__}: {detail}")
 
-    async def robot(self, account: str, room: _RobotRoom, rng: random.Random) -> None:
+    async def robot(self, account: str, port: int, room: _RobotRoom, rng: random.Random) -> None:
         """One robot; any failure is recorded and releases its room-mates."""
         try:
-            await self._robot_flow(account, room, rng)
+            await self._robot_flow(account, port, room, rng)
         except Exception as exc:  # every failure counts, none may stop the swarm
             self.fail(account, exc)
             await room.all_joined.abort()  # room-mates stop waiting for this robot
 
-    async def _robot_flow(self, account: str, room: _RobotRoom, rng: random.Random) -> None:
+    async def _robot_flow(
+        self, account: str, port: int, room: _RobotRoom, rng: random.Random
+    ) -> None:
         heard: dict[str, list[RoomMessage]] = {}
         heard_everyone = asyncio.Event()
 
@@ -283,7 +285,7 @@ class _Swarm:
             if heard.keys() >= room.members:
                 heard_everyone.set()
 
-        client = GameClient(self.host, self.port, protocol=self.protocol, timeout=self.timeout)
+        client = GameClient(self.host, port, protocol=self.protocol, timeout=self.timeout)
         async with client:
             client.on_room_message(on_room_message)
             user = await self.timed(client.login(account))
@@ -314,7 +316,7 @@ class _Swarm:
 
 async def run_robots(
     host: str = "127.0.0.1",
-    port: int = 6666,
+    port: int | Sequence[int] = 6666,
     *,
     protocol: str = "json",
     robots: int = 10,
@@ -333,11 +335,14 @@ async def run_robots(
     shared with up to ``room_size`` robots, says one line once every member has
     joined, checks it hears each member's line exactly once, and logs out.
     ``progress(n)`` is called as requests complete (n requests each time).
+    With several ports (the nodes of a cluster), robot ``n`` connects to
+    ``port[n % len(port)]``, so every room is shared across the nodes.
     """
+    ports = [port] if isinstance(port, int) else list(port)
     prefix = account_prefix or f"robot-{uuid.uuid4().hex[:8]}"
     swarm = _Swarm(
         host=host,
-        port=port,
+        ports=ports,
         protocol=protocol,
         requests=requests,
         timeout=timeout,
@@ -354,7 +359,10 @@ async def run_robots(
             members=set(accounts),
             all_joined=asyncio.Barrier(len(accounts)),
         )
-        runs += [swarm.robot(account, room, random.Random(rng.random())) for account in accounts]
+        runs += [
+            swarm.robot(account, ports[n % len(ports)], room, random.Random(rng.random()))
+            for n, account in enumerate(accounts, start=first)
+        ]
     start = time.perf_counter()
     await asyncio.gather(*runs)
     swarm.report.elapsed = time.perf_counter() - start

@@ -1,12 +1,20 @@
 """Chat rooms: join, say, leave, and the periodic RoomTick.
 
-A room is a framework Group, so one broadcast reaches every member, and
-every member sees the room's messages in the order they were said. A link is
-in at most one room; joining another leaves the first. Links that close
-leave their group by themselves; the tick forgets rooms that became empty.
+A room is a framework Group, so one broadcast reaches every member, on this
+node and (in a cluster) on every other, and every member sees one sender's
+messages in the order they were said. A link is in at most one room; joining
+another leaves the first. Links that close leave their group by themselves;
+the tick forgets rooms that became empty here.
+
+RoomTick is sent once per room per interval for the whole cluster: the node
+that leads the room (``server.cluster.lead``) sends it to every member, and
+the tick numbers are the cluster's, so they never diverge between nodes and
+go on when the leading node dies and another takes over.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from ..messages import (
     JoinRoomReq,
@@ -34,10 +42,10 @@ async def join_room(ctx: Context, msg: JoinRoomReq) -> JoinRoomResp:
     state = state_of(ctx.server)
     if ctx.session.get(ROOM_KEY) != msg.room:
         leave_room(state, ctx.link)
-        state.room(ctx.server, msg.room).group.add(ctx.link)
+        state.room(ctx.server, msg.room).group.add(ctx.link, label=ctx.session[ACCOUNT_KEY])
         ctx.session[ROOM_KEY] = msg.room
     room = state.rooms[msg.room]
-    return JoinRoomResp(room=msg.room, members=members_of(room))
+    return JoinRoomResp(room=msg.room, members=await members_of(room))
 
 
 @router.on(SayReq)
@@ -71,21 +79,28 @@ def leave_room(state: GameState, link: Link) -> str | None:
     return room_name
 
 
-def members_of(room: Room) -> list[str]:
-    """Account ids of the room's members, in a stable (sorted) order."""
-    return sorted(link.session.get(ACCOUNT_KEY, "") for link in room.group.members)
+async def members_of(room: Room) -> list[str]:
+    """Account ids of the room's members on every node, in a stable (sorted) order."""
+    return sorted(await room.group.labels())
 
 
 async def tick_rooms(server: Server) -> None:
-    """Push RoomTick to every non-empty room; forget rooms nobody is in.
+    """Push RoomTick to every non-empty room this node leads; forget rooms nobody is in here.
 
     Runs on a logic worker (``server.every``), never beside the handlers, so
-    it sees the rooms in a consistent state.
+    it sees the rooms in a consistent state. The cluster questions for all
+    rooms go out together (one round trip to the broker, not one per room).
     """
     state = state_of(server)
     for name, room in list(state.rooms.items()):
         if len(room.group) == 0:
             del state.rooms[name]
-            continue
-        room.ticks += 1
-        room.group.broadcast(RoomTick(room=name, tick=room.ticks, members=len(room.group)))
+    rooms = list(state.rooms.items())
+    if not rooms:
+        return
+    numbers = await asyncio.gather(*(server.cluster.lead(f"tick:{name}") for name, _ in rooms))
+    led = [(name, room, n) for (name, room), n in zip(rooms, numbers, strict=True) if n]
+    sizes = await asyncio.gather(*(room.group.size() for _, room, _ in led))
+    for (name, room, number), members in zip(led, sizes, strict=True):
+        room.ticks = number
+        room.group.broadcast(RoomTick(room=name, tick=number, members=members))

@@ -1,10 +1,14 @@
-"""Game state owned by one server: counters, who is online, the rooms.
+"""Game state owned by one server: the rooms this node has members in.
 
 It lives in ``server.state`` (the framework's per-server dict) rather than in
 module globals, so two servers in one process (tests start many) never see
 each other's players.
 Every handler and timer runs on the server's event loop, so plain dicts are
 safe: nothing here is touched from another thread.
+
+What belongs to a player rather than to this process (the business counter)
+is in the player's state, which the framework's store keeps durable and
+hands from node to node with the login: ``player_of(link).state``.
 """
 
 from __future__ import annotations
@@ -12,19 +16,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sgs import Group, Link, Server
+from ..sgs import Group, Link, Player, Server
 
 #: Key of the game state in ``server.state``.
 STATE_KEY = "game"
 
 #: Session keys a logged-in link carries.
 ACCOUNT_KEY = "account_id"
+PLAYER_KEY = "player"
 ROOM_KEY = "room"
+
+#: The player-state field the business handler counts in.
+COUNTER = "counter"
 
 
 @dataclass
 class Room:
-    """A chat room: the framework group plus the room's own tick count."""
+    """A chat room: the framework group (it spans the cluster) and the last tick sent."""
 
     group: Group
     ticks: int = 0
@@ -32,13 +40,9 @@ class Room:
 
 @dataclass
 class GameState:
-    """Everything the sample game remembers while the process lives."""
+    """What the sample game keeps in this process."""
 
-    #: BusinessReq count per account; survives reconnects within the process.
-    counters: dict[str, int] = field(default_factory=dict)
-    #: The one link currently logged in per account (a newer login replaces it).
-    online: dict[str, Link] = field(default_factory=dict)
-    #: Rooms that have (or recently had) members, by name.
+    #: Rooms that have (or recently had) members on this node, by name.
     rooms: dict[str, Room] = field(default_factory=dict)
 
     def room(self, server: Server, name: str) -> Room:
@@ -61,3 +65,9 @@ def account_of(link: Link) -> str | None:
     """The account logged in on ``link``, or None."""
     session: dict[str, Any] = link.session
     return session.get(ACCOUNT_KEY)
+
+
+def player_of(link: Link) -> Player:
+    """The logged-in player of ``link`` (the auth middleware guarantees one)."""
+    player: Player = link.session[PLAYER_KEY]
+    return player

@@ -3,8 +3,10 @@
 Vendored into this repository on purpose: read it, change it, it is yours.
 """
 
+from .bindings import Bindings, Player
 from .builtins import ERROR_ID, Error, PingReq, PongResp
 from .client import Client
+from .cluster import Cluster, ClusterStats, LocalCluster
 from .connector import FrameDecoder, encode_frame
 from .context import Context
 from .errors import (
@@ -28,8 +30,11 @@ from .settings import ResourceModel, ServerSettings
 __all__ = [
     "ERROR_ID",
     "PROTOCOLS",
+    "Bindings",
     "Catalog",
     "Client",
+    "Cluster",
+    "ClusterStats",
     "CloseReason",
     "Codec",
     "Context",
@@ -41,9 +46,11 @@ __all__ = [
     "HandlerError",
     "Link",
     "LinkState",
+    "LocalCluster",
     "Message",
     "Middleware",
     "PingReq",
+    "Player",
     "PongResp",
     "ProtocolError",
     "RemoteError",

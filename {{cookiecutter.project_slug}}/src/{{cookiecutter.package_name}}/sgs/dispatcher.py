@@ -139,6 +139,26 @@ class LogicWorker(_Task):
                 await self._sleep()
 
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
+        durable = self.server._durable
+        if durable is None:
+            await self._handle_frames(link, frames)
+            return
+        # store_sync = "always": the replies of this pass leave only once the
+        # state they acknowledge is durable (one commit per pass, shared with
+        # every other worker's pass in flight: group commit).
+        link.hold = True
+        try:
+            await self._handle_frames(link, frames)
+            await durable.commit()
+        except Exception:
+            log.exception("%s: commit failed; replies of link %d withheld", self.name, link.id)
+            link.out.clear()
+            link.out_bytes = 0
+            link.close(CloseReason.HANDLER_ERROR)
+        finally:
+            link.release_hold()
+
+    async def _handle_frames(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
         server = self.server
         table = server._table
         encode = server.codec.encode_frame

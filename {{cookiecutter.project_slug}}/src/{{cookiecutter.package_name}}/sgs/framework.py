@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
+from .cluster import Cluster, LocalCluster, make_cluster
 from .dispatcher import CONNECTED, Dispatcher
 from .group import Group
 from .link import CloseReason, Link, LinkState
@@ -20,6 +22,7 @@ from .message import Catalog, Message, default_catalog
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
+from .store import make_store
 
 log = logging.getLogger("sgs.server")
 
@@ -128,6 +131,12 @@ class Server:
         self._sweeper: asyncio.TimerHandle | None = None
         self._stopping = False
         self._stopped: asyncio.Event | None = None
+        # Beyond one process: who else serves this game, and where players live.
+        self.cluster: Cluster = LocalCluster(self)
+        self._remote: Cluster | None = None  # the cluster, when it has other nodes to tell
+        self.bindings = Bindings(self)
+        self.store = make_store(self.settings)
+        self._durable: Any = None  # the store, when replies wait for its commits
 
     # -- hooks --------------------------------------------------------------
 
@@ -170,6 +179,8 @@ class Server:
         """Bind and serve in the background; ``port`` holds the bound port after this."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        await self.store.start()  # a bad store_url stops here, before any port is bound
+        self._durable = self.store if self.store.sync_always else None
         codec = self.codec
         self._table = {
             msg_id: (msg_type, codec.fast_decoder(msg_type), handler)
@@ -177,10 +188,18 @@ class Server:
         }
         self._dispatcher = Dispatcher(self)
         self._dispatcher.start()
+        self.cluster = make_cluster(self)
+        await self.cluster.start()
+        self._remote = None if self.cluster.is_local else self.cluster
         await self._run_hooks("start", self)
         s = self.settings
         self._listener = await loop.create_server(
-            lambda: Link(self), s.host, s.port, backlog=s.backlog, reuse_address=True
+            lambda: Link(self),
+            s.host,
+            s.port,
+            backlog=s.backlog,
+            reuse_address=True,
+            reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
         )
         self.port = self._listener.sockets[0].getsockname()[1]
         if s.idle_timeout > 0:
@@ -232,6 +251,12 @@ class Server:
         left = len(self.links)
         for link in list(self.links.values()):
             link.abort()
+        # Player state is flushed before the node leaves the cluster, so a
+        # login elsewhere right after finds it.
+        await self.bindings.settle(max(0.5, deadline - loop.time()))
+        await self.store.stop(max(1.0, deadline - loop.time()))
+        await self.cluster.stop()
+        self._remote = None
         await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
         self._listener = None
         if not drained or left:
@@ -287,6 +312,7 @@ class Server:
         self.links.pop(link.id, None)
         self.stats.closed += 1
         await self._run_hooks("disconnect", link)
+        self.bindings.link_closed(link)
         if self._dispatcher is not None:
             self._dispatcher.detach(link)
         log.debug(
@@ -356,8 +382,38 @@ class Server:
         return sum(1 for link in to if link.write_frame(frame))
 
     def broadcast(self, msg: Message) -> int:
-        """Send ``msg`` to every open link."""
+        """Send ``msg`` to every open link of this node."""
         return self.push(msg, list(self.links.values()))
+
+    # -- bindings: one link per key (account) in the whole cluster ----------
+
+    async def bind(self, link: Link, key: str) -> Player:
+        """Make ``link`` the one holder of ``key`` cluster-wide; returns the player and state.
+
+        An older link holding ``key`` (on any node) is replaced: its node runs
+        the ``on_replaced`` hooks and flushes the state before this returns.
+        """
+        return await self.bindings.bind(link, key)
+
+    def unbind(self, link: Link) -> Player | None:
+        """End ``link``'s binding (logout); its state is flushed, then the key freed."""
+        return self.bindings.unbind(link)
+
+    def player_of(self, link: Link) -> Player | None:
+        """The binding ``link`` holds on this node, if any."""
+        return self.bindings.player_of(link)
+
+    async def push_to(self, key: str, msg: Message) -> bool:
+        """Send ``msg`` to the link bound to ``key``, on whichever node holds it."""
+        return await self.bindings.push_to(key, msg)
+
+    def on_replaced(self, fn: ReplacedHook) -> ReplacedHook:
+        """``async def fn(link, key)``: a newer login of ``key`` replaced ``link``.
+
+        Runs on the node holding ``link``, on its logic worker. Without any
+        hook the link is simply closed.
+        """
+        return self.bindings.on_replaced(fn)
 
     def every(self, interval: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
         """Run ``fn`` every ``interval`` seconds on logic worker ``worker``."""

@@ -17,22 +17,37 @@ class Group:
 
     A link leaves all its groups when it closes, so a group never holds a dead
     link for longer than the close takes.
+
+    In a cluster the group spans nodes: ``add``/``discard`` are mirrored to the
+    broker in the background, ``broadcast`` writes to the local members first
+    (never waiting for the broker) and then hands the same frame to the
+    cluster, which publishes it only when another node has members. Iteration,
+    ``len`` and ``members`` are this node's members; ``await size()`` and
+    ``await labels()`` count and list every node's.
     """
 
-    __slots__ = ("name", "server", "_members")
+    __slots__ = ("name", "server", "_members", "_labels")
 
     def __init__(self, name: str, server: Server) -> None:
         self.name = name
         self.server = server
         self._members: dict[int, Link] = {}  # insertion ordered: join order
+        self._labels: dict[int, str] = {}
 
-    def add(self, link: Link) -> None:
+    def add(self, link: Link, label: str | None = None) -> None:
+        """Add ``link``; ``label`` (an account id, say) is what ``labels()`` lists for it."""
         if link.is_closed:
             return
         if not self._members:
             self.server._adopt_group(self)
+        new = link.id not in self._members
         self._members[link.id] = link
+        text = label if label is not None else str(link.id)
+        self._labels[link.id] = text
         link.groups.add(self.name)
+        remote = self.server._remote
+        if new and remote is not None:
+            remote.group_joined(self, link, text)
 
     def remove(self, link: Link) -> None:
         if link.id not in self._members:
@@ -40,8 +55,13 @@ class Group:
         self.discard(link)
 
     def discard(self, link: Link) -> None:
-        self._members.pop(link.id, None)
+        was = self._members.pop(link.id, None)
+        self._labels.pop(link.id, None)
         link.groups.discard(self.name)
+        if was is not None:
+            remote = self.server._remote
+            if remote is not None:
+                remote.group_left(self, link)
         if not self._members:
             self.server._drop_group(self)
 
@@ -58,11 +78,38 @@ class Group:
     def __len__(self) -> int:
         return len(self._members)
 
+    def local_labels(self) -> list[str]:
+        """Labels of this node's members, in join order."""
+        return list(self._labels.values())
+
+    async def size(self) -> int:
+        """Members on every node of the cluster (this node's alone without one)."""
+        return await self.server.cluster.group_size(self)
+
+    async def labels(self) -> list[str]:
+        """Labels of the members on every node (unordered; sort them to show them)."""
+        return await self.server.cluster.group_labels(self)
+
     def broadcast(self, msg: Message, exclude: Link | None = None) -> int:
-        """Queue ``msg`` on every member but ``exclude``; returns how many got it."""
+        """Queue ``msg`` on every member but ``exclude``; returns how many local links got it.
+
+        Members on other nodes get the same frame through the cluster, at most
+        once and in this node's order; that delivery is not counted here.
+        """
         frame = self.server.codec.encode_frame(msg)
         sent = 0
         for link in list(self._members.values()):
             if link is not exclude and link.write_frame(frame):
+                sent += 1
+        remote = self.server._remote
+        if remote is not None:
+            remote.group_publish(self, frame)
+        return sent
+
+    def deliver(self, frame: bytes) -> int:
+        """Write a frame that arrived from another node to every local member."""
+        sent = 0
+        for link in list(self._members.values()):
+            if link.write_frame(frame):
                 sent += 1
         return sent

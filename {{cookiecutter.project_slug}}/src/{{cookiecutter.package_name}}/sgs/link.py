@@ -79,6 +79,7 @@ class Link(asyncio.Protocol):
         "rbuf_bytes",
         "rwaiter",
         "eof",
+        "hold",
         "_session",
         "_groups",
         "_ctx",
@@ -112,6 +113,7 @@ class Link(asyncio.Protocol):
         self.rbuf_bytes = 0
         self.rwaiter: asyncio.Future[None] | None = None
         self.eof = False
+        self.hold = False  # store_sync = "always": replies wait for the commit
         self._session: dict[str, Any] | None = None
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
@@ -226,7 +228,7 @@ class Link(asyncio.Protocol):
         """Write everything queued in one call; run by the link's writer."""
         self.scheduled = False
         state = self.state
-        if state is _CLOSED or self.write_paused:
+        if state is _CLOSED or self.write_paused or self.hold:
             return
         out = self.out
         if out:
@@ -236,6 +238,13 @@ class Link(asyncio.Protocol):
             self.transport.write(data)
         if state is _CLOSING:
             self.transport.close()
+
+    def release_hold(self) -> None:
+        """The commit this link's replies waited for is durable: let them go."""
+        self.hold = False
+        if (self.out or self.state is _CLOSING) and not self.scheduled and self.writer:
+            self.scheduled = True
+            self.writer.schedule(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -163,6 +163,11 @@ class ServerSettings(BaseSettings):
     workers: PositiveInt = Field(
         1, le=256, description="Server processes on this host (SO_REUSEPORT); >1 needs cluster_url."
     )
+    reuse_port: bool = Field(
+        False,
+        description="Bind with SO_REUSEPORT (Linux) so processes share the port; "
+        "serve --workers sets it for its workers.",
+    )
 
     # -- player state store -------------------------------------------------
     store_url: str = Field(
@@ -194,7 +199,9 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _node_id_shape(cls, value: str) -> str:
         if not NODE_ID_PATTERN.match(value):
-            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            raise ValueError(
+                "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         return value
 
     @field_validator("cluster_url")

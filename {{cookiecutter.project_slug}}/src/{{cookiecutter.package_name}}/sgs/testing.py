@@ -25,7 +25,9 @@ async def running_server(
     ``overrides`` are settings fields (``protocol="bson"``, ``resource_model=1``...).
     """
     # Attributes, not model_dump(): the dump masks passwords in URLs.
-    base = {name: getattr(settings, name) for name in type(settings).model_fields} if settings else {}
+    base = (
+        {name: getattr(settings, name) for name in type(settings).model_fields} if settings else {}
+    )
     base.update({"host": "127.0.0.1", "port": 0, "drain_timeout": 2.0})
     base.update(overrides)
     cls = type(settings) if settings is not None else ServerSettings

@@ -1,0 +1,272 @@
+"""Key bindings: one link per key (an account) in the whole cluster, and its state.
+
+``await server.bind(link, key)`` makes ``link`` the one holder of ``key``
+wherever the older holder is: on this node the older link is replaced at
+once; on another node that node is asked to let go (its ``on_replaced``
+hooks run, it flushes the player's state and answers), and the new node
+loads the state only after that, so the player carries on where they were.
+Every binding takes a fencing epoch from the cluster; the player state store
+refuses writes from an owner whose epoch is older than the newest, so a node
+that was cut off can never overwrite a newer owner's state.
+
+A link's binding ends when it logs out (``server.unbind(link)``) or closes:
+the state is flushed, then the binding is dropped in the cluster, in that
+order, so a login elsewhere right after a disconnect waits for (or finds)
+the flushed state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import HandlerError
+
+if TYPE_CHECKING:
+    from .framework import Server
+    from .link import Link
+    from .message import Message
+    from .store import PlayerState
+
+log = logging.getLogger("sgs.bindings")
+
+#: ``async def hook(link, key)``: the game's answer to a replaced login.
+ReplacedHook = Callable[["Link", str], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class Player:
+    """A bound key on this node: who holds it, under which epoch, and its state."""
+
+    key: str
+    epoch: int
+    link: Link
+    state: PlayerState
+
+
+class Bindings:
+    """This node's bindings; the cluster and the store do the cross-node part."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.players: dict[str, Player] = {}
+        self._by_link: dict[int, str] = {}
+        self._hooks: list[ReplacedHook] = []
+        # Keys with a bind in flight, and the newest epoch another node claimed
+        # for them meanwhile: a bind that finishes after a newer one lost.
+        self._pending: dict[str, int] = {}
+        self._revoked: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def on_replaced(self, hook: ReplacedHook) -> ReplacedHook:
+        self._hooks.append(hook)
+        return hook
+
+    # -- binding ---------------------------------------------------------
+
+    def player_of(self, link: Link) -> Player | None:
+        key = self._by_link.get(link.id)
+        player = self.players.get(key) if key is not None else None
+        # The key may have moved to a newer link since: that one is not ours.
+        return player if player is not None and player.link is link else None
+
+    async def bind(self, link: Link, key: str) -> Player:
+        """Make ``link`` the holder of ``key`` cluster-wide and load its state.
+
+        Raises ``HandlerError("replaced")`` when a newer login of the same key
+        won while this one was in flight (the link is then closed after the
+        reply), and ``HandlerError("store_unavailable")`` when the state cannot
+        be loaded (the binding is dropped again).
+        """
+        current = self.players.get(key)
+        if current is not None and current.link is link:
+            return current
+        server = self.server
+        cluster = server.cluster
+        self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            result = await cluster.bind(key, link)
+            epoch = result.epoch
+            older = self.players.get(key)
+            if older is not None and older.epoch < epoch and older.link is not link:
+                await self._replace(older)
+            # Not elif: the key may have moved here, there and back while this
+            # bind was in flight, so an older local link and a holder on
+            # another node can both exist; both must let go.
+            if result.previous_node not in (None, cluster.node_id) and result.previous_alive:
+                cluster.stats.kicks += 1
+                timeout = server.settings.cluster_lease
+                if not await cluster.kick(key, epoch, result.previous_node, timeout):
+                    log.warning(
+                        "%s: node %s did not hand %r over within %.1fs; loading the stored state",
+                        cluster.node_id,
+                        result.previous_node,
+                        key,
+                        timeout,
+                    )
+            if self._lost(key, epoch, link):
+                cluster.unbind(key, link, epoch)
+                link.close_after_handler("replaced")
+                raise HandlerError("replaced", f"{key} logged in elsewhere")
+            try:
+                state = await server.store.load(key, epoch)
+            except Exception as exc:
+                cluster.unbind(key, link, epoch)
+                log.warning("cannot load the state of %r: %s", key, exc)
+                raise HandlerError(
+                    "store_unavailable", "player state cannot be loaded now; try again"
+                ) from exc
+            if self._lost(key, epoch, link):
+                cluster.unbind(key, link, epoch)
+                link.close_after_handler("replaced")
+                raise HandlerError("replaced", f"{key} logged in elsewhere")
+            player = Player(key, epoch, link, state)
+            older = self.players.get(key)
+            self.players[key] = player
+            self._by_link[link.id] = key
+            if older is not None and older.link is not link:
+                # An older bind of the same key finished while this one loaded.
+                self._drop(older)
+                await self._run_hooks(older.link, key)
+            return player
+        finally:
+            left = self._pending[key] - 1
+            if left:
+                self._pending[key] = left
+            else:
+                del self._pending[key]
+                self._revoked.pop(key, None)
+
+    def _lost(self, key: str, epoch: int, link: Link) -> bool:
+        """A newer binding of ``key`` (here or on another node) exists, or the link went."""
+        if link.is_closed:
+            return True
+        newer = self.players.get(key)
+        if newer is not None and newer.link is not link and newer.epoch > epoch:
+            return True
+        return self._revoked.get(key, 0) > epoch
+
+    async def _replace(self, player: Player) -> None:
+        """The older local link of a key lost it: forget it, then let the game answer."""
+        self._drop(player)
+        await self._run_hooks(player.link, player.key)
+
+    async def _run_hooks(self, link: Link, key: str) -> None:
+        if not self._hooks:
+            link.close("replaced")
+            return
+        for hook in self._hooks:
+            try:
+                result = hook(link, key)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("replaced hook %r raised", hook)
+
+    def _drop(self, player: Player) -> None:
+        if self.players.get(player.key) is player:
+            del self.players[player.key]
+        if self._by_link.get(player.link.id) == player.key:
+            del self._by_link[player.link.id]
+
+    # -- unbinding -------------------------------------------------------
+
+    def unbind(self, link: Link) -> Player | None:
+        """End ``link``'s binding (logout): flush its state, then free the key."""
+        player = self.player_of(link)
+        if player is None:
+            return None
+        self._drop(player)
+        self._spawn(self._release(player))
+        return player
+
+    def link_closed(self, link: Link) -> None:
+        """Called by the framework when a link is finalized."""
+        self.unbind(link)
+
+    async def _release(self, player: Player) -> None:
+        server = self.server
+        if server.cluster.is_local:
+            server.store.release(player.key)
+            return
+        await server.store.hand_off(player.key, server.settings.cluster_lease)
+        if player.key not in self.players:  # not logged in here again meanwhile
+            server.cluster.unbind(player.key, player.link, player.epoch)
+
+    # -- what the cluster calls ------------------------------------------
+
+    async def release_for(self, key: str, epoch: int) -> None:
+        """Another node bound ``key`` under ``epoch``: let go of it and flush its state."""
+        if key in self._pending:
+            self._revoked[key] = max(self._revoked.get(key, 0), epoch)
+        player = self.players.get(key)
+        if player is not None and player.epoch < epoch:
+            self._drop(player)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            async def replaced() -> None:
+                try:
+                    await self._run_hooks(player.link, key)
+                finally:
+                    if not done.done():
+                        done.set_result(None)
+
+            self.server.post(replaced, player.link)
+            try:
+                await asyncio.wait_for(done, self.server.settings.cluster_lease)
+            except TimeoutError:
+                log.warning("replaced hooks for %r did not finish in time", key)
+        await self.server.store.hand_off(key, self.server.settings.cluster_lease)
+
+    def rebound_elsewhere(self, key: str) -> None:
+        """Re-registration found ``key`` held by a newer login on another node."""
+        player = self.players.get(key)
+        if player is not None:
+            self._drop(player)
+            self.server.post(lambda: self._run_hooks(player.link, key), player.link)
+
+    # -- pushes ----------------------------------------------------------
+
+    async def push_to(self, key: str, msg: Message) -> bool:
+        """Send ``msg`` to the link bound to ``key``, on whichever node it is.
+
+        True when it was queued here or handed to the broker for the owning
+        node; False when nobody holds the key (or the broker cannot say).
+        """
+        player = self.players.get(key)
+        server = self.server
+        if player is not None:
+            return player.link.send(msg)
+        cluster = server.cluster
+        if cluster.is_local:
+            return False
+        node = await cluster.locate(key)
+        if node is None or node == cluster.node_id:
+            return False
+        return cluster.send_to(node, key, server.codec.encode_frame(msg))
+
+    def deliver(self, key: str, frame: bytes) -> bool:
+        """A push for ``key`` arrived from another node."""
+        player = self.players.get(key)
+        return player is not None and player.link.write_frame(frame)
+
+    # -- housekeeping ----------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("binding release failed", exc_info=task.exception())
+
+    async def settle(self, timeout: float) -> None:
+        """Wait for the releases in flight (graceful stop)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

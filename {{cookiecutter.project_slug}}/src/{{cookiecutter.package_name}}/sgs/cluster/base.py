@@ -1,0 +1,181 @@
+"""The cluster contract: what a server needs from its peers, whoever carries it.
+
+A :class:`Cluster` mirrors this node's local facts (group members, key
+bindings) where other nodes can see them, carries frames to members and
+bound keys on other nodes, and hands out fencing epochs and leadership. The
+local implementation (:class:`~.local.LocalCluster`) needs nothing and is the
+default; :class:`~.redis.RedisCluster` is the real one. Handlers never talk to
+either directly: groups, :class:`~..bindings.Bindings` and ``server.cluster``
+are the API, and they behave the same on one node or many.
+
+Every method that a handler may await answers within ``cluster_timeout`` and
+degrades to this node's own view when the broker cannot answer in time.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..framework import Server
+    from ..group import Group
+    from ..link import Link
+
+
+@dataclass
+class ClusterStats:
+    """Counters of the cross-node traffic (all zero on a single node)."""
+
+    published: int = 0  # envelopes handed to the broker
+    received: int = 0  # envelopes read from the broker
+    dropped: int = 0  # envelopes not delivered: queue full, broker down, publish failed
+    gaps: int = 0  # sequence jumps and origin epoch changes seen by this node
+    junk: int = 0  # unreadable bytes on a cluster channel
+    reconnects: int = 0  # broker connections re-established
+    reaped: int = 0  # dead nodes whose bindings and memberships this node removed
+    fenced: int = 0  # times this node found its own lease gone and re-registered
+    kicks: int = 0  # logins on this node that replaced a link on another node
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BindResult:
+    """What a cluster-wide binding returned.
+
+    ``previous_node`` is the node that held the key before (None when nobody
+    did, or when the broker could not be asked); ``previous_alive`` says
+    whether that node still holds its lease, so it can hand the key over.
+    """
+
+    epoch: int
+    previous_node: str | None = None
+    previous_alive: bool = False
+
+
+class EpochClock:
+    """Fencing epochs: strictly increasing, and larger than any from an earlier run.
+
+    Microseconds since the epoch, bumped by one when two are asked for in the
+    same microsecond. A restarted process (or a restarted broker) therefore
+    never hands out an epoch older than the ones already stored.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        now = time.time_ns() // 1000
+        self.last = now if now > self.last else self.last + 1
+        return self.last
+
+
+class Cluster(ABC):
+    """One node's view of the cluster. See the module docstring for the contract."""
+
+    node_id: str
+    stats: ClusterStats
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.node_id = server.settings.node_id
+        self.stats = ClusterStats()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Register this node; never fails the start because a broker is down."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Deregister: drop this node's bindings, memberships and lease."""
+
+    # -- health -------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        """True for the single-node implementation."""
+        return False
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """The broker answers (always True on a single node)."""
+
+    @property
+    @abstractmethod
+    def lease_held(self) -> bool:
+        """This node's lease is current (always True on a single node)."""
+
+    @abstractmethod
+    async def nodes(self) -> list[str]:
+        """Ids of the nodes holding a lease now (this one alone on a single node)."""
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "connected": self.connected,
+            "lease_held": self.lease_held,
+            **self.stats.as_dict(),
+        }
+
+    # -- groups -------------------------------------------------------------
+
+    @abstractmethod
+    def group_joined(self, group: Group, link: Link, label: str) -> None:
+        """``link`` joined ``group`` on this node; mirror it (never waits)."""
+
+    @abstractmethod
+    def group_left(self, group: Group, link: Link) -> None:
+        """``link`` left ``group`` on this node; mirror it (never waits)."""
+
+    @abstractmethod
+    def group_publish(self, group: Group, frame: bytes) -> None:
+        """Carry ``frame`` to the group's members on other nodes (if any)."""
+
+    @abstractmethod
+    async def group_size(self, group: Group) -> int:
+        """Members on every node."""
+
+    @abstractmethod
+    async def group_labels(self, group: Group) -> list[str]:
+        """The labels members joined with, on every node (unordered)."""
+
+    # -- key bindings (logins) ---------------------------------------------
+
+    @abstractmethod
+    async def bind(self, key: str, link: Link) -> BindResult:
+        """Make this node's ``link`` the one holder of ``key``; a fresh fencing epoch."""
+
+    @abstractmethod
+    def unbind(self, key: str, link: Link, epoch: int) -> None:
+        """Drop the binding if it is still ``link``'s (never waits)."""
+
+    @abstractmethod
+    async def kick(self, key: str, epoch: int, node: str, timeout: float) -> bool:
+        """Ask ``node`` to release ``key`` (a newer login won); True once it did."""
+
+    @abstractmethod
+    async def locate(self, key: str) -> str | None:
+        """The node holding ``key``, or None."""
+
+    @abstractmethod
+    def send_to(self, node: str, key: str, frame: bytes) -> bool:
+        """Carry ``frame`` to the link bound to ``key`` on ``node``."""
+
+    # -- once per cluster --------------------------------------------------
+
+    @abstractmethod
+    async def lead(self, name: str) -> int | None:
+        """Hold (or take) the lead for ``name`` and return its next number.
+
+        None when another live node leads. The numbers are shared: when the
+        leader dies and another node takes over, they continue, never diverge.
+        """
