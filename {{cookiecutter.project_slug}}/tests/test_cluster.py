@@ -266,9 +266,11 @@ async def test_hundred_simultaneous_logins_over_two_nodes_leave_one_survivor(
         results = await asyncio.gather(*(login(c) for c in clients))
         try:
             await wait_until(lambda: sum(not c.closed for c in clients) == 1)
-        except AssertionError:
+        except AssertionError as exc:
             alive = [(i, results[i], errors[i]) for i, c in enumerate(clients) if not c.closed]
-            raise AssertionError(f"survivors: {alive}; {a.bindings.players} {b.bindings.players}")
+            raise AssertionError(
+                f"survivors: {alive}; {a.bindings.players} {b.bindings.players}"
+            ) from exc
         await asyncio.sleep(0.3)
         alive = [c for c in clients if not c.closed]
         assert len(alive) == 1
@@ -480,13 +482,13 @@ async def test_room_ticks_come_from_one_node_with_cluster_wide_numbers(
             await interest_known([a, b], "room:clock", [a, b])
             await wait_until(lambda: any(t.members == 2 for t in ticks_b), what="2 members")
             start = next(t.tick for t in ticks_b if t.members == 2)
-            await wait_until(
-                lambda: min(
-                    len([t for t in ticks_a if t.tick >= start]),
-                    len([t for t in ticks_b if t.tick >= start]),
-                )
-                >= 10
-            )
+
+            def both_have_ten() -> bool:
+                seen_a = [t for t in ticks_a if t.tick >= start]
+                seen_b = [t for t in ticks_b if t.tick >= start]
+                return min(len(seen_a), len(seen_b)) >= 10
+
+            await wait_until(both_have_ten)
             later_a = [t.tick for t in ticks_a if t.tick >= start][:10]
             later_b = [t.tick for t in ticks_b if t.tick >= start][:10]
             assert later_a == later_b == list(range(start, start + 10)), "one numbering"

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from . import __version__
 from .client_cli import client_main
 from .settings import ENV_PREFIX, Settings, SettingsFileError, load_with_origins
+from .sgs.store import StoreConfigError
 from .state_cli import add_state_command
 
 __all__ = ["client_main", "main"]
@@ -222,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: invalid settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SettingsFileError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreConfigError as exc:  # names store_url and the path: no traceback
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `print-config | head`: the reader left, not an error

@@ -70,6 +70,10 @@ class RedisCluster(Cluster):
         self.prefix = p = s.cluster_prefix
         self.lease_ms = int(s.cluster_lease * 1000)
         self.timeout = s.cluster_timeout
+        # The writer, the keeper and the listener give the broker up to a
+        # lease before declaring it lost: a node whose own loop is saturated
+        # (a room flood) reads answers late without the broker being gone.
+        self.io_timeout = max(s.cluster_timeout, s.cluster_lease)
         self.heartbeat = min(1.0, s.cluster_lease / 5)
         self.queue_max = s.cluster_publish_queue
         self.clock = EpochClock()
@@ -105,7 +109,7 @@ class RedisCluster(Cluster):
         self._down_logged = False
         self._redis = aioredis.Redis.from_url(
             self.url,
-            socket_timeout=self.timeout,
+            socket_timeout=self.io_timeout,
             socket_connect_timeout=self.timeout,
             health_check_interval=max(1, int(s.cluster_lease)),
             # No retries inside the client: a retried PUBLISH could deliver
@@ -306,7 +310,7 @@ class RedisCluster(Cluster):
             for add, _, _ in batch:
                 add(pipe)
             try:
-                results = await self._bounded(pipe.execute(raise_on_error=False), self.timeout)
+                results = await self._bounded(pipe.execute(raise_on_error=False), self.io_timeout)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -530,7 +534,7 @@ class RedisCluster(Cluster):
         while True:
             if not self.connected:
                 try:
-                    await self._bounded(self._register(), self.timeout)
+                    await self._bounded(self._register(), self.io_timeout)
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
@@ -543,7 +547,7 @@ class RedisCluster(Cluster):
                 self._set_up(True)
                 self._subs_changed.set()
             try:
-                await self._bounded(self._beat(), self.timeout)
+                await self._bounded(self._beat(), self.io_timeout)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -642,7 +646,7 @@ class RedisCluster(Cluster):
             pubsub = self._sub_redis.pubsub()
             try:
                 channels = set(self._wanted)
-                await self._bounded(pubsub.subscribe(*channels), self.timeout)
+                await self._bounded(pubsub.subscribe(*channels), self.io_timeout)
                 self._pubsub = pubsub
                 self._subscribed = channels
                 self._subs_changed.set()
