@@ -292,7 +292,7 @@ def evaluate(rows: list[Row]) -> list[Target]:
     return targets
 
 
-# --- scale-out targets (issues 9 and 10) ------------------------------------------
+# --- scale-out targets ------------------------------------------
 
 
 def variant_pair(rows: list[Row], scenario: str, variant: str) -> tuple[Row | None, Row | None]:
@@ -359,14 +359,14 @@ def cluster_summary(counters: dict[str, Any] | None) -> str:
 
 
 def evaluate_scale(rows: list[Row]) -> list[Target]:
-    """The cluster (issue 9) and store (issue 10) targets, each a ratio within this run."""
+    """The cluster and store targets, each a ratio within this run."""
     targets = [
         _variant_target(
             rows,
             "cluster_echo",
             "cluster",
             "echo throughput, cluster node (all members local) vs no cluster_url",
-            "the local path must not pay for the cluster (issue 9)",
+            "the local path must not pay for the cluster",
             0.9,
         ),
         _variant_target(
@@ -374,7 +374,7 @@ def evaluate_scale(rows: list[Row]) -> list[Target]:
             "cluster_business",
             "cluster",
             "login-then-business, cluster node vs no cluster_url",
-            "handlers run unchanged on a cluster node; only logins touch Redis (issue 9)",
+            "handlers run unchanged on a cluster node; only logins touch Redis",
             0.9,
         ),
     ]
@@ -385,12 +385,12 @@ def evaluate_scale(rows: list[Row]) -> list[Target]:
             "store_business",
             "sqlite",
             "login-then-business, sqlite store (write-behind) vs memory://",
-            "write-behind keeps the database off the request path: batches once a second (issue 10)",
+            "write-behind keeps the database off the request path: batches once a second",
             0.9,
         )
     )
     name = "login-then-business, sqlite store_sync=always vs memory://"
-    why = "every acknowledged change durable before its reply: the price is reported (issue 10)"
+    why = "every acknowledged change durable before its reply: the price is reported"
     row, plain = variant_pair(rows, "store_business", "sqlite_always")
     if _skipped(row) or not _ok(row) or not _ok(plain):
         targets.append(_missing(name, "reported", "run store_business"))
@@ -416,7 +416,7 @@ def evaluate_scale(rows: list[Row]) -> list[Target]:
 def _fanout_target(rows: list[Row]) -> Target:
     name = "cross-node fan-out: 200 members over 2 nodes (cluster_room_flood)"
     required = ">= 100,000 deliveries/s"
-    why = "a room spanning nodes must still fan out at scale through one Redis (issue 9)"
+    why = "a room spanning nodes must still fan out at scale through one Redis"
     row, single = variant_pair(rows, "cluster_room_flood", "2nodes")
     reason = _skipped(row)
     if reason:
@@ -641,7 +641,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     if scale_targets:
         md += [
             "",
-            "## Targets (issues 9 and 10: cluster and store)",
+            "## Targets: cluster and store",
             "",
             "| target | why | required | measured | met | margin | notes |",
             "|---|---|---|---|---|---|---|",

@@ -128,7 +128,7 @@ def test_benchmark_store_cases(tmp_path: Path) -> None:
     always_target = targets["login-then-business, sqlite store_sync=always vs memory://"]
     assert always_target["met"] is None and "transactions" in always_target["notes"]
     markdown = (tmp_path / "results" / "latest.md").read_text(encoding="utf-8")
-    assert "## Targets (issues 9 and 10: cluster and store)" in markdown
+    assert "## Targets: cluster and store" in markdown
 
 
 def test_benchmark_cluster_cases(tmp_path: Path) -> None:

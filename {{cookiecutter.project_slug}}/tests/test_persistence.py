@@ -37,6 +37,8 @@ class ServeProcess:
         self.cwd = cwd
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        # The client here speaks json, whatever this project's default codec is.
+        self.env.update({f"{ENV_PREFIX}PROTOCOL": "json"})
         self.env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()})
         self.proc: subprocess.Popen[str] | None = None
 

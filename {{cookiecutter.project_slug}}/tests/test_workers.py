@@ -267,7 +267,12 @@ async def test_a_worker_crashing_at_start_backs_off_without_a_hot_loop(tmp_path:
         [sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    log_file = tmp_path / "crash.log"
     try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT  # the interpreter may start slowly
+        while "worker 1 started" not in log_file.read_text(encoding="utf-8"):
+            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()
+            await asyncio.sleep(0.05)
         await asyncio.sleep(3.0)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(asyncio.to_thread(proc.wait, 20), 30)
@@ -276,7 +281,7 @@ async def test_a_worker_crashing_at_start_backs_off_without_a_hot_loop(tmp_path:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         out.close()
-    log = (tmp_path / "crash.log").read_text(encoding="utf-8")
+    log = log_file.read_text(encoding="utf-8")
     delays = [
         float(d) for d in re.findall(r"worker 1 exited with code 3 .* restarting in ([\d.]+)s", log)
     ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import HandlerError
+from .store import FencedError
 
 if TYPE_CHECKING:
     from .framework import Server
@@ -114,6 +115,11 @@ class Bindings:
                 raise HandlerError("replaced", f"{key} logged in elsewhere")
             try:
                 state = await server.store.load(key, epoch)
+            except FencedError:
+                # A newer login already claimed the player's state: this one lost.
+                cluster.unbind(key, link, epoch)
+                link.close_after_handler("replaced")
+                raise HandlerError("replaced", f"{key} logged in elsewhere") from None
             except Exception as exc:
                 cluster.unbind(key, link, epoch)
                 log.warning("cannot load the state of %r: %s", key, exc)

@@ -244,6 +244,9 @@ class Supervisor:
             except OSError as exc:  # the command cannot even be started
                 log.error("worker %d: cannot start %s: %s", worker.index, self.command[0], exc)
                 code = EXIT_FAILED
+            except Exception:  # never lose a worker slot to a bug here: back off, retry
+                log.exception("worker %d: supervising it failed", worker.index)
+                code = EXIT_FAILED
             if self._stopping.is_set():
                 worker.final_code = code
                 return
