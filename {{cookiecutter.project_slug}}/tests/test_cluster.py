@@ -309,6 +309,21 @@ async def test_login_on_another_node_replaces_and_carries_the_counter(
                 assert (await third.login("mover")).counter == 8
 
 
+async def test_quick_relogin_on_the_same_node_keeps_every_update(
+    redis_server: RedisServer,
+) -> None:
+    """A disconnect hands the state off in the background; a login racing it keeps it."""
+    async with nodes(redis_server.url, 2) as (a, b):
+        for _ in range(5):
+            async with client(a) as c:
+                await c.login("quick")
+                for k in range(3):
+                    await c.business(k, 0, 0)
+            # no pause: the next login races the previous link's hand-off
+        async with client(b) as elsewhere:
+            assert (await elsewhere.login("quick")).counter == 15
+
+
 # -- 6. a handler that broadcasts and then replies ------------------------------------
 
 test_catalog = Catalog([PingReq, PongResp, FwError])

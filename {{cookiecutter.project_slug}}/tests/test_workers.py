@@ -169,9 +169,10 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(
             )
             for n, client in enumerate(clients):
                 await client.request(LoginReq(account_id=f"drain-{n}"), timeout=10)
-            # A burst on every link, written before the SIGTERM: the kernel
-            # holds it for the worker, which must read and answer all of it
-            # while it drains, then close the link and exit 0.
+            # A burst on every link, in flight at the SIGTERM. A draining
+            # worker stops reading at once and answers everything it had
+            # read: each link gets an unbroken, in-order prefix of its
+            # answers, then the close; never a gap, a wrong answer or a hang.
             burst = [
                 [
                     asyncio.ensure_future(
@@ -181,7 +182,8 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(
                 ]
                 for c in clients
             ]
-            await asyncio.sleep(0)  # each request task runs up to its write
+            # Every worker is reading its links before it is told to stop.
+            await asyncio.wait_for(asyncio.gather(*(b[0] for b in burst)), 10)
             sup.proc.send_signal(signal.SIGTERM)
             killed_at = time.monotonic()
             replies = await asyncio.wait_for(
@@ -196,15 +198,21 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(
                 await client.close()
         log = sup.text()
         assert code == 0, log
+        answered = 0
         for got in replies:
-            assert [getattr(r, "result", r) for r in got] == [k + 1 for k in range(BURST)]
+            results = [getattr(r, "result", r) for r in got]
+            done = next((i for i, r in enumerate(results) if isinstance(r, Exception)), BURST)
+            assert results[:done] == [k + 1 for k in range(done)], "in order, no gap"
+            assert all(isinstance(r, ConnectionError) for r in results[done:]), results[done:]
+            answered += done
+        assert answered >= len(clients)
         for pid in pids.values():
             assert re.search(rf"^\[worker \d pid {pid}\] .*graceful stop", log, re.M), log
             assert re.search(rf"^\[worker \d pid {pid}\] .*stopped \(exit code 0\)", log, re.M)
         assert "supervisor stopped: 2 of 2 workers exited 0" in log
         assert "Traceback" not in log, log
         took = answered_at - killed_at
-        print(f"{len(clients) * BURST} requests answered within {took:.3f}s of SIGTERM")
+        print(f"{answered} requests answered within {took:.3f}s of SIGTERM")
 
 
 def test_workers_without_cluster_url_is_a_usage_error() -> None:

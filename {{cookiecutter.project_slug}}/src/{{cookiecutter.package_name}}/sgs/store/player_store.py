@@ -267,7 +267,9 @@ class PlayerStore:
                 continue  # the flush task retries with backoff; wait for that try
         if state.dirty:
             return False
-        if self._states.get(key) is state:
+        # Evict only if nobody on this node loaded it again meanwhile (load()
+        # takes the key out of _released and keeps using the same object).
+        if self._states.get(key) is state and key in self._released:
             self._drop(state)
         return True
 
