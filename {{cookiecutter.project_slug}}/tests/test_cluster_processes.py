@@ -26,6 +26,7 @@ from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
 )
+from {{ cookiecutter.package_name }}.messages import RoomTick
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
@@ -100,6 +101,8 @@ async def test_killed_node_is_reaped_within_its_lease_and_a_stopped_one_is_not(
     ) as watcher:
         far = GameClient("127.0.0.1", port, timeout=TIMEOUT)
         near = GameClient("127.0.0.1", watcher.port, timeout=TIMEOUT)
+        ticks: list[RoomTick] = []
+        near.on_room_tick(ticks.append)
         async with near:
             await far.connect()
             await far.login("ghost")
@@ -130,6 +133,14 @@ async def test_killed_node_is_reaped_within_its_lease_and_a_stopped_one_is_not(
                 assert sorted(await watcher.cluster.nodes()) == ["watcher"]
             await far.close()
             assert (await near.join("haunt")).members == ["medium"]
+            # RoomTick goes on from the surviving node, numbering where it was.
+            before = len(ticks)
+            deadline = time.monotonic() + TIMEOUT
+            while not any(t.members == 1 for t in ticks[before:]):
+                assert time.monotonic() < deadline, ticks
+                await asyncio.sleep(0.05)
+            numbers = [t.tick for t in ticks]
+            assert numbers == sorted(set(numbers)), "one numbering, never reset or repeated"
             assert "room:haunt" not in watcher.cluster.interest
         # The account is free: a login elsewhere needs no hand-over.
         async with GameClient("127.0.0.1", watcher.port, timeout=TIMEOUT) as again:
