@@ -119,6 +119,15 @@ async def interest_known(servers: list[Server], group: str, members_on: list[Ser
         )
 
 
+async def seat_ann_and_bob(a: Server, ca: GameClient, b: Server, cb: GameClient, room: str) -> None:
+    """ann on node a and bob on node b log in and join ``room``; both nodes know it."""
+    await ca.login("ann")
+    await cb.login("bob")
+    await ca.join(room)
+    await cb.join(room)
+    await interest_known([a, b], f"room:{room}", [a, b])
+
+
 def numsub(redis: RedisServer, channel: str) -> int:
     with redis_sync.Redis(port=redis.port) as r:
         return int(dict(r.pubsub_numsub(channel))[channel.encode()])
@@ -202,11 +211,7 @@ async def test_redis_restart_mid_stream_every_node_comes_back_and_counts_the_gap
         async with client(a) as ca, client(b) as cb:
             got: list[RoomMessage] = []
             cb.on_room_message(got.append)
-            await ca.login("ann")
-            await cb.login("bob")
-            await ca.join("r")
-            await cb.join("r")
-            await interest_known([a, b], "room:r", [a, b])
+            await seat_ann_and_bob(a, ca, b, cb, "r")
             stop = asyncio.Event()
 
             async def stream() -> int:
@@ -441,11 +446,7 @@ async def test_junk_on_cluster_channels_is_ignored_and_counted(
         async with client(a) as ca, client(b) as cb:
             got: list[RoomMessage] = []
             cb.on_room_message(got.append)
-            await ca.login("ann")
-            await cb.login("bob")
-            await ca.join("j")
-            await cb.join("j")
-            await interest_known([a, b], "room:j", [a, b])
+            await seat_ann_and_bob(a, ca, b, cb, "j")
             rng = random.Random(7)
             origin = b"mallory"
             junk = [
@@ -490,11 +491,7 @@ async def test_room_ticks_come_from_one_node_with_cluster_wide_numbers(
             ticks_b: list[RoomTick] = []
             ca.on_room_tick(ticks_a.append)
             cb.on_room_tick(ticks_b.append)
-            await ca.login("ann")
-            await cb.login("bob")
-            await ca.join("clock")
-            await cb.join("clock")
-            await interest_known([a, b], "room:clock", [a, b])
+            await seat_ann_and_bob(a, ca, b, cb, "clock")
             await wait_until(lambda: any(t.members == 2 for t in ticks_b), what="2 members")
             start = next(t.tick for t in ticks_b if t.members == 2)
 
