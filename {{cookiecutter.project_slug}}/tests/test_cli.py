@@ -76,6 +76,20 @@ def test_print_config_table_shows_values_and_sources(
     assert lines[0].startswith("config file: none")
 
 
+def test_broker_password_never_shows(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}CLUSTER_URL", "redis://:s3cret-pw@127.0.0.1:6390/2")
+    for argv in (["print-config"], ["print-config", "--json"]):
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert "s3cret-pw" not in out and "redis://:***@127.0.0.1:6390/2" in out
+    settings = Settings()
+    assert settings.cluster_url.endswith("s3cret-pw@127.0.0.1:6390/2"), "the real value is kept"
+    assert settings.store_url == settings.cluster_url, "a cluster's store defaults to its Redis"
+    assert "s3cret-pw" not in settings.summary()
+
+
 def test_print_config_json_with_a_config_file(
     isolated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
