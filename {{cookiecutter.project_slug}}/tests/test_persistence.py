@@ -23,8 +23,16 @@ import redis as redis_sync
 
 from redis_server import RedisServer, free_port
 
-from {{ cookiecutter.package_name }}.client import GameClient
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+    run_robots,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
+from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 TIMEOUT = 10.0
@@ -177,6 +185,26 @@ async def test_sigkill_loses_at_most_what_the_mode_allows(
         settled = sum(1 for t in acked if t <= killed_at - 2 * interval - 0.1)
         assert settled <= counter, (settled, counter, len(acked))
     assert second.stop()[0] == 0
+
+
+@pytest.mark.parametrize("model", ["per_link", "shared_all"])
+async def test_write_through_serves_many_links_with_shared_commits(
+    model: str, tmp_path: Path
+) -> None:
+    """store_sync = "always": every reply waits for a commit, and passes share them."""
+    async with running_server(
+        router,
+        setup=setup,
+        resource_model=model,
+        store_url=f"sqlite:///{tmp_path / 'always.db'}",
+        store_sync="always",
+    ) as server:
+        report = await run_robots("127.0.0.1", server.port, robots=20, requests=30, timeout=TIMEOUT)
+        assert report.ok, report.failures
+        stats = server.store.stats
+        assert stats.commits >= 20 * 30, "one commit awaited per pass with business"
+        assert stats.flushes < stats.commits, "commits shared transactions"
+        assert stats.dirty == 0
 
 
 async def test_paused_redis_store_keeps_the_server_serving_and_flushes_when_back(

@@ -68,6 +68,7 @@ class LogicWorker(_Task):
         "active",
         "busy",
         "owner",
+        "commits",
     )
 
     def __init__(self, server: Server, name: str, owner: Link | None = None) -> None:
@@ -79,6 +80,7 @@ class LogicWorker(_Task):
         self.send_interrupts: deque[Link] = deque()
         self.active: deque[Callable[[], Any]] = deque()
         self.busy = False
+        self.commits: set[asyncio.Task[None]] = set()  # store_sync = "always" releases
 
     def post_received(self, link: Link, frames: Frames) -> None:
         """``frames`` None means: the link's stream is broken (oversized frame)."""
@@ -100,7 +102,7 @@ class LogicWorker(_Task):
 
     @property
     def idle(self) -> bool:
-        return not (self.busy or self.received)
+        return not (self.busy or self.received or self.commits)
 
     async def run(self) -> None:
         server = self.server
@@ -144,14 +146,32 @@ class LogicWorker(_Task):
             await self._handle_frames(link, frames)
             return
         # store_sync = "always": the replies of this pass leave only once the
-        # state they acknowledge is durable (one commit per pass, shared with
-        # every other worker's pass in flight: group commit).
-        link.hold = True
+        # state they acknowledge is durable. The worker does not wait for the
+        # commit: it goes on with other links, whose passes join the same
+        # transaction (group commit), and the commit releases the replies.
+        link.hold += 1
         try:
             await self._handle_frames(link, frames)
-            await durable.commit()
-        except Exception:
-            log.exception("%s: commit failed; replies of link %d withheld", self.name, link.id)
+        finally:
+            task = asyncio.get_running_loop().create_task(self._release_after_commit(link))
+            self.commits.add(task)
+            task.add_done_callback(self.commits.discard)
+
+    async def _release_after_commit(self, link: Link) -> None:
+        """Release ``link``'s replies once the changes of its pass are durable.
+
+        Commits complete in order, so when the last pass waiting for one is
+        released, every earlier pass of the link is durable too.
+        """
+        try:
+            await self.server._durable.commit()
+        except Exception as exc:
+            log.error(
+                "%s: the store could not commit (%s); closing link %d without its replies",
+                self.name,
+                exc,
+                link.id,
+            )
             link.out.clear()
             link.out_bytes = 0
             link.close(CloseReason.HANDLER_ERROR)

@@ -113,7 +113,7 @@ class Link(asyncio.Protocol):
         self.rbuf_bytes = 0
         self.rwaiter: asyncio.Future[None] | None = None
         self.eof = False
-        self.hold = False  # store_sync = "always": replies wait for the commit
+        self.hold = 0  # store_sync = "always": passes whose replies wait for a commit
         self._session: dict[str, Any] | None = None
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
@@ -240,8 +240,10 @@ class Link(asyncio.Protocol):
             self.transport.close()
 
     def release_hold(self) -> None:
-        """The commit this link's replies waited for is durable: let them go."""
-        self.hold = False
+        """One pass's commit is durable; the replies go once no pass still waits."""
+        self.hold -= 1
+        if self.hold:
+            return
         if (self.out or self.state is _CLOSING) and not self.scheduled and self.writer:
             self.scheduled = True
             self.writer.schedule(self)
