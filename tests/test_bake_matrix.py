@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,27 @@ def check_no_jinja_left(repo: Baked) -> None:
     assert not leftovers, f"unrendered Jinja in: {leftovers}"
     names = [str(p.relative_to(repo.path)) for p in repo.path.rglob("*")]
     assert not [n for n in names if "{{" in n or "}}" in n], "unrendered path names"
+
+
+# This template's issue tracker means nothing to the owner of a baked repo.
+ISSUE_REFERENCE = re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE)
+
+
+def check_no_issue_references(repo: Baked) -> None:
+    found = [
+        f"{path.relative_to(repo.path)}:{number}: {line.strip()}"
+        for path in repo.text_files()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if ISSUE_REFERENCE.search(line)
+    ]
+    assert not found, "a baked repo cites this template's issue tracker:\n" + "\n".join(found)
+
+
+def test_issue_reference_check_catches_every_spelling(tmp_path: Path) -> None:
+    for text in ("see issue 6", "Issue #14", "issues 9 and 10", "(ISSUE  4)"):
+        assert ISSUE_REFERENCE.search(text), text
+    for text in ("no issues here", "tissue 5", "issue-free"):
+        assert not ISSUE_REFERENCE.search(text), text
 
 
 def check_no_empty_files(repo: Baked) -> None:
@@ -190,6 +212,7 @@ def check_settings_defaults(repo: Baked) -> None:
 def check_everything(repo: Baked, answers: dict[str, Any]) -> None:
     check_answers(repo, answers)
     check_no_jinja_left(repo)
+    check_no_issue_references(repo)
     check_no_empty_files(repo)
     check_parsers(repo)
     check_pyproject(repo)

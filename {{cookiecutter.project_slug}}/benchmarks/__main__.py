@@ -1,6 +1,6 @@
 """``python -m benchmarks``: measure the framework against three baselines, write a report.
 
-With no arguments this is the full run of issue 6 (every scenario, every
+With no arguments this is the full run (every scenario, every
 resource model with JSON, every protocol on echo throughput), a few minutes
 on a 2-core machine. ``--quick`` is a one-minute sanity run; ``--scenarios``,
 ``--servers``, ``--models``, ``--protocols`` select; ``--duration`` and

@@ -1,6 +1,6 @@
 """Turn measured rows into the report: tables, ratios to the baselines, targets met or not.
 
-The targets are issue 6's, evaluated on ratios taken within one run (the
+The performance targets are evaluated on ratios taken within one run (the
 framework with the JSON protocol and its best resource model, unless a
 target names a model or a protocol), so a slower or faster machine moves
 both sides of each ratio together.
@@ -107,7 +107,7 @@ def ratio(row: Row, base: Row | None, scenario: str) -> float | None:
 
 @dataclass
 class Target:
-    """One line of issue 6's target list, evaluated."""
+    """One performance target, evaluated, with the one-line reason it exists."""
 
     name: str
     required: str
@@ -141,8 +141,8 @@ def _notes(*rows: Row | None) -> str:
     return "; ".join(notes)
 
 
-def _missing(name: str, required: str, what: str) -> Target:
-    return Target(name, required, f"not measured ({what})", None, "", "")
+def _missing(name: str, required: str, what: str, why: str = "") -> Target:
+    return Target(name, required, f"not measured ({what})", None, "", "", why)
 
 
 def _ratio_target(
@@ -152,11 +152,12 @@ def _ratio_target(
     limit: float,
     at_least: bool,
     pick: Callable[[Row], float],
+    why: str = "",
 ) -> Target:
     sign = ">=" if at_least else "<="
     required = f"{sign} {limit:g}x"
     if num is None or den is None:
-        return _missing(name, required, "run both sides")
+        return _missing(name, required, "run both sides", why)
     value = pick(num) / pick(den)
     measured = f"{value:.2f}x ({num['label']} vs {den['label']})"
     notes = _notes(num, den)
@@ -176,10 +177,10 @@ def _ratio_target(
         and not num.get("errors")
         and not den.get("errors")
     )
-    return Target(name, required, measured, met, _margin(value, limit, at_least), notes)
+    return Target(name, required, measured, met, _margin(value, limit, at_least), notes, why)
 
 
-def _idle_target(rows: list[Row], model: str, limit_kib: float) -> Target:
+def _idle_target(rows: list[Row], model: str, limit_kib: float, why: str) -> Target:
     name = f"10,000 idle connections, {model}: all answer, RSS per connection"
     required = f"<= {limit_kib:g} KiB/conn, every connection answers"
     row = next(
@@ -194,7 +195,7 @@ def _idle_target(rows: list[Row], model: str, limit_kib: float) -> Target:
         None,
     )
     if row is None:
-        return _missing(name, required, f"run idle with {model}")
+        return _missing(name, required, f"run idle with {model}", why)
     kib = row["kib_per_conn"]
     all_answer = row["answered"] == row["connected"] == row["conns"] and row["errors"] == 0
     met = all_answer and kib is not None and kib <= limit_kib
@@ -204,7 +205,7 @@ def _idle_target(rows: list[Row], model: str, limit_kib: float) -> Target:
         met = None if met else met
     measured = f"{kib:.2f} KiB/conn" if kib is not None else "?"
     return Target(
-        name, required, measured, met, _margin(kib, limit_kib, False) if kib else "", notes
+        name, required, measured, met, _margin(kib, limit_kib, False) if kib else "", notes, why
     )
 
 
@@ -222,6 +223,7 @@ def evaluate(rows: list[Row]) -> list[Target]:
             0.6,
             True,
             tput,
+            "a framework must not cost most of what a hand-written uvloop + json server does",
         ),
         _ratio_target(
             "echo throughput (50 conns, depth 8) vs streams",
@@ -230,6 +232,7 @@ def evaluate(rows: list[Row]) -> list[Target]:
             2.5,
             True,
             tput,
+            "the plain asyncio streams server is what a Python developer writes first",
         ),
         _ratio_target(
             "login-then-business throughput vs json",
@@ -238,6 +241,7 @@ def evaluate(rows: list[Row]) -> list[Target]:
             0.6,
             True,
             tput,
+            "the go-sgs sample request, through auth and timing middleware, is the real workload",
         ),
     ]
     for scenario, where in (
@@ -252,10 +256,17 @@ def evaluate(rows: list[Row]) -> list[Target]:
                 1.5,
                 False,
                 _p50,
+                "a player feels the round trip: queues and writers must add little to it",
             )
         )
-    targets.append(_idle_target(rows, "shared_all", 3.0))
-    targets.append(_idle_target(rows, "per_link", 12.0))
+    targets.append(
+        _idle_target(
+            rows, "shared_all", 3.0, "idle players cost memory, not tasks: 10k fit anywhere"
+        )
+    )
+    targets.append(
+        _idle_target(rows, "per_link", 12.0, "three tasks per link must still fit 10k players")
+    )
     json_best = best_throughput(rows, "echo_throughput", "json")
     for protocol in ("protobuf", "msgpack"):
         targets.append(
@@ -266,12 +277,14 @@ def evaluate(rows: list[Row]) -> list[Target]:
                 0.85,
                 True,
                 tput,
+                "choosing a binary codec must not cost throughput",
             )
         )
     room = best_throughput(rows, "room_flood")
     name, required = "room fan-out to 200 members (room_flood)", ">= 200,000 deliveries/s"
+    why = "a broadcast is encoded once and written to every member: rooms scale"
     if room is None:
-        targets.append(_missing(name, required, "run room_flood"))
+        targets.append(_missing(name, required, "run room_flood", why))
     else:
         value = room[thr]
         met: bool | None = value >= 200_000 and not room["errors"]
@@ -287,6 +300,7 @@ def evaluate(rows: list[Row]) -> list[Target]:
                 met,
                 _margin(value, 200_000, True),
                 notes,
+                why,
             )
         )
     return targets
@@ -630,14 +644,16 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
         "load (plus hypervisor steal); `BUSY` marks a window the rest of the machine disturbed; "
         "`per server CPU-s` divides the rate by the server's CPU use, a cost measure that noise moves less",
         "",
-        "## Targets (issue 6)",
+        "## Performance targets",
         "",
-        "| target | required | measured | met | margin | notes |",
-        "|---|---|---|---|---|---|",
+        "| target | why | required | measured | met | margin | notes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for t in targets:
         met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
-        md.append(f"| {t.name} | {t.required} | {t.measured} | {met} | {t.margin} | {t.notes} |")
+        md.append(
+            f"| {t.name} | {t.why} | {t.required} | {t.measured} | {met} | {t.margin} | {t.notes} |"
+        )
     if scale_targets:
         md += [
             "",

@@ -1,4 +1,4 @@
-"""The scenarios of issue 6, and the knobs that scale them down for quick runs."""
+"""The benchmark scenarios, and the knobs that scale them down for quick runs."""
 
 from __future__ import annotations
 

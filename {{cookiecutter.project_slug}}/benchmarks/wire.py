@@ -2,7 +2,7 @@
 
 The load generator and the baseline servers must not depend on the framework
 under test: they frame bytes themselves, so a framework bug cannot hide in a
-shared helper. Ids are the generated game's public catalogue (issue 4).
+shared helper. Ids are the generated game's public catalogue (the table in README.md).
 """
 
 from __future__ import annotations

@@ -106,8 +106,9 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         if row["scenario"] == "room_flood":
             assert row["missing"] == 0 and row["says"] > 0, row
     assert {t["name"] for t in report["targets"]} >= {"login-then-business throughput vs json"}
+    assert all(t["why"] for t in report["targets"]), "every target says why it exists"
     markdown = (out / "latest.md").read_text(encoding="utf-8")
-    assert "## Targets (issue 6)" in markdown and "| framework[" in markdown
+    assert "## Performance targets" in markdown and "| framework[" in markdown
 
 
 def test_benchmark_store_cases(tmp_path: Path) -> None:

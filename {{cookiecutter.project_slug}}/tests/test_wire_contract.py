@@ -27,7 +27,7 @@ HEADER = struct.Struct(">II")
 TIMEOUT = 5.0
 MODELS = pytest.mark.parametrize("model", [m.value for m in ResourceModel])
 
-#: id -> (name, field names in declaration order): the table of issue 4.
+#: id -> (name, field names in declaration order): the message catalogue in README.md.
 CONTRACT: dict[int, tuple[str, list[str]]] = {
     1: ("LoginReq", ["account_id"]),
     2: ("LoginResp", ["user"]),
