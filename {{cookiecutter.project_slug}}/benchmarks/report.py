@@ -614,6 +614,21 @@ def _idle_table(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _targets_table(title: str, targets: list[Target]) -> list[str]:
+    md = [
+        f"## {title}",
+        "",
+        "| target | why | required | measured | met | margin | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in targets:
+        met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
+        md.append(
+            f"| {t.name} | {t.why} | {t.required} | {t.measured} | {met} | {t.margin} | {t.notes} |"
+        )
+    return md
+
+
 def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     """The report as markdown, plus the structured pieces for the JSON file."""
     info = machine()
@@ -644,30 +659,10 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
         "load (plus hypervisor steal); `BUSY` marks a window the rest of the machine disturbed; "
         "`per server CPU-s` divides the rate by the server's CPU use, a cost measure that noise moves less",
         "",
-        "## Performance targets",
-        "",
-        "| target | why | required | measured | met | margin | notes |",
-        "|---|---|---|---|---|---|---|",
+        *_targets_table("Performance targets", targets),
     ]
-    for t in targets:
-        met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
-        md.append(
-            f"| {t.name} | {t.why} | {t.required} | {t.measured} | {met} | {t.margin} | {t.notes} |"
-        )
     if scale_targets:
-        md += [
-            "",
-            "## Targets: cluster and store",
-            "",
-            "| target | why | required | measured | met | margin | notes |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for t in scale_targets:
-            met = {True: "yes", False: "**NO**", None: "n/a"}[t.met]
-            md.append(
-                f"| {t.name} | {t.why} | {t.required} | {t.measured} | {met} | {t.margin} "
-                f"| {t.notes} |"
-            )
+        md += ["", *_targets_table("Targets: cluster and store", scale_targets)]
     order: list[str] = []
     for row in rows:
         if row["scenario"] not in order:

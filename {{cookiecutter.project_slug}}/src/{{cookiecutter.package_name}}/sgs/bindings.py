@@ -110,16 +110,12 @@ class Bindings:
                         timeout,
                     )
             if self._lost(key, epoch, link):
-                cluster.unbind(key, link, epoch)
-                link.close_after_handler("replaced")
-                raise HandlerError("replaced", f"{key} logged in elsewhere")
+                raise self._lose(key, link, epoch)
             try:
                 state = await server.store.load(key, epoch)
             except FencedError:
                 # A newer login already claimed the player's state: this one lost.
-                cluster.unbind(key, link, epoch)
-                link.close_after_handler("replaced")
-                raise HandlerError("replaced", f"{key} logged in elsewhere") from None
+                raise self._lose(key, link, epoch) from None
             except Exception as exc:
                 cluster.unbind(key, link, epoch)
                 log.warning("cannot load the state of %r: %s", key, exc)
@@ -127,17 +123,14 @@ class Bindings:
                     "store_unavailable", "player state cannot be loaded now; try again"
                 ) from exc
             if self._lost(key, epoch, link):
-                cluster.unbind(key, link, epoch)
-                link.close_after_handler("replaced")
-                raise HandlerError("replaced", f"{key} logged in elsewhere")
+                raise self._lose(key, link, epoch)
             player = Player(key, epoch, link, state)
             older = self.players.get(key)
             self.players[key] = player
             self._by_link[link.id] = key
             if older is not None and older.link is not link:
                 # An older bind of the same key finished while this one loaded.
-                self._drop(older)
-                await self._run_hooks(older.link, key)
+                await self._replace(older)
             return player
         finally:
             left = self._pending[key] - 1
@@ -146,6 +139,12 @@ class Bindings:
             else:
                 del self._pending[key]
                 self._revoked.pop(key, None)
+
+    def _lose(self, key: str, link: Link, epoch: int) -> HandlerError:
+        """This bind lost to a newer login: drop it, close the link after the answer."""
+        self.server.cluster.unbind(key, link, epoch)
+        link.close_after_handler("replaced")
+        return HandlerError("replaced", f"{key} logged in elsewhere")
 
     def _lost(self, key: str, epoch: int, link: Link) -> bool:
         """A newer binding of ``key`` (here or on another node) exists, or the link went."""

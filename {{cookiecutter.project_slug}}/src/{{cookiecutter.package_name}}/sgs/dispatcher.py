@@ -153,9 +153,12 @@ class LogicWorker(_Task):
         try:
             await self._handle_frames(link, frames)
         finally:
-            task = asyncio.get_running_loop().create_task(self._release_after_commit(link))
-            self.commits.add(task)
-            task.add_done_callback(self.commits.discard)
+            if durable.unsaved:
+                task = asyncio.get_running_loop().create_task(self._release_after_commit(link))
+                self.commits.add(task)
+                task.add_done_callback(self.commits.discard)
+            else:  # nothing to wait for (echo, pings): no task
+                link.release_hold()
 
     async def _release_after_commit(self, link: Link) -> None:
         """Release ``link``'s replies once the changes of its pass are durable.
@@ -164,7 +167,7 @@ class LogicWorker(_Task):
         released, every earlier pass of the link is durable too.
         """
         try:
-            await self.server._durable.commit()
+            await self.server.store.commit()
         except Exception as exc:
             log.error(
                 "%s: the store could not commit (%s); closing link %d without its replies",

@@ -22,7 +22,7 @@ from .message import Catalog, Message, default_catalog
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
-from .store import make_store
+from .store import PlayerStore, make_store
 
 log = logging.getLogger("sgs.server")
 
@@ -136,7 +136,7 @@ class Server:
         self._remote: Cluster | None = None  # the cluster, when it has other nodes to tell
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
-        self._durable: Any = None  # the store, when replies wait for its commits
+        self._durable: PlayerStore | None = None  # the store, when replies wait for commits
 
     # -- hooks --------------------------------------------------------------
 

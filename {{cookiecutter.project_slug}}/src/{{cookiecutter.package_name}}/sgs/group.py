@@ -97,19 +97,20 @@ class Group:
         once and in this node's order; that delivery is not counted here.
         """
         frame = self.server.codec.encode_frame(msg)
-        sent = 0
-        for link in list(self._members.values()):
-            if link is not exclude and link.write_frame(frame):
-                sent += 1
+        sent = self.deliver(frame, exclude)
         remote = self.server._remote
         if remote is not None:
             remote.group_publish(self, frame)
         return sent
 
-    def deliver(self, frame: bytes) -> int:
-        """Write a frame that arrived from another node to every local member."""
+    def deliver(self, frame: bytes, exclude: Link | None = None) -> int:
+        """Write an encoded frame to every local member but ``exclude``.
+
+        What ``broadcast`` does locally, and what the cluster calls with a
+        frame that arrived from another node.
+        """
         sent = 0
         for link in list(self._members.values()):
-            if link.write_frame(frame):
+            if link is not exclude and link.write_frame(frame):
                 sent += 1
         return sent

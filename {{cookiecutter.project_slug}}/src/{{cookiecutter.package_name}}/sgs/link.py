@@ -242,17 +242,18 @@ class Link(asyncio.Protocol):
     def release_hold(self) -> None:
         """One pass's commit is durable; the replies go once no pass still waits."""
         self.hold -= 1
-        if self.hold:
-            return
-        if (self.out or self.state is _CLOSING) and not self.scheduled and self.writer:
-            self.scheduled = True
-            self.writer.schedule(self)
+        if not self.hold:
+            self._reschedule()
 
     def pause_writing(self) -> None:
         self.write_paused = True
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        """Hand the link back to its writer if something waits to go out (or to close)."""
         if (self.out or self.state is _CLOSING) and not self.scheduled and self.writer:
             self.scheduled = True
             self.writer.schedule(self)

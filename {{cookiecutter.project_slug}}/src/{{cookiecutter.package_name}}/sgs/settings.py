@@ -58,7 +58,7 @@ def mask_url(url: str) -> str:
 def _check_redis_url(url: str, field: str) -> None:
     parts = urlsplit(url)
     try:
-        port = parts.port
+        parts.port  # noqa: B018  (parsing the port is the check)
     except ValueError as exc:
         raise ValueError(f"{field}: bad port in {mask_url(url)!r}") from exc
     if not parts.hostname:
@@ -66,7 +66,6 @@ def _check_redis_url(url: str, field: str) -> None:
     db = parts.path.lstrip("/")
     if db and not db.isdigit():
         raise ValueError(f"{field}: the database in {mask_url(url)!r} must be a number")
-    del port
 
 
 class ResourceModel(str, enum.Enum):

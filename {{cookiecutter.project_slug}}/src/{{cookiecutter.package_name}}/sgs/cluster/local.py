@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .base import BindResult, Cluster, EpochClock
 
 if TYPE_CHECKING:
+    from ..framework import Server
     from ..group import Group
     from ..link import Link
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 class LocalCluster(Cluster):
     """What a server with no ``cluster_url`` runs: exactly the single-process behaviour."""
 
-    def __init__(self, server) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, server: Server) -> None:
         super().__init__(server)
         self.clock = EpochClock()
         self._counters: dict[str, int] = {}

@@ -36,6 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from ..settings import mask_url
 from . import envelope as env
 from . import scripts
 from .base import BindResult, Cluster, EpochClock
@@ -153,7 +154,7 @@ class RedisCluster(Cluster):
         except BROKER_ERRORS as exc:
             log.error(
                 "cluster_url %s cannot be reached (%s); serving alone until it can",
-                _masked(self.url),
+                mask_url(self.url),
                 _why(exc),
             )
             self._down_logged = True
@@ -162,7 +163,7 @@ class RedisCluster(Cluster):
             log.info(
                 "cluster node %s joined %s (lease %.1fs)",
                 self.node_id,
-                _masked(self.url),
+                mask_url(self.url),
                 self.lease_ms / 1000,
             )
         for coro in (self._writer(), self._listener(), self._keeper(), self._sync_subs()):
@@ -766,12 +767,6 @@ def _text(value: Any) -> str:
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _masked(url: str) -> str:
-    from ..settings import mask_url
-
-    return mask_url(url)
 
 
 async def _quietly(coro: Any) -> None:

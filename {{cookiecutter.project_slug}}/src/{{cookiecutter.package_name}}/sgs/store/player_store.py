@@ -273,6 +273,11 @@ class PlayerStore:
             self._drop(state)
         return True
 
+    @property
+    def unsaved(self) -> bool:
+        """Some state changed since it was last made durable (a commit would wait)."""
+        return bool(self._dirty - self._invalid)
+
     async def commit(self) -> None:
         """Return once every state dirty at call time is durable (``always`` mode).
 
@@ -280,7 +285,7 @@ class PlayerStore:
         for the next one, which picks up every change made before it starts.
         Raises StoreUnavailable when that batch fails (the changes stay queued).
         """
-        if not self._dirty - self._invalid:
+        if not self.unsaved:
             return
         if not self.running:
             raise StoreUnavailable("the player store is not running")
