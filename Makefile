@@ -10,7 +10,7 @@ PYTEST_ARGS ?= -n auto
 PIP_MIN := pip>=25.1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format demo clean
+.PHONY: help venv test lint format demo lock upgrade clean
 
 help:  ## list the targets
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -42,6 +42,12 @@ $(DEMO_VENV)/.installed: pyproject.toml
 	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade '$(PIP_MIN)'
 	$(DEMO_VENV)/bin/python -m pip install --quiet --group demo
 	@touch $@
+
+lock: venv  ## re-resolve the generated repos' lock ({{cookiecutter.project_slug}}/requirements) after a dependency change
+	$(BIN)/python scripts/lock.py
+
+upgrade: venv  ## re-resolve the generated repos' lock to the newest versions their pyproject allows
+	$(BIN)/python scripts/lock.py --upgrade
 
 clean:  ## remove the venvs, build output and caches
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -198,13 +198,29 @@ def test_dependency_layer_is_cached_before_the_source(baked: Baked) -> None:
     items = instructions(baked)
     values = [(item["instruction"], item["value"]) for item in items]
     copy_pyproject = values.index(("COPY", "pyproject.toml ./"))
+    copy_lock = values.index(("COPY", "requirements/ ./requirements/"))
     install_deps = next(
         n
         for n, (ins, v) in enumerate(values)
-        if ins == "RUN" and "--requirement requirements.txt" in v
+        if ins == "RUN" and "--requirement requirements/main.txt" in v
     )
     copy_src = next(n for n, (ins, v) in enumerate(values) if ins == "COPY" and v.startswith("src"))
     assert copy_pyproject < install_deps < copy_src, values
+    assert copy_lock < install_deps, values
+
+
+def test_image_installs_only_from_the_checked_lock(baked: Baked) -> None:
+    """Every pip install in the build is hash-checked or installs the project itself."""
+    runs = [v for v in only(instructions(baked), "RUN") if "pip install" in v]
+    assert runs, "the build installs nothing?"
+    text = " ".join(runs)
+    assert text.index("requirements/lock.py check") < text.index("pip install"), runs
+    for command in text.split("&&"):
+        if "pip install" not in command:
+            continue
+        locked = "--require-hashes" in command and "--no-deps" in command
+        own_wheel = "--no-deps" in command and "/build/dist/" in command
+        assert locked or own_wheel, f"unlocked install in the image: {command.strip()}"
 
 
 def test_final_user_is_not_root(baked: Baked) -> None:
@@ -318,7 +334,7 @@ def test_dockerignore_keeps_secrets_and_clutter_out(baked: Baked) -> None:
 def test_dockerignore_keeps_what_the_build_copies(baked: Baked) -> None:
     patterns = ignore_patterns(baked)
     sources = copied_sources(baked)
-    assert {"pyproject.toml", "README.md", "src"} <= set(sources), sources
+    assert {"pyproject.toml", "requirements", "README.md", "src"} <= set(sources), sources
     for source in sources:
         assert not ignored(patterns, source), (
             f".dockerignore hides {source}, which the build copies"
