@@ -94,7 +94,9 @@ def main() -> int:
     slug = project.name
     print(f"baked {project.relative_to(ROOT)}", flush=True)
 
-    step("install it the README way: make install (.venv + pip install -e '.[dev]')")
+    step(
+        "install it the README way: make install (.venv from the hashed lock requirements/dev.txt)"
+    )
     quiet = {**env, "PIP_QUIET": "1"}  # pip's progress would drown the exchange below
     if run_shown(["make", "install"], cwd=project, env=quiet, timeout=900) != 0:
         return fail("make install failed in the baked repo")

@@ -2,7 +2,7 @@
 
 Four bakes cover every protocol and every resource model (not the cross
 product: the generated suite itself runs every codec under every model).
-Each one runs `make install` (a fresh .venv, `pip install -e '.[dev]'`) and
+Each one runs `make install` (a fresh .venv from the hashed lock, requirements/dev.txt) and
 `make test` (ruff check, ruff format --check, pytest) in the baked repo. The
 pip cache is shared, so only the first install downloads anything.
 """
