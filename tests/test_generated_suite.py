@@ -149,3 +149,9 @@ def test_baked_repo_installs_and_passes_its_own_tests(
     assert result.returncode == 0, f"make test failed in the baked repo:\n{tail(output, 120)}"
     summary = [line for line in output.splitlines() if " passed" in line and "===" in line]
     assert summary and " failed" not in summary[-1], tail(output)
+
+    if answers is E2E_BAKES[0]:
+        # The 60-second soak: good, slow, hostile and churning clients at once.
+        soak = run(["make", "soak", "SOAK_SECONDS=60"], cwd=repo.path, env=env, timeout=300)
+        assert soak.returncode == 0, f"make soak failed:\n{tail(soak.stdout + soak.stderr, 80)}"
+        assert "SOAK PASSED" in soak.stdout, tail(soak.stdout)

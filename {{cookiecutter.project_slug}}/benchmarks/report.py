@@ -403,6 +403,16 @@ def evaluate_scale(rows: list[Row]) -> list[Target]:
             0.9,
         )
     )
+    targets.append(
+        _variant_target(
+            rows,
+            "limits_echo",
+            "limits",
+            "echo with every hostile-client limit checked vs off",
+            "rate limits, admission and frame timeouts must not slow well-behaved players",
+            0.95,
+        )
+    )
     name = "login-then-business, sqlite store_sync=always vs memory://"
     why = "every acknowledged change durable before its reply: the price is reported"
     row, plain = variant_pair(rows, "store_business", "sqlite_always")

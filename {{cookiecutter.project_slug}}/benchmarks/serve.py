@@ -6,8 +6,9 @@ servers with it). KIND is ``raw``, ``json``, ``streams`` or ``framework``.
 
 A ``stats`` line on stdin is answered with one ``STATS {json}`` line on stdout:
 the framework's counters (``store``: the player-state store's StoreStats,
-``cluster``: this node's ClusterStats, ``server``: accepted/closed...), read on
-the event loop. The orchestrator asks at the start and the end of the measured
+``cluster``: this node's ClusterStats, ``server``: accepted/closed...,
+``runtime``: open links, asyncio tasks, queued bytes, RSS), read on the event
+loop. The orchestrator asks at the start and the end of the measured
 window and reports the difference; baselines answer ``STATS {}``.
 """
 
@@ -46,6 +47,25 @@ def _counters(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(obj).items() if isinstance(v, int) and not k.startswith("_")}
 
 
+def runtime(server: Any) -> dict[str, int]:
+    """What must come back to its starting level after load: links, tasks, queued bytes, RSS."""
+    links = list(server.links.values())
+    rss_kb = 0
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    rss_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "links": len(links),
+        "tasks": len(asyncio.all_tasks()),
+        "queued_bytes": sum(link.out_bytes + link.rbuf_bytes for link in links),
+        "rss_kb": rss_kb,
+    }
+
+
 async def start_baseline(kind: str, port: int) -> Started:
     """Start one of the baselines; returns its port and an async closer."""
     module = importlib.import_module(f".baselines.{_BASELINE_MODULES[kind]}", __package__)
@@ -55,6 +75,37 @@ async def start_baseline(kind: str, port: int) -> Started:
         server.close()
 
     return server.sockets[0].getsockname()[1], close, dict
+
+
+#: The hostile-client limits. "off" (every case but one): the baselines have
+#: none, and a load generator at full speed would meet them. "checked": every
+#: limit on and checked on each read, but set too high to bite, which is
+#: what the hot path pays for them (the "limits" variant).
+LIMITS: dict[str, dict[str, Any]] = {
+    "off": {
+        "rate_limit_messages": 0,
+        "rate_limit_bytes": 0,
+        "max_connections_per_ip": 0,
+        "accept_rate": 0,
+        "frame_timeout": 0,
+        "chat_rate_limit": 0,
+        "auth_timeout": 0,
+    },
+    "default": {},  # the settings' own defaults: what `serve` runs with (make soak)
+    "checked": {
+        "rate_limit_messages": 1e9,
+        "rate_limit_messages_burst": 10**9,
+        "rate_limit_bytes": 10**12,
+        "rate_limit_bytes_burst": 10**12,
+        "max_connections_per_ip": 10**6,
+        "accept_rate": 1e9,
+        "accept_burst": 10**9,
+        "frame_timeout": 60,
+        "chat_rate_limit": 1e9,
+        "chat_rate_burst": 10**9,
+        "auth_timeout": 3600,
+    },
+}
 
 
 async def start_framework(args: argparse.Namespace) -> Started:
@@ -80,6 +131,7 @@ async def start_framework(args: argparse.Namespace) -> Started:
         store_sync=args.store_sync,
         # A cluster node when set: rooms and logins span every node on that Redis.
         cluster_url=args.cluster_url,
+        **LIMITS[args.limits],
     )
     server: Any = app.create_server(settings)
     await server.start()
@@ -93,6 +145,7 @@ async def start_framework(args: argparse.Namespace) -> Started:
             "store": _counters(getattr(server, "store", None) and server.store.stats),
             "cluster": _counters(getattr(cluster, "stats", None)),
             "server": _counters(getattr(server, "stats", None)),
+            "runtime": runtime(server),
         }
 
     return server.port, close, stats
@@ -136,6 +189,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--store-url", default="memory://", help="player-state store of the server")
     p.add_argument("--store-sync", default="write_behind", choices=("write_behind", "always"))
     p.add_argument("--cluster-url", default="", help="redis://127.0.0.1:PORT/0: a cluster node")
+    p.add_argument("--limits", default="off", choices=tuple(LIMITS), help="see LIMITS")
     p.add_argument("--nofile", type=int, default=16_384)
     p.add_argument(
         "--loop", choices=("uvloop", "asyncio"), help="default: asyncio for streams, else uvloop"

@@ -106,7 +106,7 @@ def find_uv() -> str:
     uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
         sys.exit("error: `uv` not found; `make lock` installs it into .venv-tools first")
-    return uv
+    return str(Path(uv).absolute()) if os.sep in uv else uv  # uv runs from a temporary folder
 
 
 def compile_locks(args: argparse.Namespace) -> int:
@@ -117,20 +117,22 @@ def compile_locks(args: argparse.Namespace) -> int:
     for name, requirements in inputs(pyproject).items():
         lock = HERE / name
         with tempfile.TemporaryDirectory() as tmp:
-            source = Path(tmp) / "requirements.in"
+            # Relative names, run from the temporary folder: the "# via -r main.in"
+            # annotations stay the same from one run to the next.
+            source = Path(tmp) / name.replace(".txt", ".in")
             source.write_text("\n".join(requirements) + "\n", encoding="utf-8")
             out = Path(tmp) / name
             if lock.is_file() and not args.upgrade:
                 # uv keeps the pins of an existing output file where they still fit.
                 out.write_bytes(lock.read_bytes())
             command = [
-                uv, "pip", "compile", str(source), "--output-file", str(out),
+                uv, "pip", "compile", source.name, "--output-file", out.name,
                 "--universal", "--generate-hashes", "--python-version", PYTHON_FLOOR,
                 "--no-header", "--quiet",
             ]  # fmt: skip
             if args.upgrade:
                 command.append("--upgrade")
-            subprocess.run(command, check=True)
+            subprocess.run(command, check=True, cwd=tmp)
             body = out.read_text(encoding="utf-8")
         header = (
             f"# Locked by `make lock` (uv pip compile --universal --generate-hashes) from\n"

@@ -207,7 +207,8 @@ async def test_a_node_subscribes_to_a_room_only_while_it_has_members(
 async def test_redis_restart_mid_stream_every_node_comes_back_and_counts_the_gap(
     redis_server: RedisServer,
 ) -> None:
-    async with nodes(redis_server.url, 2) as (a, b):
+    # ann chats as fast as the loop goes: the chat and per-link limits are off here.
+    async with nodes(redis_server.url, 2, rate_limit_messages=0, chat_rate_limit=0) as (a, b):
         async with client(a) as ca, client(b) as cb:
             got: list[RoomMessage] = []
             cb.on_room_message(got.append)

@@ -143,14 +143,24 @@ def serve_workers(settings: Settings, config: str | None) -> int:
         return EXIT_USAGE
 
 
-async def ping_server(host: str, port: int, protocol: str, timeout: float) -> float:
-    """Round-trip one PingReq; return the seconds it took or raise why it failed."""
+async def ping_server(
+    host: str, port: int, protocol: str, timeout: float, tls: bool = False
+) -> float:
+    """Round-trip one PingReq; return the seconds it took or raise why it failed.
+
+    With ``tls`` the probe speaks TLS without checking the certificate: it asks
+    whether this process answers, on its own port, not who it is.
+    """
     from .messages import catalog
     from .sgs import Client, PingReq, PongResp
+    from .sgs.tls import client_context
 
     started = time.perf_counter()
     ping = PingReq(client_time_ms=int(time.time() * 1000))
-    async with Client(host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout) as c:
+    context = client_context(verify=False) if tls else None
+    async with Client(
+        host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout, ssl=context
+    ) as c:
         reply = await c.request(ping, timeout=timeout)
     if not isinstance(reply, PongResp):
         raise RuntimeError(f"expected PongResp, got {type(reply).__name__}")
@@ -163,7 +173,13 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     try:
         elapsed = asyncio.run(
             asyncio.wait_for(
-                ping_server(args.host, settings.port, settings.protocol, args.timeout),
+                ping_server(
+                    args.host,
+                    settings.port,
+                    settings.protocol,
+                    args.timeout,
+                    tls=bool(settings.tls_cert_file),
+                ),
                 args.timeout,
             )
         )

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from types import TracebackType
 from typing import TypeVar
 
@@ -63,6 +64,7 @@ class GameClient:
         protocol: str = "json",
         timeout: float = DEFAULT_TIMEOUT,
         catalog: Catalog = catalog,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -70,7 +72,7 @@ class GameClient:
         self.timeout = timeout
         self.account_id: str | None = None
         self._client = Client(
-            host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout
+            host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout, ssl=ssl
         )
 
     # -- connection ---------------------------------------------------------

@@ -22,6 +22,7 @@ from .client import GameClient, RobotReport, now_ms, run_robots
 from .messages import RoomMessage, RoomTick
 from .sgs import RemoteError
 from .sgs.settings import ProtocolName
+from .sgs.tls import client_context
 
 PROG = "{{ cookiecutter.project_slug }}-client"
 DEFAULT_HOST = "127.0.0.1"
@@ -111,6 +112,19 @@ def add_connection_options(parser: argparse.ArgumentParser, *, with_defaults: bo
         default=default(5.0),
         help="seconds per request (default 5.0)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help="connect with TLS (the server has tls_cert_file set)",
+    )
+    parser.add_argument(
+        "--ca",
+        metavar="FILE",
+        default=default(None),
+        help="PEM CA bundle that signed the server's certificate (implies --tls; "
+        "default: the system's CAs)",
+    )
 
 
 def positive(text: str) -> int:
@@ -149,7 +163,8 @@ def client_main(argv: list[str] | None = None) -> int:
 
 
 def make_client(args: argparse.Namespace) -> GameClient:
-    return GameClient(args.host, args.port, protocol=args.protocol, timeout=args.timeout)
+    tls = client_context(args.ca) if args.tls or args.ca else None
+    return GameClient(args.host, args.port, protocol=args.protocol, timeout=args.timeout, ssl=tls)
 
 
 async def cmd_ping(args: argparse.Namespace) -> int:

@@ -100,6 +100,18 @@ class Settings(ServerSettings):
         description="memory://, sqlite:///path/to/file.db, or redis://host:port/db.",
     )
 
+    # The sample game's own limits (the framework's are in ServerSettings).
+    chat_rate_limit: float = Field(
+        5.0, ge=0, description="SayReq messages a second per link; 0 disables."
+    )
+    chat_rate_burst: PositiveInt = Field(10, description="SayReq messages a link may send at once.")
+    auth_timeout: float = Field(
+        15.0,
+        ge=0,
+        description="Seconds a link may stay without logging in before "
+        "Error(login_timeout) and close; 0 disables.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

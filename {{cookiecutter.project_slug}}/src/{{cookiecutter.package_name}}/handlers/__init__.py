@@ -41,7 +41,7 @@ router.include(members)
 
 
 def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
-    """Attach the game to ``server``: state, disconnect and replaced hooks, RoomTick timer.
+    """Attach the game to ``server``: state, hooks (connect: the login clock), RoomTick timer.
 
     ``tick_interval`` exists for tests, which cannot wait a second per tick.
     """
@@ -51,5 +51,6 @@ def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
         auth.forget(state, link)
 
     server.on_disconnect(on_disconnect)
+    server.on_connect(functools.partial(auth.start_login_clock, server))
     server.on_replaced(functools.partial(auth.replaced, state))
     server.every(tick_interval, functools.partial(rooms.tick_rooms, server))

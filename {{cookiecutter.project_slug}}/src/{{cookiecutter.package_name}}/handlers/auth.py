@@ -11,10 +11,11 @@ login, so the new link carries on where the old one stopped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ..messages import EchoReq, Error, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
-from ..sgs import Context, HandlerError, Link, Message, Router
+from ..sgs import Context, HandlerError, Link, Message, Router, Server
 from ..sgs.middleware import Handler
 from .rooms import leave_room
 from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, GameState, account_of, state_of
@@ -27,6 +28,9 @@ router = Router()
 PUBLIC_MESSAGES: frozenset[type[Message]] = frozenset({LoginReq, LogoutReq, PingReq, EchoReq})
 
 MAX_ACCOUNT_LEN = 64
+
+#: Session key of the auth_timeout timer (see start_login_clock).
+LOGIN_CLOCK = "login_clock"
 
 
 async def require_login(ctx: Context, msg: Message, call_next: Handler) -> Message | None:
@@ -46,6 +50,7 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
     if current is not None and current != account:
         raise HandlerError("already_logged_in", f"this link is logged in as {current!r}")
     player = await ctx.server.bind(ctx.link, account)
+    stop_login_clock(ctx.link)
     ctx.session[ACCOUNT_KEY] = account
     ctx.session[PLAYER_KEY] = player
     return LoginResp(user=User(account_id=account, counter=player.state.get(COUNTER, 0)))
@@ -67,8 +72,44 @@ def forget(state: GameState, link: Link) -> None:
     on logout, on disconnect, or when a newer login replaced this link.
     """
     leave_room(state, link)
+    stop_login_clock(link)
     link.session.pop(ACCOUNT_KEY, None)
     link.session.pop(PLAYER_KEY, None)
+
+
+def start_login_clock(server: Server, link: Link) -> None:
+    """Give ``link`` ``auth_timeout`` seconds to log in (the connect hook).
+
+    A connection that never logs in holds a slot that a player could use; a
+    script opening many of them is the cheapest flood there is. One timer
+    handle per link, checked on the link's worker so it never races a login.
+    """
+    timeout = getattr(server.settings, "auth_timeout", 0.0)
+    if timeout <= 0:
+        return
+
+    def check() -> None:
+        if link.is_open and account_of(link) is None:
+            log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
+            link.send(
+                Error(
+                    code="login_timeout",
+                    message=f"no login within auth_timeout ({timeout:g}s)",
+                    msg_id=0,
+                )
+            )
+            link.close("login timeout")
+
+    link.session[LOGIN_CLOCK] = asyncio.get_running_loop().call_later(
+        timeout, server.post, check, link
+    )
+
+
+def stop_login_clock(link: Link) -> None:
+    """Logged in or gone: the clock would only keep the link in memory until it fired."""
+    clock = link.session.pop(LOGIN_CLOCK, None)
+    if clock is not None:
+        clock.cancel()
 
 
 async def replaced(state: GameState, link: Link, account: str) -> None:

@@ -29,6 +29,9 @@ from ..sgs import Context, HandlerError, Link, Router, Server
 from .state import ACCOUNT_KEY, ROOM_KEY, GameState, Room, state_of
 
 router = Router()
+# Chat is what scripts flood first: each link may say chat_rate_limit messages
+# a second (chat_rate_burst at once); more are answered Error(rate_limited).
+router.limit(SayReq, per_second="chat_rate_limit", burst="chat_rate_burst")
 
 MAX_ROOM_LEN = 64
 MAX_TEXT_LEN = 1024

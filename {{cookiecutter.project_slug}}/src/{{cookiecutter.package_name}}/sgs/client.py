@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl as ssl_module
 import time
 from collections import deque
 from collections.abc import Callable
@@ -66,8 +67,12 @@ class Client:
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
         max_frame_size: int = MAX_FRAME_CEILING,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.host = host
+        self.ssl = ssl  # a TLS port: see sgs.tls.client_context
+        self.server_hostname = server_hostname
         self.port = port
         self.catalog = catalog if catalog is not None else default_catalog
         for builtin in (PingReq, PongResp, Error):
@@ -101,7 +106,13 @@ class Client:
         while True:
             try:
                 transport, _ = await asyncio.wait_for(
-                    loop.create_connection(lambda: _ClientProtocol(self), self.host, self.port),
+                    loop.create_connection(
+                        lambda: _ClientProtocol(self),
+                        self.host,
+                        self.port,
+                        ssl=self.ssl,
+                        server_hostname=self.server_hostname if self.ssl else None,
+                    ),
                     self.connect_timeout,
                 )
                 break

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
+from .limits import Rejected
 from .link import CloseReason, Link, LinkState
 from .settings import ResourceModel
 
@@ -122,6 +123,8 @@ class LogicWorker(_Task):
                         self._broken_stream(link)
                     elif frames is CONNECTED:
                         await server._run_hooks("connect", link)
+                    elif frames.__class__ is Rejected:
+                        self._rate_limited(link, frames)  # type: ignore[arg-type]
                     else:
                         await handle(link, frames)
                 except Exception:  # a framework bug must not stop the other links
@@ -229,10 +232,35 @@ class LogicWorker(_Task):
         server = self.server
         server.stats.protocol_errors += 1
         msg_id = getattr(exc, "msg_id", 0)
-        log.warning("link %d: %s", link.id, exc, extra={"link_id": link.id, "msg_id": msg_id})
+        # Once per link at WARNING: a client sending junk must not flood the log.
+        link.protocol_errors += 1
+        level = logging.WARNING if link.protocol_errors == 1 else logging.DEBUG
+        log.log(
+            level,
+            "link %d: %s%s",
+            link.id,
+            exc,
+            " (further protocol errors of this link are logged at DEBUG)"
+            if link.protocol_errors == 1
+            else "",
+            extra={"link_id": link.id, "msg_id": msg_id},
+        )
         link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
         if server.settings.protocol_error_policy == "close":
             link.close(CloseReason.PROTOCOL_ERROR)
+
+    def _rate_limited(self, link: Link, rejected: list[int]) -> None:
+        """Answer the frames a link's inbound budget dropped, in their place in the stream."""
+        server = self.server
+        settings = server.settings
+        server.stats.rate_limited += len(rejected)
+        message = f"over rate_limit_messages ({settings.rate_limit_messages:g}/s)"
+        for msg_id in rejected:
+            if link.state is not _OPEN:
+                break
+            link.send(Error(code="rate_limited", message=message, msg_id=msg_id))
+            if settings.rate_limit_policy == "close":
+                link.close(CloseReason.RATE_LIMITED)
 
     def _broken_stream(self, link: Link) -> None:
         exc = link.decoder.error

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
+from time import monotonic
 from typing import Any
 
 from .bindings import Bindings, Player, ReplacedHook
@@ -17,12 +18,15 @@ from .builtins import Error, PingReq, PongResp
 from .cluster import Cluster, LocalCluster, make_cluster
 from .dispatcher import CONNECTED, Dispatcher
 from .group import Group
+from .limits import Admission, InboundLimiter
+from .limits.admission import address_of
 from .link import CloseReason, Link, LinkState
 from .message import Catalog, Message, default_catalog
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
+from .tls import server_context
 
 log = logging.getLogger("sgs.server")
 
@@ -41,6 +45,11 @@ class Stats:
     handler_errors: int = 0
     dropped: int = 0
     idle_closed: int = 0
+    rate_limited: int = 0  # messages answered Error(rate_limited), per link or per type
+    throttled: int = 0  # times a link's reading paused for its inbound budget
+    frame_timeouts: int = 0
+    refused_per_ip: int = 0
+    refused_accept_rate: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -137,6 +146,18 @@ class Server:
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
+        s = self.settings
+        self._admission = (
+            Admission(s.max_connections_per_ip, s.accept_rate, s.accept_burst, monotonic())
+            if s.max_connections_per_ip or s.accept_rate
+            else None
+        )
+        self._inbound_limits = (
+            (s.rate_limit_messages, s.rate_limit_messages_burst) if s.rate_limit_messages else None,
+            (s.rate_limit_bytes, s.rate_limit_bytes_burst) if s.rate_limit_bytes else None,
+        )
+        self._refusals = 0  # refused connections not yet logged (logged once a second)
+        self._refusals_logged = 0.0
 
     # -- hooks --------------------------------------------------------------
 
@@ -184,7 +205,7 @@ class Server:
         codec = self.codec
         self._table = {
             msg_id: (msg_type, codec.fast_decoder(msg_type), handler)
-            for msg_id, (msg_type, handler) in self.router.compile().items()
+            for msg_id, (msg_type, handler) in self.router.compile(self.settings).items()
         }
         self._dispatcher = Dispatcher(self)
         self._dispatcher.start()
@@ -193,6 +214,7 @@ class Server:
         self._remote = None if self.cluster.is_local else self.cluster
         await self._run_hooks("start", self)
         s = self.settings
+        tls = server_context(s)
         self._listener = await loop.create_server(
             lambda: Link(self),
             s.host,
@@ -200,16 +222,20 @@ class Server:
             backlog=s.backlog,
             reuse_address=True,
             reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
+            ssl=tls,
+            ssl_handshake_timeout=s.tls_handshake_timeout if tls is not None else None,
         )
         self.port = self._listener.sockets[0].getsockname()[1]
-        if s.idle_timeout > 0:
+        if s.idle_timeout > 0 or s.frame_timeout > 0:
             self._schedule_sweep()
         for timer in list(self._timers):
             timer.arm(loop)
         log.info(
-            "listening on %s:%d (protocol=%s, resource_model=%s, logic_workers=%d, send_workers=%d)",
+            "listening on %s:%d%s (protocol=%s, resource_model=%s, logic_workers=%d, "
+            "send_workers=%d)",
             s.host,
             self.port,
+            " with TLS" if tls is not None else "",
             s.protocol,
             s.resource_model.value,
             s.logic_workers,
@@ -273,15 +299,27 @@ class Server:
 
     def _accept(self, link: Link) -> None:
         if self._stopping or len(self.links) >= self.settings.max_connections:
-            self.stats.refused += 1
             reason = "server is shutting down" if self._stopping else "too many connections"
-            link.transport.write(
-                self.codec.encode_frame(Error(code="server_full", message=reason, msg_id=0))
-            )
-            link.transport.close()
-            link.state = LinkState.CLOSED
-            log.warning("refused %s: %s", link.peer, reason)
+            self._refuse(link, "server_full", reason)
             return
+        admission = self._admission
+        if admission is not None:
+            address = address_of(link.peer)
+            why = admission.refuse(address, monotonic())
+            if why is not None:
+                if why == "accept_rate":  # a flood: spend nothing on it, not even a reply
+                    self.stats.refused_accept_rate += 1
+                    self._refuse(link, None, "over accept_rate")
+                else:
+                    self.stats.refused_per_ip += 1
+                    self._refuse(
+                        link, "too_many_connections", f"max_connections_per_ip from {address}"
+                    )
+                return
+            link.address = address
+        messages, bytes_ = self._inbound_limits
+        if messages or bytes_:
+            link.limiter = InboundLimiter(monotonic(), messages, bytes_)
         link.id = next(self._ids)
         link.state = LinkState.OPEN
         self.links[link.id] = link
@@ -292,6 +330,40 @@ class Server:
             # In the received queue, so the hook runs before the link's first message.
             link.worker.post_received(link, CONNECTED)  # type: ignore[union-attr]
         log.debug("link %d open from %s", link.id, link.peer, extra={"link_id": link.id})
+
+    def _refuse(self, link: Link, code: str | None, reason: str) -> None:
+        """Close a connection that never became a link; logged at most once a second."""
+        self.stats.refused += 1
+        if code is not None:
+            frame = self.codec.encode_frame(Error(code=code, message=reason, msg_id=0))
+            link.transport.write(frame)
+            link.transport.close()
+        else:
+            link.transport.abort()
+        link.state = LinkState.CLOSED
+        self._refusals += 1
+        now = monotonic()
+        if now - self._refusals_logged >= 1.0:
+            log.warning(
+                "refused %d connection(s), the last from %s: %s", self._refusals, link.peer, reason
+            )
+            self._refusals = 0
+            self._refusals_logged = now
+
+    def _rate_limited(self, link: Link, what: str) -> None:
+        """A link went over a rate limit: counted each time, logged once per link."""
+        if what == "bytes":
+            self.stats.throttled += 1
+        if not link.limit_logged:
+            link.limit_logged = True
+            log.warning(
+                "link %d from %s: over its %s rate limit (%s policy); logged once per link",
+                link.id,
+                link.peer,
+                what,
+                self.settings.rate_limit_policy,
+                extra={"link_id": link.id},
+            )
 
     def _link_lost(self, link: Link) -> None:
         """The transport is gone; per-link writers may end."""
@@ -310,6 +382,9 @@ class Server:
             if group is not None:
                 group.discard(link)
         self.links.pop(link.id, None)
+        if link.address and self._admission is not None:
+            self._admission.release(link.address)
+            link.address = ""
         self.stats.closed += 1
         await self._run_hooks("disconnect", link)
         self.bindings.link_closed(link)
@@ -324,32 +399,53 @@ class Server:
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = min(max(self.settings.idle_timeout / 4, 0.02), 5.0)
+        s = self.settings
+        timeouts = [t for t in (s.idle_timeout, s.frame_timeout) if t > 0]
+        interval = min(max(min(timeouts) / 4, 0.02), 5.0)
         self._sweeper = loop.call_later(interval, self._sweep)
 
     def _sweep(self) -> None:
+        """Close links idle past idle_timeout, or stuck inside one frame past frame_timeout."""
         now = asyncio.get_running_loop().time()
         timeout = self.settings.idle_timeout
+        frame_timeout = self.settings.frame_timeout
         for link in list(self.links.values()):
-            if link.seen:
+            if link.state is not LinkState.OPEN:
+                continue
+            if link.seen:  # a frame completed since the last sweep
                 link.seen = False
                 link.last_seen = now
+                link.partial_since = 0.0
             elif link.last_seen == 0.0:
                 link.last_seen = now
-            elif now - link.last_seen > timeout and link.state is LinkState.OPEN:
+            elif timeout > 0 and now - link.last_seen > timeout:
                 self.stats.idle_closed += 1
-                log.info(
-                    "link %d idle for %.1fs, closing",
-                    link.id,
+                _time_out(
+                    link,
+                    CloseReason.IDLE_TIMEOUT,
+                    f"no message within idle_timeout ({timeout:g}s)",
                     now - link.last_seen,
-                    extra={"link_id": link.id},
                 )
-                link.send(
-                    Error(code="idle_timeout", message="no message within idle_timeout", msg_id=0)
-                )
-                link.close(CloseReason.IDLE_TIMEOUT)
+                continue
+            if frame_timeout > 0:
+                self._check_partial_frame(link, now, frame_timeout)
         if not self._stopping:
             self._schedule_sweep()
+
+    def _check_partial_frame(self, link: Link, now: float, frame_timeout: float) -> None:
+        """Slowloris: a frame started and never finished (the header came, the value trickles)."""
+        if not link.decoder.pending:
+            link.partial_since = 0.0
+        elif link.partial_since == 0.0:
+            link.partial_since = now
+        elif now - link.partial_since > frame_timeout:
+            self.stats.frame_timeouts += 1
+            _time_out(
+                link,
+                CloseReason.FRAME_TIMEOUT,
+                f"a frame did not arrive whole within frame_timeout ({frame_timeout:g}s)",
+                now - link.partial_since,
+            )
 
     # -- groups, pushes, timers --------------------------------------------
 
@@ -433,6 +529,14 @@ class Server:
             link.worker.post_active(fn)
         elif self._dispatcher is not None:
             self._dispatcher.worker_for(0).post_active(fn)
+
+
+def _time_out(link: Link, reason: CloseReason, message: str, waited: float) -> None:
+    """Tell a link which timeout closed it (Error with code idle_timeout, frame_timeout)."""
+    code = reason.name.lower()
+    log.info("link %d: %s after %.1fs, closing", link.id, code, waited, extra={"link_id": link.id})
+    link.send(Error(code=code, message=message, msg_id=0))
+    link.close(reason)
 
 
 def new_event_loop(loop_name: str = "uvloop") -> asyncio.AbstractEventLoop:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .connector import FrameDecoder
@@ -20,6 +21,7 @@ from .message import Message
 if TYPE_CHECKING:
     from .dispatcher import LogicWorker, SendWorker
     from .framework import Server
+    from .limits import InboundLimiter, TokenBucket
 
 log = logging.getLogger("sgs.link")
 
@@ -40,6 +42,8 @@ class CloseReason(str, enum.Enum):
     SEND_OVERFLOW = "send overflow"
     SERVER_SHUTDOWN = "server shutdown"
     SERVER_FULL = "server full"
+    RATE_LIMITED = "rate limited"
+    FRAME_TIMEOUT = "frame timeout"
 
 
 #: Bytes a reader task may have waiting before the link stops reading.
@@ -80,6 +84,14 @@ class Link(asyncio.Protocol):
         "rwaiter",
         "eof",
         "hold",
+        "limiter",
+        "buckets",
+        "throttled",
+        "deferred",
+        "limit_logged",
+        "protocol_errors",
+        "partial_since",
+        "address",
         "_session",
         "_groups",
         "_ctx",
@@ -114,6 +126,14 @@ class Link(asyncio.Protocol):
         self.rwaiter: asyncio.Future[None] | None = None
         self.eof = False
         self.hold = 0  # store_sync = "always": passes whose replies wait for a commit
+        self.limiter: InboundLimiter | None = None  # rate_limit_messages / _bytes, when on
+        self.buckets: dict[type, TokenBucket] | None = None  # per-message-type limits
+        self.throttled = False  # reading paused until the inbound budget refills
+        self.deferred: list[tuple[int, bytes]] | None = None  # frames past the byte budget
+        self.limit_logged = False  # a limit that bites is logged once per link
+        self.protocol_errors = 0  # the first is logged at WARNING, the rest at DEBUG
+        self.partial_since = 0.0  # when the sweeper first saw a frame half-arrived
+        self.address = ""  # the peer's IP, counted by max_connections_per_ip
         self._session: dict[str, Any] | None = None
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
@@ -288,6 +308,20 @@ class Link(asyncio.Protocol):
             return
         decoder = self.decoder
         frames = decoder.feed(data)
+        rejected = None
+        limiter = self.limiter
+        if limiter is not None:
+            if self.deferred is not None:  # frames wait for the budget: keep their order
+                self.deferred.extend(frames)
+                frames = []
+            frames, rejected, deferred, pause = limiter.admit(frames, len(data), monotonic())
+            if deferred:
+                if self.deferred is None:
+                    self.deferred = deferred
+                else:
+                    self.deferred.extend(deferred)
+            if pause:
+                self._throttle(pause, "messages" if rejected else "bytes")
         if frames:
             self.seen = True
             n = len(frames)
@@ -296,6 +330,8 @@ class Link(asyncio.Protocol):
             if self.inbound > self.server.settings.inbound_limit and not self.read_paused:
                 self.read_paused = True
                 self.transport.pause_reading()
+        if rejected:  # behind the accepted frames: the answers keep the order
+            self._post_rejected(rejected)
         if decoder.error is not None:
             self.stop_reading()
             self.worker.post_received(self, None)  # type: ignore[union-attr]
@@ -312,8 +348,42 @@ class Link(asyncio.Protocol):
             and self.rbuf_bytes <= READ_BACKLOG
         ):
             self.read_paused = False
-            if not self.reading_stopped and self.state is _OPEN:
+            if not self.reading_stopped and not self.throttled and self.state is _OPEN:
                 self.transport.resume_reading()
+
+    def _post_rejected(self, rejected: list[int]) -> None:
+        self.seen = True
+        self.worker.post_received(self, rejected)  # type: ignore[union-attr, arg-type]
+
+    def _throttle(self, pause: float, what: str) -> None:
+        """Over the inbound budget: stop reading for ``pause`` seconds (TCP back-pressure)."""
+        self.server._rate_limited(self, what)
+        if self.throttled:
+            return
+        self.throttled = True
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(pause, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        """The budget refilled: hand on the deferred frames, then read again."""
+        self.throttled = False
+        if self.state is not _OPEN:
+            return
+        deferred = self.deferred
+        if deferred is not None and self.limiter is not None:
+            self.deferred = None
+            frames, rejected, pause = self.limiter.count(deferred, monotonic())
+            if frames:
+                self.seen = True
+                self.inbound += len(frames)
+                self.worker.post_received(self, frames)  # type: ignore[union-attr]
+            if rejected:
+                self._post_rejected(rejected)
+            if pause:
+                self._throttle(pause, "messages")
+                return
+        if not self.read_paused and not self.reading_stopped:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         # Keep the transport: replies to what was already received still go out.

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .builtins import PingReq, PongResp
 from .context import Context
+from .errors import HandlerError
+from .limits import TokenBucket
+from .link import CloseReason
 from .message import Message
 from .middleware import Handler, Middleware, chain
 
+log = logging.getLogger("sgs.router")
+
 H = TypeVar("H", bound=Handler)
+#: A rate or burst: a number, or the name of a settings field holding one.
+Rate = float | str
 
 
 async def _pong(ctx: Context, msg: PingReq) -> PongResp:
@@ -29,6 +37,8 @@ class Router:
         self._handlers: dict[type[Message], Handler] = {}
         self._middleware: list[Middleware] = []
         self._children: list[Router] = []
+        self._limits: dict[type[Message], tuple[Rate, Rate | None]] = {}
+        self._settings: Any = None  # while compiling: resolves limits named by a setting
 
     def on(self, msg_type: type[Message]) -> Callable[[H], H]:
         if msg_type.__msg_id__ is None:
@@ -42,6 +52,21 @@ class Router:
 
         return register
 
+    def limit(self, msg_type: type[Message], per_second: Rate, burst: Rate | None = None) -> None:
+        """Allow each link ``per_second`` messages of ``msg_type`` (``burst`` at once).
+
+        One more is answered ``Error(rate_limited)`` naming its message id (or,
+        with ``rate_limit_policy = "close"``, closes the link), and its handler
+        does not run. Checked before any middleware; types without a limit pay
+        nothing. Either value may be the name of a settings field, read when
+        the server starts, so a deployment tunes it like any setting (0
+        switches the limit off).
+        """
+        for value in (per_second, burst):
+            if isinstance(value, int | float) and value <= 0:
+                raise ValueError(f"{msg_type.__qualname__}: limits must be positive")
+        self._limits[msg_type] = (per_second, burst)
+
     def use(self, middleware: Middleware) -> Middleware:
         """Add middleware; the first added is the outermost."""
         self._middleware.append(middleware)
@@ -51,22 +76,79 @@ class Router:
         """Serve ``other``'s handlers too, wrapped in this router's middleware outside theirs."""
         self._children.append(other)
 
-    def compile(self) -> dict[int, tuple[type[Message], Handler]]:
-        """msg_id -> (type, composed handler), built once when the server starts."""
+    def compile(self, settings: Any = None) -> dict[int, tuple[type[Message], Handler]]:
+        """msg_id -> (type, composed handler), built once when the server starts.
+
+        ``settings`` resolves limits given as settings field names.
+        """
         table: dict[int, tuple[type[Message], Handler]] = {}
-        self._compile_into(table, [])
+        self._settings = settings
+        self._compile_into(table, [], {})
         if PingReq.__msg_id__ not in table:
             table[PingReq.__msg_id__] = (PingReq, _pong)  # type: ignore[index]
         return table
 
     def _compile_into(
-        self, table: dict[int, tuple[type[Message], Handler]], outer: list[Middleware]
+        self,
+        table: dict[int, tuple[type[Message], Handler]],
+        outer: list[Middleware],
+        outer_limits: dict[type[Message], tuple[Rate, Rate | None]],
     ) -> None:
         middleware = outer + self._middleware
+        limits = {**outer_limits, **self._limits}
         for msg_type, handler in self._handlers.items():
             msg_id: Any = msg_type.__msg_id__
             if msg_id in table:
                 raise ValueError(f"{msg_type.__qualname__} has handlers in two routers")
-            table[msg_id] = (msg_type, chain(handler, middleware))
+            composed = chain(handler, middleware)
+            limit = limits.get(msg_type)
+            if limit is not None:
+                rate, burst = (_resolve(value, msg_type, self) for value in limit)
+                if rate:
+                    composed = _limited(composed, msg_type, rate, burst or rate)
+            table[msg_id] = (msg_type, composed)
         for child in self._children:
-            child._compile_into(table, middleware)
+            child._settings = self._settings
+            child._compile_into(table, middleware, limits)
+
+
+def _resolve(value: Rate | None, msg_type: type[Message], router: Router) -> float:
+    if value is None or isinstance(value, int | float):
+        return float(value or 0)
+    settings = router._settings
+    if settings is None or not hasattr(settings, value):
+        # Framework-level settings (tests that serve a game's router with
+        # ServerSettings) lack the game's fields: that limit is off, and said so.
+        log.info(
+            "%s: setting %r not in these settings; that limit is off",
+            msg_type.__qualname__,
+            value,
+        )
+        return 0.0
+    return float(getattr(settings, value))
+
+
+def _limited(handler: Handler, msg_type: type[Message], rate: float, burst: float) -> Handler:
+    """``handler`` behind a per-link token bucket for ``msg_type``."""
+    name = msg_type.__name__
+    text = f"{name} is limited to {rate:g}/s"
+
+    async def limited(ctx: Context, msg: Message) -> Message | None:
+        link = ctx.link
+        buckets = link.buckets
+        if buckets is None:
+            buckets = link.buckets = {}
+        now = time.monotonic()
+        bucket = buckets.get(msg_type)
+        if bucket is None:
+            bucket = buckets[msg_type] = TokenBucket(rate, burst, now)
+        if not bucket.take(1, now):
+            server = ctx.server
+            server.stats.rate_limited += 1
+            server._rate_limited(link, name)
+            if server.settings.rate_limit_policy == "close":
+                link.close_after_handler(CloseReason.RATE_LIMITED)
+            raise HandlerError("rate_limited", text)
+        return await handler(ctx, msg)
+
+    return limited

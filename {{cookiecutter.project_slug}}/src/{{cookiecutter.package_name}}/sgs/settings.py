@@ -135,6 +135,48 @@ class ServerSettings(BaseSettings):
     )
     backlog: PositiveInt = Field(1024, description="listen() backlog.")
 
+    # -- transport security -------------------------------------------------
+    tls_cert_file: str = Field(
+        "", description="PEM certificate chain; with tls_key_file, the game port speaks TLS."
+    )
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: str = Field(
+        "", description="PEM CA bundle; when set, clients must present a certificate it signed."
+    )
+    tls_handshake_timeout: float = Field(
+        10.0, gt=0, le=300.0, description="Seconds a TLS handshake may take before the close."
+    )
+
+    # -- limits against floods, scripts and slow clients --------------------
+    rate_limit_messages: float = Field(
+        1000.0, ge=0, description="Messages a second per link (token bucket); 0 disables."
+    )
+    rate_limit_messages_burst: PositiveInt = Field(
+        2000, description="Messages a link may send at once above rate_limit_messages."
+    )
+    rate_limit_bytes: int = Field(
+        1024 * 1024, ge=0, description="Inbound bytes a second per link; 0 disables."
+    )
+    rate_limit_bytes_burst: PositiveInt = Field(
+        4 * 1024 * 1024,
+        description="Bytes a link may send at once; at least max_frame_size + 8.",
+    )
+    rate_limit_policy: ErrorPolicy = Field(
+        "reply",
+        description="Over a rate limit: reply Error(rate_limited) naming the message id "
+        "and pause reading until the budget refills, or close the link.",
+    )
+    max_connections_per_ip: int = Field(
+        256, ge=0, description="Open links from one IP address; 0 disables."
+    )
+    accept_rate: float = Field(
+        1000.0, ge=0, description="New connections accepted a second (token bucket); 0 disables."
+    )
+    accept_burst: PositiveInt = Field(2000, description="Connections accepted at once.")
+    frame_timeout: float = Field(
+        10.0, ge=0, description="Seconds a started frame may take to arrive whole; 0 disables."
+    )
+
     # -- cluster (several processes or hosts over Redis) --------------------
     cluster_url: str = Field(
         "",
@@ -243,6 +285,24 @@ class ServerSettings(BaseSettings):
                 "node, and nodes share rooms and logins through Redis (set cluster_url, "
                 "or workers = 1)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _limits_fit(self) -> ServerSettings:
+        if self.rate_limit_bytes and self.rate_limit_bytes_burst < self.max_frame_size + 8:
+            raise ValueError(
+                f"rate_limit_bytes_burst = {self.rate_limit_bytes_burst} is below "
+                f"max_frame_size + 8 = {self.max_frame_size + 8}: the largest frame "
+                "could never pass (raise rate_limit_bytes_burst, or rate_limit_bytes = 0)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_loads(self) -> ServerSettings:
+        if self.tls_cert_file or self.tls_key_file or self.tls_client_ca_file:
+            from .tls import server_context  # only a TLS server pays for the import
+
+            server_context(self)  # names the setting whose file is missing or bad
         return self
 
     @field_serializer("cluster_url", "store_url")

@@ -1,0 +1,88 @@
+"""The per-link inbound budget: messages a second and bytes a second, each with a burst.
+
+Checked where a read's frames are parsed, before anything is queued for a
+logic worker, so a flood costs the parse and nothing else.
+
+* **Bytes** are charged as they arrive. Frames past the byte budget are
+  *deferred*, not refused: the link stops reading and hands them on once the
+  budget has refilled. A client that sends too much is slowed down (TCP
+  back-pressure does the rest), never answered with errors for bytes.
+* **Messages** over the budget are not handled. They travel to the worker as
+  a :class:`Rejected` batch right behind the accepted ones, so the
+  ``Error(rate_limited)`` answers keep the order of the replies (TLV has no
+  request id; clients match replies in order), and reading pauses until one
+  message fits again.
+"""
+
+from __future__ import annotations
+
+from .bucket import TokenBucket
+
+HEADER_SIZE = 8
+Frames = list[tuple[int, bytes]]
+
+
+class Rejected(list):  # type: ignore[type-arg]
+    """Message ids of frames dropped by a rate limit; a marker type in a worker's queue."""
+
+    __slots__ = ()
+
+
+class InboundLimiter:
+    """One link's two buckets; a ``None`` (rate, burst) pair switches that bucket off."""
+
+    __slots__ = ("messages", "bytes")
+
+    def __init__(
+        self,
+        now: float,
+        messages: tuple[float, float] | None,
+        bytes_: tuple[float, float] | None,
+    ) -> None:
+        self.messages = TokenBucket(*messages, now) if messages else None
+        self.bytes = TokenBucket(*bytes_, now) if bytes_ else None
+
+    def admit(
+        self, frames: Frames, size: int, now: float
+    ) -> tuple[Frames, Rejected | None, Frames | None, float]:
+        """Split one read: (handle now, answer rate_limited, defer, seconds to stop reading).
+
+        ``size`` is the read's byte count, charged whole: partial frames pay
+        on arrival, so every byte is charged once.
+        """
+        pause = 0.0
+        deferred = None
+        byte_bucket = self.bytes
+        if byte_bucket is not None:
+            tokens = byte_bucket.refill(now)
+            if tokens < size:
+                frames, deferred = _fit(frames, tokens)
+                pause = (size - tokens) / byte_bucket.rate
+            byte_bucket.tokens = tokens - size
+        frames, rejected, wait = self.count(frames, now)
+        return frames, rejected, deferred, max(pause, wait)
+
+    def count(self, frames: Frames, now: float) -> tuple[Frames, Rejected | None, float]:
+        """The message budget alone: (accepted, rejected ids, seconds to stop reading)."""
+        messages = self.messages
+        if messages is None or not frames:
+            return frames, None, 0.0
+        n = len(frames)
+        available = messages.refill(now)
+        if available >= n:
+            messages.tokens = available - n
+            return frames, None, 0.0
+        allowed = int(available) if available > 0 else 0
+        messages.tokens = available - allowed
+        rejected = Rejected(msg_id for msg_id, _ in frames[allowed:])
+        return frames[:allowed], rejected, messages.wait(1)
+
+
+def _fit(frames: Frames, budget: float) -> tuple[Frames, Frames | None]:
+    """The frames that fit in ``budget`` bytes, in order, and the rest."""
+    used = 0
+    for k, (_, payload) in enumerate(frames):
+        used += len(payload) + HEADER_SIZE
+        if used > budget:
+            return frames[:k], frames[k:]
+    return frames, None
