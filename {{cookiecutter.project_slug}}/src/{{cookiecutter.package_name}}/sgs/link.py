@@ -314,14 +314,16 @@ class Link(asyncio.Protocol):
             if self.deferred is not None:  # frames wait for the budget: keep their order
                 self.deferred.extend(frames)
                 frames = []
-            frames, rejected, deferred, pause = limiter.admit(frames, len(data), monotonic())
-            if deferred:
-                if self.deferred is None:
-                    self.deferred = deferred
-                else:
-                    self.deferred.extend(deferred)
-            if pause:
-                self._throttle(pause, "messages" if rejected else "bytes")
+            verdict = limiter.admit(frames, len(data), monotonic())
+            if verdict is not None:  # over a budget: some frames wait or are refused
+                frames, rejected, deferred, pause = verdict
+                if deferred:
+                    if self.deferred is None:
+                        self.deferred = deferred
+                    else:
+                        self.deferred.extend(deferred)
+                if pause:
+                    self._throttle(pause, "messages" if rejected else "bytes")
         if frames:
             self.seen = True
             n = len(frames)

@@ -44,21 +44,47 @@ class InboundLimiter:
 
     def admit(
         self, frames: Frames, size: int, now: float
-    ) -> tuple[Frames, Rejected | None, Frames | None, float]:
-        """Split one read: (handle now, answer rate_limited, defer, seconds to stop reading).
+    ) -> tuple[Frames, Rejected | None, Frames | None, float] | None:
+        """None when the whole read fits (the common case, kept cheap); else
+        (handle now, answer rate_limited, defer, seconds to stop reading).
 
         ``size`` is the read's byte count, charged whole: partial frames pay
         on arrival, so every byte is charged once.
         """
-        pause = 0.0
-        deferred = None
         byte_bucket = self.bytes
         if byte_bucket is not None:
-            tokens = byte_bucket.refill(now)
+            tokens = byte_bucket.tokens + (now - byte_bucket.stamp) * byte_bucket.rate
+            if tokens > byte_bucket.burst:
+                tokens = byte_bucket.burst
+            byte_bucket.stamp = now
             if tokens < size:
-                frames, deferred = _fit(frames, tokens)
-                pause = (size - tokens) / byte_bucket.rate
+                byte_bucket.tokens = tokens
+                return self._split(frames, size, now)
             byte_bucket.tokens = tokens - size
+        messages = self.messages
+        if messages is not None and frames:
+            tokens = messages.tokens + (now - messages.stamp) * messages.rate
+            if tokens > messages.burst:
+                tokens = messages.burst
+            messages.stamp = now
+            n = len(frames)
+            if tokens < n:
+                messages.tokens = tokens
+                accepted, rejected, pause = self.count(frames, now)
+                return accepted, rejected, None, pause
+            messages.tokens = tokens - n
+        return None
+
+    def _split(
+        self, frames: Frames, size: int, now: float
+    ) -> tuple[Frames, Rejected | None, Frames | None, float]:
+        """Over the byte budget: the frames that fit go on, the rest wait for the refill."""
+        byte_bucket = self.bytes
+        assert byte_bucket is not None
+        tokens = byte_bucket.tokens
+        frames, deferred = _fit(frames, tokens)
+        pause = (size - tokens) / byte_bucket.rate
+        byte_bucket.tokens = tokens - size
         frames, rejected, wait = self.count(frames, now)
         return frames, rejected, deferred, max(pause, wait)
 
