@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
@@ -23,6 +23,9 @@ from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
+
+if TYPE_CHECKING:
+    from .transport import WsServer
 
 log = logging.getLogger("sgs.server")
 
@@ -128,6 +131,8 @@ class Server:
         self._table: dict[int, Any] = {}
         self._dispatcher: Dispatcher | None = None
         self._listener: asyncio.AbstractServer | None = None
+        self._ws: WsServer | None = None  # the WebSocket listener (ws_port), if enabled
+        self.ws_port: int | None = None  # its bound port after start
         self._sweeper: asyncio.TimerHandle | None = None
         self._stopping = False
         self._stopped: asyncio.Event | None = None
@@ -202,6 +207,11 @@ class Server:
             reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
         )
         self.port = self._listener.sockets[0].getsockname()[1]
+        if s.ws_port:
+            from .transport import start_ws  # picows loads only when WebSocket is on
+
+            self._ws = await start_ws(self)
+            self.ws_port = self._ws.port
         if s.idle_timeout > 0:
             self._schedule_sweep()
         for timer in list(self._timers):
@@ -234,6 +244,8 @@ class Server:
         deadline = loop.time() + s.drain_timeout
         log.info("graceful stop: %d links, drain timeout %.1fs", len(self.links), s.drain_timeout)
         self._listener.close()
+        if self._ws is not None:
+            self._ws.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for link in list(self.links.values()):
