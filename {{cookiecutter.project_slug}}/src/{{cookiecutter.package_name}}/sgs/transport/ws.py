@@ -179,7 +179,9 @@ class WsPeer(WSListener):  # type: ignore[misc]
             else:
                 self.message_bytes = size
         elif kind is _TEXT:
-            self._refuse(WSCloseCode.UNSUPPORTED_DATA, "text message (%d bytes)", frame.payload_size)
+            self._refuse(
+                WSCloseCode.UNSUPPORTED_DATA, "text message (%d bytes)", frame.payload_size
+            )
         elif kind is _CLOSE:
             if not ws.is_close_frame_sent:
                 ws.send_close(WSCloseCode.OK)
@@ -189,7 +191,9 @@ class WsPeer(WSListener):  # type: ignore[misc]
         link = self.link
         server = link.server
         server.stats.protocol_errors += 1
-        self.ws_server.log.warning("ws link %d: " + what + ", closing with %d", link.id, *args, code)
+        self.ws_server.log.warning(
+            "ws link %d: " + what + ", closing with %d", link.id, *args, code
+        )
         assert self.transport is not None
         self.transport.code = code
         link.close(CloseReason.PROTOCOL_ERROR)
