@@ -59,8 +59,14 @@ async def echo_works(server: Server) -> None:
     peer.transport.disconnect()
 
 
-@pytest.mark.parametrize("model", [m.value for m in ResourceModel])
-@pytest.mark.parametrize("protocol", ["json", "protobuf", "msgpack", "bson"])
+# Every codec under the default model, every model under json (the transport is
+# below both; the full codec x model matrix runs over TCP in test_game.py).
+MATRIX = [("json", m.value) for m in ResourceModel] + [
+    (p, "shared_all") for p in ("protobuf", "msgpack", "bson")
+]
+
+
+@pytest.mark.parametrize(("protocol", "model"), MATRIX, ids=[f"{p}-{m}" for p, m in MATRIX])
 async def test_tcp_and_browser_players_meet_in_one_room(protocol: str, model: str) -> None:
     async with game(protocol=protocol, resource_model=model) as server:
         tcp = GameClient("127.0.0.1", server.port, protocol=protocol, timeout=TIMEOUT)
