@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from wskit import free_port
 
 from {{ cookiecutter.package_name }}.client import GameClient
@@ -56,9 +57,7 @@ def require(what: str, found: object, how: str) -> None:
 def require_node() -> str:
     node = shutil.which("node")
     require("node", node, "install Node.js >= 18")
-    require(
-        "web/node_modules", (WEB / "node_modules").is_dir(), "run `make web` to install them"
-    )
+    require("web/node_modules", (WEB / "node_modules").is_dir(), "run `make web` to install them")
     return node  # type: ignore[return-value]
 
 

@@ -97,7 +97,7 @@ class Settings(ServerSettings):
     # plain GETs on that port get the demo page and the JS client from web/.
     ws_port_follows_port = True
     ws_port: int = Field(
-        {{ cookiecutter.server_port | int + 1 }},
+        {{ (cookiecutter.server_port | int) + 1 if (cookiecutter.server_port | int) < 65535 else 0 }},
         ge=0,
         le=65535,
         description="WebSocket port; 0 disables. Unset: the TCP port + 1.",

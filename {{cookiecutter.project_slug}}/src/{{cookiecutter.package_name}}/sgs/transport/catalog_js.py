@@ -94,7 +94,7 @@ def _render_class(cls: type[Message]) -> list[str]:
     defaults = {name: _default(f) for name, f in fields.items()}
     reply = cls.__reply__.__name__ if cls.__reply__ is not None else None
     body = [
-        f"export class {cls.__name__} {{",
+        "export class " + cls.__name__ + " {",  # (no f-string: the file must hold no double brace)
         f"  static id = {cls.__msg_id__};",
         f"  static reply = {json.dumps(reply)};",
         f"  static fields = {json.dumps(list(fields))};",
