@@ -82,7 +82,9 @@ def serve_and_run_readme_client(repo_path: Path, slug: str, env: dict[str, str])
     port = free_port()
     bin_dir = repo_path / ".venv" / "bin"
     server = subprocess.Popen(
-        [str(bin_dir / slug), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        # --ws-port: the default (port + 1) may be a client's ephemeral port on a busy machine
+        [str(bin_dir / slug), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--ws-port", str(free_port())],
         cwd=repo_path,
         env=env,
         stdout=subprocess.PIPE,

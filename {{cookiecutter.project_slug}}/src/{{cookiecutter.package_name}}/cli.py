@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the game server until SIGTERM or Ctrl-C")
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", help="TCP port (0 picks a free one)")
+    serve.add_argument("--ws-port", help="WebSocket port (0 disables; default: the TCP port + 1)")
     serve.add_argument("--protocol", help="json, protobuf, msgpack or bson")
     serve.add_argument(
         "--resource-model",
@@ -114,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.config,
         host=args.host,
         port=args.port,
+        ws_port=args.ws_port,
         protocol=args.protocol,
         resource_model=args.resource_model,
         log_level=args.log_level,

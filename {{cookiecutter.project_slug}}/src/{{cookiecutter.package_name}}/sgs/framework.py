@@ -198,20 +198,25 @@ class Server:
         self._remote = None if self.cluster.is_local else self.cluster
         await self._run_hooks("start", self)
         s = self.settings
-        self._listener = await loop.create_server(
-            lambda: Link(self),
-            s.host,
-            s.port,
-            backlog=s.backlog,
-            reuse_address=True,
-            reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
-        )
-        self.port = self._listener.sockets[0].getsockname()[1]
-        if s.ws_port:
+        if s.ws_port:  # before TCP: once the TCP port answers, both are served
             from .transport import start_ws  # picows loads only when WebSocket is on
 
             self._ws = await start_ws(self)
             self.ws_port = self._ws.port
+        try:
+            self._listener = await loop.create_server(
+                lambda: Link(self),
+                s.host,
+                s.port,
+                backlog=s.backlog,
+                reuse_address=True,
+                reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
+            )
+        except BaseException:
+            if self._ws is not None:
+                self._ws.close()
+            raise
+        self.port = self._listener.sockets[0].getsockname()[1]
         if s.idle_timeout > 0:
             self._schedule_sweep()
         for timer in list(self._timers):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picows import (
@@ -272,6 +273,12 @@ class WsServer:
             logger_name="sgs.ws.picows",
         )
         self.port = self._listener.sockets[0].getsockname()[1]
+        if self.static is not None and not self.static.root.is_dir():
+            log.warning(
+                "ws_static_dir %s is not a directory (relative to %s): plain GETs get 404",
+                s.ws_static_dir,
+                Path.cwd(),
+            )
         log.info(
             "WebSocket on %s:%d%s%s",
             s.host,
