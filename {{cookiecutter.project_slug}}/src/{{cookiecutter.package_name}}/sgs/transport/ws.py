@@ -20,8 +20,8 @@ one or more complete frames. What a peer can get wrong, and the answer:
 | Origin not in ``ws_allowed_origins`` | HTTP 403 at the handshake |
 
 Every case is logged (at most a few lines a second) and counted in
-``server.stats.protocol_errors`` (``ws_refused`` for handshakes); other links
-are unaffected. A plain HTTP GET (no ``Upgrade`` header) is answered from
+``server.stats.protocol_errors`` (refused handshakes in ``server.stats.refused``);
+other links are unaffected. A plain HTTP GET (no ``Upgrade`` header) is answered from
 ``ws_static_dir``, so the demo page and the client are served by the port they
 talk to (:mod:`.static`).
 """
@@ -70,9 +70,6 @@ _CODES: dict[Any, WSCloseCode] = {
     CloseReason.SERVER_FULL: WSCloseCode.TRY_AGAIN_LATER,
 }
 
-#: Seconds a closing connection may take to receive our close frame before it is cut.
-CLOSE_GRACE = 1.0
-
 
 class RateLimitedLog:
     """At most ``per_second`` lines a second; the rest are counted and reported once."""
@@ -118,8 +115,10 @@ class WsTransport:
         if not ws.is_close_frame_sent:
             code = self.code or _CODES.get(self.link.close_reason, WSCloseCode.OK)
             ws.send_close(code)
-        # The server closes TCP first (RFC 6455 7.1.1); pending bytes go out first.
-        asyncio.get_running_loop().call_later(CLOSE_GRACE, ws.disconnect, False)
+        # The server closes TCP first (RFC 6455 7.1.1); pending bytes go out first,
+        # and a peer that does not take them is cut after the drain timeout.
+        grace = max(self.link.server.settings.drain_timeout, 0.1)
+        asyncio.get_running_loop().call_later(grace, ws.disconnect, False)
         ws.disconnect(True)
 
     def abort(self) -> None:
