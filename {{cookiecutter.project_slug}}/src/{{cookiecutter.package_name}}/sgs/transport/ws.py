@@ -269,7 +269,7 @@ class WsServer:
             backlog=s.backlog,
             reuse_address=True,
             reuse_port=s.reuse_port or None,
-            logger_name="sgs.ws.picows",
+            logger_name=_picows_logger(),
         )
         self.port = self._listener.sockets[0].getsockname()[1]
         if self.static is not None and not self.static.root.is_dir():
@@ -283,7 +283,7 @@ class WsServer:
             s.host,
             self.port,
             self.path,
-            f" (demo page and client at http://{s.host}:{self.port}/)" if self.static else "",
+            f" (demo page: http://{_browsable(s.host)}:{self.port}/)" if self.static else "",
         )
 
     def close(self) -> None:
@@ -308,6 +308,18 @@ class WsServer:
             self.log.warning("ws handshake from origin %r refused (ws_allowed_origins)", origin)
             return _refusal(403, b"origin not allowed\n")
         return WsPeer(self)
+
+
+def _browsable(host: str) -> str:
+    return "localhost" if host in ("0.0.0.0", "::", "") else host
+
+
+def _picows_logger() -> logging.Logger:
+    """picows logs every connection at INFO: keep that for DEBUG runs only."""
+    logger = logging.getLogger("sgs.ws.picows")
+    if not log.isEnabledFor(logging.DEBUG) and logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    return logger
 
 
 def _refusal(status: int, body: bytes) -> WSUpgradeResponseWithListener:
