@@ -23,12 +23,26 @@ import pytest
 
 from wskit import free_port
 
-from {{ cookiecutter.package_name }}.client import GameClient
-from {{ cookiecutter.package_name }}.handlers import router, setup
-from {{ cookiecutter.package_name }}.messages import RoomMessage, catalog
-from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
-from {{ cookiecutter.package_name }}.sgs.transport.catalog_js import render_js_catalog
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    RoomMessage,
+    catalog,
+)
+from {{ cookiecutter.package_name }}.settings import (
+    Settings,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
+from {{ cookiecutter.package_name }}.sgs.transport.catalog_js import (
+    render_js_catalog,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"

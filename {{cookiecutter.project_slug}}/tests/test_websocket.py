@@ -15,8 +15,13 @@ from picows import WSCloseCode, WSHandshakeError, WSMsgType
 
 from wskit import free_port, ws_peer
 
-from {{ cookiecutter.package_name }}.client import GameClient
-from {{ cookiecutter.package_name }}.handlers import router, setup
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
 from {{ cookiecutter.package_name }}.messages import (
     EchoReq,
     EchoResp,
@@ -27,9 +32,17 @@ from {{ cookiecutter.package_name }}.messages import (
     SayReq,
     catalog,
 )
-from {{ cookiecutter.package_name }}.sgs import Server, get_codec
-from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel, ServerSettings
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.sgs import (
+    Server,
+    get_codec,
+)
+from {{ cookiecutter.package_name }}.sgs.settings import (
+    ResourceModel,
+    ServerSettings,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 TIMEOUT = 5.0
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from {{ cookiecutter.package_name }}.sgs.connector import FrameDecoder
+from {{ cookiecutter.package_name }}.sgs.connector import (
+    FrameDecoder,
+)
 
 
 def free_port() -> int:
