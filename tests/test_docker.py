@@ -248,7 +248,8 @@ def test_cmd_and_healthcheck_are_exec_form_through_the_cli(baked: Baked) -> None
 def test_graceful_stop_signal_and_exposed_port(baked: Baked) -> None:
     runtime = final_stage(instructions(baked))
     assert only(runtime, "STOPSIGNAL") == ["SIGTERM"]
-    assert only(runtime, "EXPOSE") == [f"{baked.port}/tcp"]
+    # The game's TCP port and its WebSocket port (the TCP port + 1).
+    assert only(runtime, "EXPOSE") == [f"{baked.port}/tcp {int(baked.port) + 1}/tcp"]
     env = " ".join(only(runtime, "ENV"))
     assert f"{baked.prefix}PORT={baked.port}" in env, env
     assert f"{baked.prefix}HOST=0.0.0.0" in env, env
@@ -256,7 +257,7 @@ def test_graceful_stop_signal_and_exposed_port(baked: Baked) -> None:
 
 def test_dockerfile_follows_the_answers(custom: Baked) -> None:
     items = instructions(custom)
-    assert only(final_stage(items), "EXPOSE") == ["7777/tcp"]
+    assert only(final_stage(items), "EXPOSE") == ["7777/tcp 7778/tcp"]
     assert any(v.startswith("PYTHON_IMAGE=python:3.13-slim-") for v in only(items, "ARG"))
     cmd = json.loads(only(items, "CMD")[0])
     assert cmd == ["dock-yard-arena", "serve"]
@@ -384,7 +385,12 @@ def test_compose_interpolation_is_portable(baked: Baked) -> None:
 
 def test_compose_publishes_the_port_and_checks_health(baked: Baked) -> None:
     game = game_service(baked)
-    (mapping,) = game["ports"]
+    mapping, ws_mapping = game["ports"]
+    ws_port = str(int(baked.port) + 1)  # WebSocket and the demo page
+    assert interpolate(ws_mapping, {}) == f"0.0.0.0:{ws_port}:{ws_port}"
+    assert interpolate(ws_mapping, {f"{baked.prefix}WS_PUBLISHED_PORT": "40002"}).endswith(
+        f":40002:{ws_port}"
+    )
     address, published, target = interpolate(mapping, {}).split(":")
     assert (address, published, target) == ("0.0.0.0", str(baked.port), str(baked.port))
     moved = interpolate(

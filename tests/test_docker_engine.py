@@ -229,6 +229,7 @@ def test_compose_service_plays_and_stops_gracefully(
         f"{repo.prefix}IMAGE": tag,
         f"{repo.prefix}PUBLISHED_ADDRESS": "127.0.0.1",
         f"{repo.prefix}PUBLISHED_PORT": str(port),
+        f"{repo.prefix}WS_PUBLISHED_PORT": str(free_port()),
     }
     project = re.sub(r"[^a-z0-9]", "", f"sgstest{protocol}{os.getpid()}")
 
@@ -366,6 +367,7 @@ class Stack:
             f"{prefix}REDIS_IMAGE": REDIS_TAG,
             f"{prefix}PUBLISHED_ADDRESS": "127.0.0.1",
             f"{prefix}PUBLISHED_PORT": str(free_port()),
+            f"{prefix}WS_PUBLISHED_PORT": str(free_port()),
             f"{prefix}CLUSTER_PUBLISHED_PORT": str(free_port()),
             **{f"{prefix}{k.upper()}": v for k, v in extra.items()},
         }

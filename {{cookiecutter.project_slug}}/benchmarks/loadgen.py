@@ -296,6 +296,44 @@ async def _connect(job: LoadJob, factory: Any, port: int | None = None) -> Any:
     return proto
 
 
+class _WsWriter:
+    """What a connection writes through on a WebSocket: each write is one binary message."""
+
+    def __init__(self, ws: Any, binary: Any) -> None:
+        self.ws = ws
+        self.binary = binary
+
+    def write(self, data: bytes) -> None:
+        self.ws.send(self.binary, data)
+
+    def close(self) -> None:
+        self.ws.send_close()
+        self.ws.disconnect()
+
+
+async def _connect_ws(job: LoadJob, conn: Any) -> Any:
+    """``conn`` (an asyncio.Protocol) over a WebSocket: picows parses, the conn checks bytes.
+
+    Every binary message carries whole TLV frames, so the connection's own
+    stream parser and byte-for-byte reply check run unchanged.
+    """
+    from picows import WSListener, WSMsgType, ws_connect
+
+    class Bridge(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, ws: Any) -> None:
+            conn.connection_made(_WsWriter(ws, WSMsgType.BINARY))
+
+        def on_ws_frame(self, ws: Any, frame: Any) -> None:
+            if frame.msg_type is WSMsgType.BINARY:
+                conn.data_received(frame.get_payload_as_bytes())
+
+        def on_ws_disconnected(self, ws: Any) -> None:
+            conn.connection_lost(None)
+
+    await ws_connect(Bridge, f"ws://{job.host}:{job.port}/", enable_auto_pong=True)
+    return conn
+
+
 async def _window(job: LoadJob, run: Run) -> dict[str, Any]:
     """Warm up, then measure for ``duration``: completed, CPU and the latency samples."""
     await asyncio.sleep(job.warmup)
@@ -316,6 +354,10 @@ async def run_reqrep(job: LoadJob, work: ReqRepJob, ctl: Control) -> dict[str, A
     run = Run()
     conns: list[ReqRepConn] = []
     for prefix in work.prefixes:
+        if job.extra.get("ws"):
+            conn = ReqRepConn(run, prefix, work.cycle, work.depth)
+            conns.append(await _connect_ws(job, conn))
+            continue
         conns.append(
             await _connect(job, lambda p=prefix: ReqRepConn(run, p, work.cycle, work.depth))
         )

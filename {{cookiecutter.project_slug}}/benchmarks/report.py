@@ -437,6 +437,20 @@ def evaluate_scale(rows: list[Row]) -> list[Target]:
     return targets
 
 
+def evaluate_transport(rows: list[Row]) -> list[Target]:
+    """WebSocket against TCP, the same server and load shape within this run."""
+    return [
+        _variant_target(
+            rows,
+            "ws_echo",
+            "ws",
+            "echo throughput over WebSocket vs TCP (50 conns, depth 8)",
+            "browser players pay the WebSocket framing, not a slower server",
+            0.7,
+        )
+    ]
+
+
 def _fanout_target(rows: list[Row]) -> Target:
     name = "cross-node fan-out: 200 members over 2 nodes (cluster_room_flood)"
     required = ">= 100,000 deliveries/s"
@@ -645,6 +659,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     targets = evaluate(rows)
     scale = any(r["scenario"] in SCALE_SCENARIOS for r in rows)
     scale_targets = evaluate_scale(rows) if scale else []
+    ws_targets = evaluate_transport(rows) if any(r["scenario"] == "ws_echo" for r in rows) else []
     for row in rows:  # the JSON carries the same ratios as the tables
         scenario = row["scenario"]
         if scenario != "idle" and _ok(row):
@@ -673,6 +688,8 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     ]
     if scale_targets:
         md += ["", *_targets_table("Targets: cluster and store", scale_targets)]
+    if ws_targets:
+        md += ["", *_targets_table("Targets: WebSocket", ws_targets)]
     order: list[str] = []
     for row in rows:
         if row["scenario"] not in order:
@@ -703,7 +720,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
             md += [*profile_markdown(row["label"], row["scenario"], row["profile"]), ""]
     return {
         "markdown": "\n".join(md) + "\n",
-        "targets": [t.as_dict() for t in (*targets, *scale_targets)],
+        "targets": [t.as_dict() for t in (*targets, *scale_targets, *ws_targets)],
         "machine": info,
     }
 

@@ -58,6 +58,7 @@ class Variant:
     store: str = ""  # "" = memory://, "sqlite" = a fresh sqlite file in a temporary folder
     store_sync: str = "write_behind"
     limits: str = "off"  # serve.py --limits: "checked" = every limit on, never biting
+    ws: bool = False  # the load connects to the server's WebSocket port instead of TCP
 
 
 VARIANTS: dict[str, Variant] = {
@@ -67,6 +68,7 @@ VARIANTS: dict[str, Variant] = {
     "sqlite": Variant("sqlite", store="sqlite"),
     "sqlite_always": Variant("sqlite always", store="sqlite", store_sync="always"),
     "limits": Variant("limits checked", limits="checked"),
+    "ws": Variant("WebSocket", ws=True),
 }
 
 
@@ -304,6 +306,8 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
             extra += ["--store-url", f"sqlite:///{store_dir}/bench.db"]
         if case.variant:
             extra += ["--store-sync", variant.store_sync, "--limits", variant.limits]
+        if variant.ws:
+            extra += ["--ws"]  # the server answers READY with its WebSocket port
         node_cpus = multi.node_cpus if multi else [placement.server_cpus]
         ports: list[int] = []
         for i, cpus in enumerate(node_cpus):
@@ -322,6 +326,7 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
             tuple(ports) if multi else (),
         )
         for i, job in enumerate(jobs):
+            job.extra["ws"] = variant.ws
             files.append(_write_job(job))
             loads.append(
                 await Child.spawn(f"load {i}", load_cpus, "-m", "benchmarks.loadgen", files[-1])

@@ -21,8 +21,8 @@ class Scenario:
     same_core: bool = False
     rate: float | None = None
     #: framework-only scenarios that compare server variants side by side in one run
-    #: ("" = the plain server, "cluster", "2nodes", "sqlite", "sqlite_always", "limits";
-    #: see runner.VARIANTS)
+    #: ("" = the plain server, "cluster", "2nodes", "sqlite", "sqlite_always", "limits",
+    #: "ws"; see runner.VARIANTS)
     variants: tuple[str, ...] = ()
 
     def scaled(self, conns: int | None = None, depth: int | None = None) -> Scenario:
@@ -99,6 +99,14 @@ SCENARIOS: dict[str, Scenario] = {
             conns=50,
             depth=8,
             variants=("", "limits"),
+        ),
+        Scenario(
+            "ws_echo",
+            "reqrep",
+            "echo 64 B, 50 conns, depth 8: WebSocket (TLV in binary messages) vs TCP",
+            conns=50,
+            depth=8,
+            variants=("", "ws"),
         ),
         Scenario(
             "store_business",

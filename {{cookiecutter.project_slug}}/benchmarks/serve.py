@@ -19,6 +19,7 @@ import asyncio
 import importlib
 import json
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -132,6 +133,9 @@ async def start_framework(args: argparse.Namespace) -> Started:
         # A cluster node when set: rooms and logins span every node on that Redis.
         cluster_url=args.cluster_url,
         **LIMITS[args.limits],
+        # WebSocket only when measured (--ws): the TCP cases run without it.
+        ws_port=_free_port() if args.ws else 0,
+        ws_ping_interval=0,
     )
     server: Any = app.create_server(settings)
     await server.start()
@@ -148,7 +152,13 @@ async def start_framework(args: argparse.Namespace) -> Started:
             "runtime": runtime(server),
         }
 
-    return server.port, close, stats
+    return (server.ws_port if args.ws else server.port), close, stats
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -191,6 +201,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cluster-url", default="", help="redis://127.0.0.1:PORT/0: a cluster node")
     p.add_argument("--limits", default="off", choices=tuple(LIMITS), help="see LIMITS")
     p.add_argument("--nofile", type=int, default=16_384)
+    p.add_argument(
+        "--ws", action="store_true", help="framework: serve WebSocket, READY gives its port"
+    )
     p.add_argument(
         "--loop", choices=("uvloop", "asyncio"), help="default: asyncio for streams, else uvloop"
     )

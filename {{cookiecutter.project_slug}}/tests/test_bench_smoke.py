@@ -132,6 +132,20 @@ def test_benchmark_store_cases(tmp_path: Path) -> None:
     assert "## Targets: cluster and store" in markdown
 
 
+def test_benchmark_websocket_case(tmp_path: Path) -> None:
+    """Echo over the WebSocket port beside TCP, every reply verified; the 0.7x target reported."""
+    report = _bench(tmp_path / "results", "--scenarios", "ws_echo", *TINY)
+    rows = {row["variant"]: row for row in report["rows"]}
+    assert set(rows) == {"", "ws"}
+    for row in rows.values():
+        assert "failed" not in row and "skipped" not in row, row
+        assert row["errors"] == 0 and row["completed"] > 0, row
+    target = _targets(report)["echo throughput over WebSocket vs TCP (50 conns, depth 8)"]
+    assert target["required"] == ">= 0.7x" and target["met"] is not None, target
+    markdown = (tmp_path / "results" / "latest.md").read_text(encoding="utf-8")
+    assert "## Targets: WebSocket" in markdown
+
+
 def test_benchmark_cluster_cases(tmp_path: Path) -> None:
     """Cluster node vs plain, and a room split over 2 nodes: every say delivered exactly once."""
     if shutil.which("redis-server") is None:

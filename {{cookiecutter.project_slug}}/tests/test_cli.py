@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -216,12 +217,13 @@ def wait_healthy(port: int, protocol: str, proc: subprocess.Popen[str]) -> None:
 def test_serve_logs_settings_and_stops_gracefully(
     flags: tuple[str, ...], protocol: str, stop_signal: signal.Signals
 ) -> None:
-    port = free_port()
+    port, ws_port = free_port(), free_port()  # port + 1 may be a client's ephemeral port
     proc = subprocess.Popen(
         command("serve", "--host", "127.0.0.1", "--port", str(port), *flags),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, f"{ENV_PREFIX}WS_PORT": str(ws_port)},
     )
     try:
         wait_healthy(port, protocol, proc)
@@ -234,6 +236,7 @@ def test_serve_logs_settings_and_stops_gracefully(
     assert proc.returncode == 0, log
     assert "starting with settings" in log
     assert f"port={port}" in log and f"protocol={protocol}" in log
+    assert f"WebSocket on 127.0.0.1:{ws_port}/" in log
     if flags:
         assert "resource_model=per_link" in log
     assert "Traceback" not in log

@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 import trustme
+from picows import WSError, ws_connect
 from pydantic import ValidationError
 
 import fwkit
 from fwkit import EchoReq, RawConn, frame
+from wskit import WsPeer, free_port, ws_peer
 
 from {{ cookiecutter.package_name }}.app import create_server
 from {{ cookiecutter.package_name }}.client_cli import client_main
@@ -214,3 +216,29 @@ async def test_client_cli_and_healthcheck_speak_tls(
         assert b"healthy" in out_b
     finally:
         await server.stop()
+
+
+async def test_the_websocket_port_speaks_wss_with_the_same_certificate(
+    pki: dict[str, str],
+) -> None:
+    async with tls_server(pki, ws_port=free_port()) as server:
+        assert server.ws_port
+        peer = await ws_peer_tls(server.ws_port, client_context(pki["ca"]))
+        peer.send(frame(EchoReq.__msg_id__, b'{"seq":3,"text":"over wss"}'))
+        ((msg_id, value),) = await peer.frames(1)
+        assert msg_id == fwkit.EchoResp.__msg_id__ and b"over wss" in value
+        assert peer.transport is not None
+        peer.transport.disconnect()
+        try:  # plain ws:// to the wss port: refused, or cut before any message
+            plain = await ws_peer(server.ws_port, websocket_handshake_timeout=2)
+        except (TimeoutError, OSError, ConnectionError, WSError):
+            pass
+        else:
+            if plain is not None:  # picows may hand back no listener for a failed upgrade
+                await plain.closed(timeout=10)
+                assert plain.binary_messages == 0
+
+
+async def ws_peer_tls(port: int, context: Any) -> WsPeer:
+    _, peer = await ws_connect(WsPeer, f"wss://127.0.0.1:{port}/", ssl_context=context)
+    return peer

@@ -33,6 +33,7 @@ __all__ = ["client_main", "main"]
 PROG = "{{ cookiecutter.project_slug }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
 DEFAULT_PROTO_OUT = Path("proto") / "messages.proto"
+DEFAULT_JS_OUT = Path("web") / "catalog.js"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger(PACKAGE)
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the game server until SIGTERM or Ctrl-C")
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", help="TCP port (0 picks a free one)")
+    serve.add_argument("--ws-port", help="WebSocket port (0 disables; default: the TCP port + 1)")
     serve.add_argument("--protocol", help="json, protobuf, msgpack or bson")
     serve.add_argument(
         "--resource-model",
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output file (default {DEFAULT_PROTO_OUT})",
     )
     proto.set_defaults(func=cmd_proto)
+
+    web = commands.add_parser("web-catalog", help="write the JS message catalogue for web/")
+    web.add_argument(
+        "--out", type=Path, default=DEFAULT_JS_OUT, help=f"output file (default {DEFAULT_JS_OUT})"
+    )
+    _add_config_flag(web)
+    web.set_defaults(func=cmd_web_catalog)
     add_state_command(commands, _add_config_flag)
     return parser
 
@@ -106,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.config,
         host=args.host,
         port=args.port,
+        ws_port=args.ws_port,
         protocol=args.protocol,
         resource_model=args.resource_model,
         log_level=args.log_level,
@@ -226,6 +236,20 @@ def cmd_proto(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_proto(catalog, package=PACKAGE), encoding="utf-8")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_web_catalog(args: argparse.Namespace) -> int:
+    """The catalogue the browser client imports; the WebSocket port also serves it live."""
+    from .messages import catalog
+    from .sgs.transport.catalog_js import render_js_catalog
+
+    settings = Settings.load(args.config)
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = render_js_catalog(catalog, protocol=settings.protocol, ws_path=settings.ws_path)
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {out}")
     return EXIT_OK
 

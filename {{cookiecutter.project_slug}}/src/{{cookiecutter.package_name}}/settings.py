@@ -93,6 +93,18 @@ class Settings(ServerSettings):
     send_workers: PositiveInt = Field(
         {{ cookiecutter.send_workers | int }}, description="Writers in model shared_logic_send/shared_all."
     )
+    # Browser players: WebSocket on the TCP port + 1 unless ws_port is set (0 disables);
+    # plain GETs on that port get the demo page and the JS client from web/.
+    ws_port_follows_port = True
+    ws_port: int = Field(
+        {{ (cookiecutter.server_port | int) + 1 if (cookiecutter.server_port | int) < 65535 else 0 }},
+        ge=0,
+        le=65535,
+        description="WebSocket port; 0 disables. Unset: the TCP port + 1.",
+    )
+    ws_static_dir: str = Field(
+        "web", description="Files served to plain GETs on the WebSocket port; empty: none."
+    )
     # Player state survives restarts in this SQLite file (relative to the working
     # directory; its folder is created). A cluster with no store_url uses its Redis.
     store_url: str = Field(

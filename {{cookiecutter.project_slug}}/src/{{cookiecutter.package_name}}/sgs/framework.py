@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
@@ -27,6 +27,9 @@ from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
 from .tls import server_context
+
+if TYPE_CHECKING:
+    from .transport import WsServer
 
 log = logging.getLogger("sgs.server")
 
@@ -137,6 +140,8 @@ class Server:
         self._table: dict[int, Any] = {}
         self._dispatcher: Dispatcher | None = None
         self._listener: asyncio.AbstractServer | None = None
+        self._ws: WsServer | None = None  # the WebSocket listener (ws_port), if enabled
+        self.ws_port: int | None = None  # its bound port after start
         self._sweeper: asyncio.TimerHandle | None = None
         self._stopping = False
         self._stopped: asyncio.Event | None = None
@@ -215,16 +220,26 @@ class Server:
         await self._run_hooks("start", self)
         s = self.settings
         tls = server_context(s)
-        self._listener = await loop.create_server(
-            lambda: Link(self),
-            s.host,
-            s.port,
-            backlog=s.backlog,
-            reuse_address=True,
-            reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
-            ssl=tls,
-            ssl_handshake_timeout=s.tls_handshake_timeout if tls is not None else None,
-        )
+        if s.ws_port:  # before TCP: once the TCP port answers, both are served
+            from .transport import start_ws  # picows loads only when WebSocket is on
+
+            self._ws = await start_ws(self, tls)
+            self.ws_port = self._ws.port
+        try:
+            self._listener = await loop.create_server(
+                lambda: Link(self),
+                s.host,
+                s.port,
+                backlog=s.backlog,
+                reuse_address=True,
+                reuse_port=s.reuse_port or None,  # serve --workers: processes share the port
+                ssl=tls,
+                ssl_handshake_timeout=s.tls_handshake_timeout if tls is not None else None,
+            )
+        except BaseException:
+            if self._ws is not None:
+                self._ws.close()
+            raise
         self.port = self._listener.sockets[0].getsockname()[1]
         if s.idle_timeout > 0 or s.frame_timeout > 0:
             self._schedule_sweep()
@@ -260,6 +275,8 @@ class Server:
         deadline = loop.time() + s.drain_timeout
         log.info("graceful stop: %d links, drain timeout %.1fs", len(self.links), s.drain_timeout)
         self._listener.close()
+        if self._ws is not None:
+            self._ws.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for link in list(self.links.values()):

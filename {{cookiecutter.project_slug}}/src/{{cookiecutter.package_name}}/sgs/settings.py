@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import socket
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, PositiveInt, field_serializer, field_validator, model_validator
@@ -95,6 +95,9 @@ class ServerSettings(BaseSettings):
     """Every knob the framework reads. Subclasses add an env prefix and sources."""
 
     model_config = SettingsConfigDict(env_prefix="SGS_", extra="ignore", validate_default=True)
+
+    #: Generated apps set this: ``ws_port`` left unset is the TCP port + 1 (0 with port 0).
+    ws_port_follows_port: ClassVar[bool] = False
 
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(6666, ge=0, le=65535, description="TCP port; 0 picks a free one.")
@@ -210,6 +213,31 @@ class ServerSettings(BaseSettings):
         "serve --workers sets it for its workers.",
     )
 
+    # -- WebSocket (browser players) ----------------------------------------
+    ws_port: int = Field(
+        0, ge=0, le=65535, description="WebSocket port beside the TCP port; 0 disables."
+    )
+    ws_path: str = Field("/", description="Path of the WebSocket endpoint.")
+    ws_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser handshake may come from (403 otherwise); empty = any.",
+    )
+    ws_handshake_timeout: float = Field(
+        5.0, gt=0, le=300.0, description="Seconds a WebSocket handshake may take."
+    )
+    ws_ping_interval: float = Field(
+        20.0,
+        ge=0,
+        le=3600.0,
+        description="Seconds of silence before the server pings a WebSocket peer "
+        "(closed if no pong within as long); 0 disables.",
+    )
+    ws_static_dir: str = Field(
+        "",
+        description="Directory whose files plain HTTP GETs on the WebSocket port get "
+        "(the demo page); empty serves none.",
+    )
+
     # -- player state store -------------------------------------------------
     store_url: str = Field(
         "memory://",
@@ -303,6 +331,21 @@ class ServerSettings(BaseSettings):
             from .tls import server_context  # only a TLS server pays for the import
 
             server_context(self)  # names the setting whose file is missing or bad
+        return self
+
+    @field_validator("ws_path")
+    @classmethod
+    def _ws_path_shape(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?# "):
+            raise ValueError(f"expected a path such as / or /ws, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ws_port_free(self) -> ServerSettings:
+        if self.ws_port_follows_port and "ws_port" not in self.model_fields_set:
+            self.ws_port = self.port + 1 if 0 < self.port < 65535 else 0
+        if self.ws_port and self.ws_port == self.port:
+            raise ValueError(f"ws_port = {self.ws_port} is the TCP port; use another (or 0)")
         return self
 
     @field_serializer("cluster_url", "store_url")
