@@ -93,6 +93,13 @@ class Settings(ServerSettings):
     send_workers: PositiveInt = Field(
         {{ cookiecutter.send_workers | int }}, description="Writers in model shared_logic_send/shared_all."
     )
+    # Prometheus scrapes /metrics here; orchestrators probe /healthz and /readyz.
+    metrics_port: int = Field(
+        {{ 9101 if (cookiecutter.server_port | int) == 9100 else 9100 }},
+        ge=0,
+        le=65535,
+        description="HTTP port of /metrics, /healthz and /readyz; 0 disables them.",
+    )
     # Player state survives restarts in this SQLite file (relative to the working
     # directory; its folder is created). A cluster with no store_url uses its Redis.
     store_url: str = Field(

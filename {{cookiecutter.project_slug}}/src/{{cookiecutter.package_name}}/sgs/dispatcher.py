@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
 from .link import CloseReason, Link, LinkState
+from .metrics.meter import LATENCY_BUCKETS, WorkerUsage
 from .settings import ResourceModel
 
 if TYPE_CHECKING:
@@ -69,12 +72,23 @@ class LogicWorker(_Task):
         "busy",
         "owner",
         "commits",
+        "timed",
+        "usage",
     )
 
-    def __init__(self, server: Server, name: str, owner: Link | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        owner: Link | None = None,
+        usage: WorkerUsage | None = None,
+    ) -> None:
         super().__init__(name)
         self.server = server
         self.owner = owner  # model 1: the one link this worker serves
+        # Metrics on: time each message and the worker's busy share (per pass).
+        self.timed = server.metrics.enabled
+        self.usage = usage if usage is not None else WorkerUsage()
         self.received: deque[tuple[Link, Frames]] = deque()
         self.recv_interrupts: deque[Link] = deque()
         self.send_interrupts: deque[Link] = deque()
@@ -187,6 +201,11 @@ class LogicWorker(_Task):
         encode = server.codec.encode_frame
         write = link.write_frame
         ctx = link.ctx
+        # Metrics on: one clock read per message; a message's latency runs from
+        # the end of the one before (decode, handler, encode), and the pass's
+        # span is the worker's busy time.
+        timed = self.timed
+        started = last = perf_counter() if timed else 0.0
         for msg_id, payload in frames:
             if link.state is not _OPEN:
                 break
@@ -194,13 +213,14 @@ class LogicWorker(_Task):
             if entry is None:
                 self._protocol_error(link, self._unroutable(msg_id))
                 continue
-            msg_type, decode, handler = entry
+            msg_type, decode, handler, meter = entry
             try:
                 msg = decode(payload)
             except Exception:
                 try:  # the codec's full path: edge cases, and a typed error
                     msg = server.codec.decode(msg_id, payload)
                 except ProtocolError as exc:
+                    meter.decode_errors += 1
                     self._protocol_error(link, exc)
                     continue
             ctx.msg_id = msg_id
@@ -209,11 +229,20 @@ class LogicWorker(_Task):
                 if resp is not None:
                     write(encode(resp))
             except HandlerError as exc:
+                server.stats.count(server.stats.errors, exc.code)
                 link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
             except Exception:
                 self._handler_crashed(link, msg_id)
+            if timed:
+                now = perf_counter()
+                took = now - last
+                last = now
+                meter.seconds += took
+                meter.buckets[bisect_left(LATENCY_BUCKETS, took)] += 1
             if link.pending_close is not None:
                 link.close(link.pending_close)
+        if timed:
+            self.usage.busy_seconds += perf_counter() - started
         server.stats.frames_in += len(frames)
         link.inbound_done(len(frames))
 
@@ -228,6 +257,7 @@ class LogicWorker(_Task):
     def _protocol_error(self, link: Link, exc: ProtocolError) -> None:
         server = self.server
         server.stats.protocol_errors += 1
+        server.stats.count(server.stats.errors, exc.code)
         msg_id = getattr(exc, "msg_id", 0)
         log.warning("link %d: %s", link.id, exc, extra={"link_id": link.id, "msg_id": msg_id})
         link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
@@ -237,7 +267,9 @@ class LogicWorker(_Task):
     def _broken_stream(self, link: Link) -> None:
         exc = link.decoder.error
         assert exc is not None
-        self.server.stats.protocol_errors += 1
+        stats = self.server.stats
+        stats.protocol_errors += 1
+        stats.count(stats.errors, exc.code)
         log.warning(
             "link %d: %s; closing", link.id, exc, extra={"link_id": link.id, "msg_id": exc.msg_id}
         )
@@ -247,6 +279,7 @@ class LogicWorker(_Task):
     def _handler_crashed(self, link: Link, msg_id: int) -> None:
         server = self.server
         server.stats.handler_errors += 1
+        server.stats.count(server.stats.errors, "internal")
         log.exception(
             "link %d: handler for message id %d raised",
             link.id,
@@ -305,6 +338,7 @@ class Dispatcher:
         self.reader_tasks = model is not ResourceModel.shared_all
         n = 1 if self.per_link_logic else settings.logic_workers
         self.logic = [LogicWorker(server, f"logic-{i}") for i in range(n)]
+        self.per_link_usage = WorkerUsage()  # model 1: every per-link worker adds here
         m = 0 if self.per_link_send else settings.send_workers
         self.writers = [SendWorker(f"send-{i}") for i in range(m)]
         self.tasks: set[asyncio.Task[None]] = set()
@@ -328,7 +362,9 @@ class Dispatcher:
 
     def attach(self, link: Link) -> None:
         if self.per_link_logic:
-            worker = LogicWorker(self.server, f"logic-link-{link.id}", owner=link)
+            worker = LogicWorker(
+                self.server, f"logic-link-{link.id}", owner=link, usage=self.per_link_usage
+            )
             self._spawn(worker, worker.run())
         else:
             worker = self.logic[link.id % len(self.logic)]

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .bindings import Bindings, Player, ReplacedHook
@@ -19,6 +19,7 @@ from .dispatcher import CONNECTED, Dispatcher
 from .group import Group
 from .link import CloseReason, Link, LinkState
 from .message import Catalog, Message, default_catalog
+from .metrics import Metrics, TypeMeter, make_metrics
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
@@ -41,9 +42,20 @@ class Stats:
     handler_errors: int = 0
     dropped: int = 0
     idle_closed: int = 0
+    send_overflows: int = 0  # links closed because their send side was full
+    bytes_in: int = 0
+    bytes_out: int = 0
+    frames_out: int = 0
+    # By reason or code; touched off the hot path only (closes, refusals, errors).
+    refused_by: dict[str, int] = field(default_factory=dict)
+    closed_by: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # Error replies sent, by code
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+
+    def count(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
 
 
 class Timer:
@@ -137,6 +149,8 @@ class Server:
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
+        # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
+        self.metrics: Metrics = make_metrics(self)
 
     # -- hooks --------------------------------------------------------------
 
@@ -175,15 +189,33 @@ class Server:
     def is_serving(self) -> bool:
         return self._listener is not None and not self._stopping
 
+    @property
+    def draining(self) -> bool:
+        """A graceful stop has begun (readiness turns False at once)."""
+        return self._stopping
+
     async def start(self) -> None:
         """Bind and serve in the background; ``port`` holds the bound port after this."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        await self.metrics.start()  # a taken metrics_port stops here, before anything else
+        try:
+            await self._start_serving(loop)
+        except BaseException:
+            await self.metrics.stop()
+            raise
+
+    async def _start_serving(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.store.start()  # a bad store_url stops here, before any port is bound
         self._durable = self.store if self.store.sync_always else None
         codec = self.codec
         self._table = {
-            msg_id: (msg_type, codec.fast_decoder(msg_type), handler)
+            msg_id: (
+                msg_type,
+                codec.fast_decoder(msg_type),
+                handler,
+                TypeMeter(msg_type.__name__, msg_id),
+            )
             for msg_id, (msg_type, handler) in self.router.compile().items()
         }
         self._dispatcher = Dispatcher(self)
@@ -262,6 +294,7 @@ class Server:
         if not drained or left:
             log.warning("drain timeout: %d links aborted", left)
         log.info("stopped")
+        await self.metrics.stop()  # /healthz answers until the very end
         assert self._stopped is not None
         self._stopped.set()
 
@@ -275,6 +308,8 @@ class Server:
         if self._stopping or len(self.links) >= self.settings.max_connections:
             self.stats.refused += 1
             reason = "server is shutting down" if self._stopping else "too many connections"
+            self.stats.count(self.stats.refused_by, "shutting_down" if self._stopping else "full")
+            self.stats.count(self.stats.errors, "server_full")
             link.transport.write(
                 self.codec.encode_frame(Error(code="server_full", message=reason, msg_id=0))
             )
@@ -311,6 +346,7 @@ class Server:
                 group.discard(link)
         self.links.pop(link.id, None)
         self.stats.closed += 1
+        self.stats.count(self.stats.closed_by, _reason_label(link.close_reason))
         await self._run_hooks("disconnect", link)
         self.bindings.link_closed(link)
         if self._dispatcher is not None:
@@ -338,6 +374,7 @@ class Server:
                 link.last_seen = now
             elif now - link.last_seen > timeout and link.state is LinkState.OPEN:
                 self.stats.idle_closed += 1
+                self.stats.count(self.stats.errors, "idle_timeout")
                 log.info(
                     "link %d idle for %.1fs, closing",
                     link.id,
@@ -433,6 +470,12 @@ class Server:
             link.worker.post_active(fn)
         elif self._dispatcher is not None:
             self._dispatcher.worker_for(0).post_active(fn)
+
+
+def _reason_label(reason: CloseReason | str | None) -> str:
+    """A close reason as a metric label: ``remote_close``, ``server_shutdown``, ..."""
+    text = getattr(reason, "value", reason) or "unknown"
+    return str(text).replace(" ", "_")
 
 
 def new_event_loop(loop_name: str = "uvloop") -> asyncio.AbstractEventLoop:

@@ -25,6 +25,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ErrorPolicy = Literal["reply", "close"]
 OverflowPolicy = Literal["close", "drop"]
 StoreSync = Literal["write_behind", "always"]
+LogFormat = Literal["text", "json"]
 
 MAX_FRAME_CEILING = 16 * 1024 * 1024
 
@@ -130,10 +131,24 @@ class ServerSettings(BaseSettings):
         "reply", description="Handler raised: reply with Error and keep the link, or close."
     )
     log_level: LogLevel = Field("INFO", description="Root log level.")
+    log_format: LogFormat = Field(
+        "text", description="text: one readable line per record; json: one JSON object a line."
+    )
     loop: LoopName = Field(
         "uvloop", description="Event loop; falls back to asyncio without uvloop."
     )
     backlog: PositiveInt = Field(1024, description="listen() backlog.")
+
+    # -- operations: /metrics, /healthz, /readyz over HTTP ------------------
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="HTTP port of /metrics, /healthz and /readyz; 0 disables them.",
+    )
+    metrics_host: str = Field(
+        "", description="Address of the metrics port; empty: the same as host."
+    )
 
     # -- cluster (several processes or hosts over Redis) --------------------
     cluster_url: str = Field(
@@ -244,6 +259,21 @@ class ServerSettings(BaseSettings):
                 "or workers = 1)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _metrics_port_free(self) -> ServerSettings:
+        same_host = (self.metrics_host or self.host) == self.host
+        if self.metrics_port and self.metrics_port == self.port and same_host:
+            raise ValueError(
+                f"metrics_port = {self.metrics_port} is the game port too; "
+                "give metrics_port another port (or 0 to disable it)"
+            )
+        return self
+
+    @property
+    def metrics_address(self) -> tuple[str, int]:
+        """Where /metrics, /healthz and /readyz listen (port 0: nowhere)."""
+        return (self.metrics_host or self.host, self.metrics_port)
 
     @field_serializer("cluster_url", "store_url")
     def _masked(self, value: str) -> str:
