@@ -45,5 +45,4 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in list(os.environ):
         if name.startswith(ENV_PREFIX):
             monkeypatch.delenv(name)
-    monkeypatch.setenv(f"{ENV_PREFIX}METRICS_PORT", "0")  # see above: no fixed port in tests
     return tmp_path

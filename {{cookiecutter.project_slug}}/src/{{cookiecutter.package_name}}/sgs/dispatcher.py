@@ -259,7 +259,12 @@ class LogicWorker(_Task):
         server.stats.protocol_errors += 1
         server.stats.count(server.stats.errors, exc.code)
         msg_id = getattr(exc, "msg_id", 0)
-        log.warning("link %d: %s", link.id, exc, extra={"link_id": link.id, "msg_id": msg_id})
+        log.warning(
+            "link %d: %s",
+            link.id,
+            exc,
+            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
+        )
         link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
         if server.settings.protocol_error_policy == "close":
             link.close(CloseReason.PROTOCOL_ERROR)
@@ -271,7 +276,10 @@ class LogicWorker(_Task):
         stats.protocol_errors += 1
         stats.count(stats.errors, exc.code)
         log.warning(
-            "link %d: %s; closing", link.id, exc, extra={"link_id": link.id, "msg_id": exc.msg_id}
+            "link %d: %s; closing",
+            link.id,
+            exc,
+            extra={"link_id": link.id, "msg_id": exc.msg_id, "peer": link.peer},
         )
         link.send(Error(code=exc.code, message=str(exc), msg_id=exc.msg_id))
         link.close(CloseReason.PROTOCOL_ERROR)
@@ -284,7 +292,7 @@ class LogicWorker(_Task):
             "link %d: handler for message id %d raised",
             link.id,
             msg_id,
-            extra={"link_id": link.id, "msg_id": msg_id},
+            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
         )
         link.send(Error(code="internal", message="internal server error", msg_id=msg_id))
         if server.settings.handler_error_policy == "close":

@@ -315,7 +315,7 @@ class Server:
             )
             link.transport.close()
             link.state = LinkState.CLOSED
-            log.warning("refused %s: %s", link.peer, reason)
+            log.warning("refused %s: %s", link.peer, reason, extra={"peer": link.peer})
             return
         link.id = next(self._ids)
         link.state = LinkState.OPEN
@@ -326,7 +326,12 @@ class Server:
         if self._hooks["connect"]:
             # In the received queue, so the hook runs before the link's first message.
             link.worker.post_received(link, CONNECTED)  # type: ignore[union-attr]
-        log.debug("link %d open from %s", link.id, link.peer, extra={"link_id": link.id})
+        log.debug(
+            "link %d open from %s",
+            link.id,
+            link.peer,
+            extra={"link_id": link.id, "peer": link.peer},
+        )
 
     def _link_lost(self, link: Link) -> None:
         """The transport is gone; per-link writers may end."""

@@ -262,11 +262,20 @@ class ServerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _metrics_port_free(self) -> ServerSettings:
+        if not self.metrics_port:
+            return self
+        # serve --workers N: worker K serves metrics on metrics_port + K - 1.
+        ports = range(self.metrics_port, self.metrics_port + self.workers)
         same_host = (self.metrics_host or self.host) == self.host
-        if self.metrics_port and self.metrics_port == self.port and same_host:
+        if self.port in ports and same_host:
             raise ValueError(
-                f"metrics_port = {self.metrics_port} is the game port too; "
-                "give metrics_port another port (or 0 to disable it)"
+                f"metrics_port = {self.metrics_port} (one port per worker from there) takes "
+                f"the game port {self.port}; give metrics_port another port (or 0 to disable it)"
+            )
+        if ports[-1] > 65535:
+            raise ValueError(
+                f"metrics_port = {self.metrics_port} with workers = {self.workers} needs ports "
+                f"up to {ports[-1]}; choose a lower metrics_port"
             )
         return self
 
