@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
+import re
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +31,7 @@ from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
 )
+from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.sgs import (
     Client,
     RemoteError,
@@ -258,3 +262,35 @@ async def test_junk_on_the_metrics_port_leaves_game_clients_unaffected() -> None
         assert server.metrics.http.rejected >= 8 + 20 + 5
         status, _ = await get(server, "/healthz")
         assert status == 200
+
+
+# --- the shipped dashboards read metrics the server really exports ------------------
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC_NAME = re.compile(r"\b((?:sgs|process|python)_[a-z0-9_]+)\b")
+
+
+def dashboard_metric_names() -> set[str]:
+    names: set[str] = set()
+    for path in sorted((REPO / "ops" / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
+            for target in panel.get("targets", []):
+                names |= set(METRIC_NAME.findall(target["expr"]))
+    return names
+
+
+async def test_dashboard_queries_name_metrics_a_cluster_node_exports(redis_server: Any) -> None:
+    wanted = dashboard_metric_names()
+    assert {"sgs_handler_seconds_count", "sgs_errors_total", "sgs_links_open"} <= wanted
+    async with game_with_metrics(cluster_url=redis_server.url) as server:
+        async with GameClient("127.0.0.1", server.port, protocol="json", timeout=TIMEOUT) as c:
+            await c.echo("x")
+        exported = {name for name, _labels in await scrape(server)}
+    assert wanted <= exported, sorted(wanted - exported)
+
+
+def test_prometheus_scrapes_the_default_metrics_port() -> None:
+    """ops/prometheus.yml names game:<metrics_port>; the default must match it."""
+    text = (REPO / "ops" / "prometheus.yml").read_text(encoding="utf-8")
+    default = Settings.model_fields["metrics_port"].default
+    assert re.search(rf'targets: \["game:{default}"\]', text), text

@@ -20,11 +20,31 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..link import CloseReason
 from .base import readiness
 from .meter import TypeMeter
 
 if TYPE_CHECKING:
     from ..framework import Server
+
+
+#: Series exported at 0 before anything happened, so dashboards and alerts see
+#: them from the first scrape (a game's own HandlerError codes appear when used).
+ERROR_CODES = (
+    "unknown_message",
+    "no_handler",
+    "decode_error",
+    "frame_too_large",
+    "internal",
+    "idle_timeout",
+    "server_full",
+)
+REFUSE_REASONS = ("full", "shutting_down")
+CLOSE_REASONS = tuple(r.value.replace(" ", "_") for r in CloseReason)
+
+
+def _zeros(keys: tuple[str, ...], table: dict[str, int]) -> dict[str, int]:
+    return {**dict.fromkeys(keys, 0), **table}
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -71,15 +91,20 @@ class ServerCollector(Collector):
             "sgs_links_refused",
             "Connections refused, by reason (full, shutting_down).",
             "reason",
-            stats.refused_by,
+            _zeros(REFUSE_REASONS, stats.refused_by),
         )
-        yield _by("sgs_links_closed", "Links closed, by reason.", "reason", stats.closed_by)
+        yield _by(
+            "sgs_links_closed",
+            "Links closed, by reason.",
+            "reason",
+            _zeros(CLOSE_REASONS, stats.closed_by),
+        )
         yield from self._frames()
         yield _by(
             "sgs_errors",
             "Error messages sent to clients, by code.",
             "code",
-            stats.errors,
+            _zeros(ERROR_CODES, stats.errors),
         )
         yield _counter(
             "sgs_protocol_errors",
