@@ -121,11 +121,16 @@ def test_top_shows_rates_and_latency_then_exits_cleanly() -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.5)
+        assert top.stdout is not None
+        first = []
+        for line in top.stdout:  # the first table is on screen: it is refreshing now
+            first.append(line)
+            if "Ctrl-C to quit" in line:
+                break
         top.send_signal(signal.SIGINT)
-        out, err = top.communicate(timeout=10)
+        _out, err = top.communicate(timeout=10)
     assert top.returncode == 0, err
-    assert "EchoReq" in out and "Traceback" not in err
+    assert "EchoReq" in "".join(first) and "Traceback" not in err
 
 
 def test_top_says_clearly_when_the_server_cannot_be_reached() -> None:
