@@ -57,6 +57,7 @@ class Variant:
     cluster: bool = False  # cluster_url = a redis-server this case starts
     store: str = ""  # "" = memory://, "sqlite" = a fresh sqlite file in a temporary folder
     store_sync: str = "write_behind"
+    metrics: bool = False  # metrics_port set: /metrics served, every message timed
 
 
 VARIANTS: dict[str, Variant] = {
@@ -65,6 +66,7 @@ VARIANTS: dict[str, Variant] = {
     "2nodes": Variant("2 nodes", nodes=2, cluster=True),
     "sqlite": Variant("sqlite", store="sqlite"),
     "sqlite_always": Variant("sqlite always", store="sqlite", store_sync="always"),
+    "metrics": Variant("metrics", metrics=True),
 }
 
 
@@ -302,6 +304,8 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
             extra += ["--store-url", f"sqlite:///{store_dir}/bench.db"]
         if case.variant:
             extra += ["--store-sync", variant.store_sync]
+        if variant.metrics:
+            extra += ["--metrics"]
         node_cpus = multi.node_cpus if multi else [placement.server_cpus]
         ports: list[int] = []
         for i, cpus in enumerate(node_cpus):

@@ -18,6 +18,7 @@ import asyncio
 import importlib
 import json
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,12 @@ def _counters(obj: Any) -> dict[str, Any]:
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)
     return {k: v for k, v in vars(obj).items() if isinstance(v, int) and not k.startswith("_")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
 
 
 async def start_baseline(kind: str, port: int) -> Started:
@@ -80,6 +87,9 @@ async def start_framework(args: argparse.Namespace) -> Started:
         store_sync=args.store_sync,
         # A cluster node when set: rooms and logins span every node on that Redis.
         cluster_url=args.cluster_url,
+        # /metrics on a free port when asked (the metrics_echo case), else off.
+        metrics_port=_free_port() if args.metrics else 0,
+        metrics_host=HOST,
     )
     server: Any = app.create_server(settings)
     await server.start()
@@ -136,6 +146,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--store-url", default="memory://", help="player-state store of the server")
     p.add_argument("--store-sync", default="write_behind", choices=("write_behind", "always"))
     p.add_argument("--cluster-url", default="", help="redis://127.0.0.1:PORT/0: a cluster node")
+    p.add_argument(
+        "--metrics", action="store_true", help="serve /metrics on a free port (metrics_port)"
+    )
     p.add_argument("--nofile", type=int, default=16_384)
     p.add_argument(
         "--loop", choices=("uvloop", "asyncio"), help="default: asyncio for streams, else uvloop"
