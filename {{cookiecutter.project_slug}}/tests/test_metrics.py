@@ -262,6 +262,8 @@ async def test_junk_on_the_metrics_port_leaves_game_clients_unaffected() -> None
         assert server.metrics.http.rejected >= 8 + 20 + 5
         status, _ = await get(server, "/healthz")
         assert status == 200
+        samples = await scrape(server)
+        assert value(samples, "sgs_metrics_rejected_total") == server.metrics.http.rejected
 
 
 # --- the shipped dashboards read metrics the server really exports ------------------

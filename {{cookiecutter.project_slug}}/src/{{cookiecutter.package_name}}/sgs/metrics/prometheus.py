@@ -23,6 +23,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from .base import Metrics, MetricsPortError, readiness
 from .collector import ServerCollector
 from .http import HttpEndpoint, Response
@@ -58,6 +61,7 @@ class PrometheusMetrics(Metrics):
         self.http = HttpEndpoint(
             {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz}
         )
+        self.registry.register(_EndpointCollector(self.http))
         self._address: tuple[str, int] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._started = 0.0
@@ -130,3 +134,22 @@ class PrometheusMetrics(Metrics):
             log.debug("metrics: cannot count cluster nodes: %s", exc)
             return
         self.extra["nodes"] = len(found)
+
+
+class _EndpointCollector(Collector):
+    """The endpoint's own bad clients: counted, never logged one by one."""
+
+    def __init__(self, http: HttpEndpoint) -> None:
+        self.http = http
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(
+                "sgs_metrics_rejected",
+                "Requests on the metrics port answered 4xx, or dropped over the client limit.",
+                value=self.http.rejected,
+            )
+        ]
