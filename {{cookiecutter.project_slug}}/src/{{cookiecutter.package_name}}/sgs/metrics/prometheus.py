@@ -22,7 +22,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
