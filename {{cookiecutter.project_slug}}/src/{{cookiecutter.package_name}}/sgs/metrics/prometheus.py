@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -63,7 +62,6 @@ class PrometheusMetrics(Metrics):
         self.registry.register(_EndpointCollector(self.http))
         self._address: tuple[str, int] | None = None
         self._probe: asyncio.Task[None] | None = None
-        self._started = 0.0
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -77,7 +75,6 @@ class PrometheusMetrics(Metrics):
             raise MetricsPortError(
                 exc.errno, f"metrics_port {port} on {host or '*'}: {exc.strerror or exc}"
             ) from exc
-        self._started = time.monotonic()
         self._probe = asyncio.get_running_loop().create_task(
             self._run_probe(), name="metrics-probe"
         )
