@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
 from .link import CloseReason, Link, LinkState
-from .metrics.meter import LATENCY_BUCKETS, WorkerUsage
+from .metrics.meter import TypeMeter, WorkerUsage
 from .settings import ResourceModel
 
 if TYPE_CHECKING:
@@ -201,11 +200,13 @@ class LogicWorker(_Task):
         encode = server.codec.encode_frame
         write = link.write_frame
         ctx = link.ctx
-        # Metrics on: one clock read per message; a message's latency runs from
-        # the end of the one before (decode, handler, encode), and the pass's
-        # span is the worker's busy time.
+        # Metrics on: the pass is timed in runs of consecutive messages of one
+        # type (usually the whole read): one clock read and one histogram
+        # observation per run, not per message; the pass's span is busy time.
         timed = self.timed
-        started = last = perf_counter() if timed else 0.0
+        started = run_start = perf_counter() if timed else 0.0
+        run_meter: TypeMeter | None = None
+        run_n = 0
         for msg_id, payload in frames:
             if link.state is not _OPEN:
                 break
@@ -223,6 +224,14 @@ class LogicWorker(_Task):
                     meter.decode_errors += 1
                     self._protocol_error(link, exc)
                     continue
+            if timed:
+                if meter is not run_meter:
+                    if run_meter is not None:
+                        now = perf_counter()
+                        run_meter.observe(now - run_start, run_n)
+                        run_start = now
+                    run_meter, run_n = meter, 0
+                run_n += 1
             ctx.msg_id = msg_id
             try:
                 resp = await handler(ctx, msg)
@@ -233,16 +242,13 @@ class LogicWorker(_Task):
                 link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
             except Exception:
                 self._handler_crashed(link, msg_id)
-            if timed:
-                now = perf_counter()
-                took = now - last
-                last = now
-                meter.seconds += took
-                meter.buckets[bisect_left(LATENCY_BUCKETS, took)] += 1
             if link.pending_close is not None:
                 link.close(link.pending_close)
         if timed:
-            self.usage.busy_seconds += perf_counter() - started
+            now = perf_counter()
+            if run_meter is not None:
+                run_meter.observe(now - run_start, run_n)
+            self.usage.busy_seconds += now - started
         server.stats.frames_in += len(frames)
         link.inbound_done(len(frames))
 

@@ -145,8 +145,8 @@ class ServerCollector(Collector):
         )
         latency = HistogramMetricFamily(
             "sgs_handler_seconds",
-            "Seconds from the end of the previous message to the end of this one's handler "
-            "(decode, handler, encode), by message type.",
+            "Seconds to decode, handle and encode a message, by message type (timed per run "
+            "of same-type messages in one read: sum and count exact, buckets at the run's mean).",
             labels=["message"],
         )
         for meter in sorted(meters, key=lambda m: m.name):
