@@ -576,7 +576,16 @@ def _variant_table(rows: list[Row], scenario: str) -> list[str]:
         if "failed" in row:
             lines.append(f"| {row['label']} | FAILED: {row['failed']} |")
             continue
-        _, plain = variant_pair(rows, scenario, row.get("variant", ""))
+        plain = next(
+            (
+                p
+                for p in rows
+                if not p.get("variant")
+                and p["model"] == row["model"]
+                and p["protocol"] == row["protocol"]
+            ),
+            None,
+        )
         x = row["msgs_per_s"] / plain["msgs_per_s"] if _ok(plain) and plain["msgs_per_s"] else None
         lat = row["latency_us"]
         server_cpu, load_cpu = _cpu(row)
