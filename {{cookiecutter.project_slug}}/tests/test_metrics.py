@@ -37,6 +37,7 @@ from {{ cookiecutter.package_name }}.sgs import (
     RemoteError,
     Server,
 )
+from {{ cookiecutter.package_name }}.sgs.metrics import MetricsPortError
 from {{ cookiecutter.package_name }}.sgs.metrics.scrape import (
     Unreachable,
     http_get,
@@ -76,14 +77,28 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 @contextlib.asynccontextmanager
+async def metered(*args: Any, **settings: Any) -> AsyncIterator[Server]:
+    """``running_server`` with metrics on a free port (another is tried if it was just taken)."""
+    for _attempt in range(5):
+        stack = contextlib.AsyncExitStack()
+        try:
+            server = await stack.enter_async_context(
+                running_server(
+                    *args, metrics_port=free_port(), metrics_host="127.0.0.1", **settings
+                )
+            )
+        except MetricsPortError:
+            continue
+        async with stack:
+            yield server
+        return
+    raise AssertionError("no free port for metrics in 5 tries")
+
+
+@contextlib.asynccontextmanager
 async def game_with_metrics(**settings: Any) -> AsyncIterator[Server]:
-    async with running_server(
-        router,
-        setup=functools.partial(setup, tick_interval=60.0),
-        protocol="json",
-        metrics_port=free_port(),
-        metrics_host="127.0.0.1",
-        **settings,
+    async with metered(
+        router, setup=functools.partial(setup, tick_interval=60.0), protocol="json", **settings
     ) as server:
         yield server
 
@@ -152,13 +167,7 @@ async def test_links_open_and_closed_by_reason() -> None:
 
 
 async def test_readyz_turns_not_ready_at_graceful_stop_while_healthz_stays_healthy() -> None:
-    async with running_server(
-        fwkit.router,
-        fwkit.catalog,
-        metrics_port=free_port(),
-        metrics_host="127.0.0.1",
-        drain_timeout=5.0,
-    ) as server:
+    async with metered(fwkit.router, fwkit.catalog, drain_timeout=5.0) as server:
         assert await get(server, "/readyz") == (200, "ready\n")
         async with Client("127.0.0.1", server.port, catalog=fwkit.catalog) as client:
             slow = asyncio.ensure_future(client.request(SlowReq(seq=1, delay=1.0), timeout=10))

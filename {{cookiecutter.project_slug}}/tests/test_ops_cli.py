@@ -134,16 +134,19 @@ def test_top_shows_rates_and_latency_then_exits_cleanly() -> None:
 
 
 def test_top_says_clearly_when_the_server_cannot_be_reached() -> None:
-    port = free_port()  # nothing listens there
-    result = run_command("top", "--metrics-url", f"http://127.0.0.1:{port}/metrics")
+    with socket.socket() as closed:  # bound, never listening: refused, and no one else gets it
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        result = run_command("top", "--metrics-url", f"http://127.0.0.1:{port}/metrics")
     assert result.returncode == 1
     assert f"cannot read metrics from http://127.0.0.1:{port}/metrics" in result.stderr
     assert "refused" in result.stderr.lower() and "Traceback" not in result.stderr
 
 
 def test_healthcheck_fails_when_readyz_is_unreachable() -> None:
-    with serving() as (_proc, port, _mport):
-        other = free_port()
+    with serving() as (_proc, port, _mport), socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # never listening: /readyz there is refused
+        other = closed.getsockname()[1]
         result = run_command(
             "healthcheck", "--port", str(port), "--protocol", "json", "--metrics-port", str(other)
         )
