@@ -31,13 +31,17 @@ from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
 )
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import (
+    Settings,
+)
 from {{ cookiecutter.package_name }}.sgs import (
     Client,
     RemoteError,
     Server,
 )
-from {{ cookiecutter.package_name }}.sgs.metrics import MetricsPortError
+from {{ cookiecutter.package_name }}.sgs.metrics import (
+    MetricsPortError,
+)
 from {{ cookiecutter.package_name }}.sgs.metrics.scrape import (
     Unreachable,
     http_get,

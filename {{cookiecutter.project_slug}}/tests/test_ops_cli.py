@@ -17,7 +17,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+)
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 STARTUP_TIMEOUT = 20.0
