@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -125,6 +126,8 @@ def check_parsers(repo: Baked) -> None:
             tomllib.loads(path.read_text(encoding="utf-8"))
         elif path.suffix in {".yaml", ".yml"}:
             yaml.safe_load(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
         elif path.suffix == ".py":
             ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     assert not list(repo.path.rglob("__pycache__")), "bytecode caches were shipped"

@@ -78,11 +78,15 @@ def compose_doc(repo: Baked) -> dict[str, Any]:
 
 #: Services of the `cluster` profile; plain `docker compose up` starts only `game`.
 CLUSTER_SERVICES = {"redis", "game-cluster"}
+#: Services of the `observability` profile.
+OBSERVABILITY_SERVICES = {"prometheus", "grafana"}
+#: The generated metrics_port (the server_port answer is never 9100 here).
+METRICS_PORT = 9100
 
 
 def game_service(repo: Baked) -> dict[str, Any]:
     services = compose_doc(repo)["services"]
-    assert set(services) == {"game", *CLUSTER_SERVICES}, services
+    assert set(services) == {"game", *CLUSTER_SERVICES, *OBSERVABILITY_SERVICES}, services
     return services["game"]
 
 
@@ -172,6 +176,13 @@ def test_compose_file_is_accepted_by_the_installed_compose(custom: Baked) -> Non
     node = yaml.safe_load(proc.stdout)["services"]["game-cluster"]
     assert node["environment"][f"{custom.prefix}PROTOCOL"] == "msgpack"  # the shared block
     assert node["environment"][f"{custom.prefix}CLUSTER_URL"] == "redis://redis:6379/0"
+    proc = run(
+        [*compose, "-f", "compose.yaml", "--profile", "observability", "config"],
+        cwd=custom.path,
+        timeout=60,
+    )
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert {"game", "prometheus", "grafana"} <= set(services), services
 
 
 # --- Dockerfile policy -------------------------------------------------------
@@ -248,8 +259,11 @@ def test_cmd_and_healthcheck_are_exec_form_through_the_cli(baked: Baked) -> None
 def test_graceful_stop_signal_and_exposed_port(baked: Baked) -> None:
     runtime = final_stage(instructions(baked))
     assert only(runtime, "STOPSIGNAL") == ["SIGTERM"]
-    # The game's TCP port and its WebSocket port (the TCP port + 1).
-    assert only(runtime, "EXPOSE") == [f"{baked.port}/tcp {int(baked.port) + 1}/tcp"]
+    # The game's TCP port and its WebSocket port (the TCP port + 1), then the metrics port.
+    assert only(runtime, "EXPOSE") == [
+        f"{baked.port}/tcp {int(baked.port) + 1}/tcp",
+        f"{METRICS_PORT}/tcp",
+    ]
     env = " ".join(only(runtime, "ENV"))
     assert f"{baked.prefix}PORT={baked.port}" in env, env
     assert f"{baked.prefix}HOST=0.0.0.0" in env, env
@@ -257,7 +271,7 @@ def test_graceful_stop_signal_and_exposed_port(baked: Baked) -> None:
 
 def test_dockerfile_follows_the_answers(custom: Baked) -> None:
     items = instructions(custom)
-    assert only(final_stage(items), "EXPOSE") == ["7777/tcp 7778/tcp"]
+    assert only(final_stage(items), "EXPOSE") == ["7777/tcp 7778/tcp", f"{METRICS_PORT}/tcp"]
     assert any(v.startswith("PYTHON_IMAGE=python:3.13-slim-") for v in only(items, "ARG"))
     cmd = json.loads(only(items, "CMD")[0])
     assert cmd == ["dock-yard-arena", "serve"]
@@ -385,12 +399,17 @@ def test_compose_interpolation_is_portable(baked: Baked) -> None:
 
 def test_compose_publishes_the_port_and_checks_health(baked: Baked) -> None:
     game = game_service(baked)
-    mapping, ws_mapping = game["ports"]
+    mapping, ws_mapping, metrics = game["ports"]
     ws_port = str(int(baked.port) + 1)  # WebSocket and the demo page
     assert interpolate(ws_mapping, {}) == f"0.0.0.0:{ws_port}:{ws_port}"
     assert interpolate(ws_mapping, {f"{baked.prefix}WS_PUBLISHED_PORT": "40002"}).endswith(
         f":40002:{ws_port}"
     )
+    assert interpolate(metrics, {}) == f"0.0.0.0:{METRICS_PORT}:{METRICS_PORT}"
+    moved = interpolate(metrics, {f"{baked.prefix}METRICS_PUBLISHED_PORT": "40003"})
+    assert moved == f"0.0.0.0:40003:{METRICS_PORT}", "the metrics port's host side must move"
+    metrics_env = game["environment"][f"{baked.prefix}METRICS_PORT"]
+    assert interpolate(str(metrics_env), {}) == str(METRICS_PORT)
     address, published, target = interpolate(mapping, {}).split(":")
     assert (address, published, target) == ("0.0.0.0", str(baked.port), str(baked.port))
     moved = interpolate(
@@ -416,6 +435,8 @@ def test_default_up_is_one_node_without_a_broker(baked: Baked) -> None:
     assert "profiles" not in services["game"], "`docker compose up` must start the game"
     for name in CLUSTER_SERVICES:
         assert services[name]["profiles"] == ["cluster"], (name, services[name])
+    for name in OBSERVABILITY_SERVICES:
+        assert services[name]["profiles"] == ["observability"], (name, services[name])
     env = services["game"]["environment"]
     assert f"{baked.prefix}CLUSTER_URL" not in env and f"{baked.prefix}WORKERS" not in env, env
 
@@ -489,3 +510,83 @@ def test_readme_gives_the_docker_commands_only_with_docker(tmp_path: Path) -> No
     assert "robots" in client[0] and "--host 127.0.0.1" in client[0], client[0]
     without = bake(tmp_path / "without", use_docker=False)
     assert "docker compose" not in (without.path / "README.md").read_text(encoding="utf-8")
+
+
+# --- the observability profile: Prometheus and Grafana, checked statically ----------
+#
+# No registry serves their images here, so they are never started: their files
+# are parsed and held to what the running server and compose.yaml provide. The
+# generated suite checks the dashboard's metric names against a real scrape.
+
+
+def volume_sources(service: dict[str, Any]) -> dict[str, str]:
+    """{container path: host path} of a service's bind mounts (short syntax)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = source[2:]
+    return mounts
+
+
+def test_prometheus_scrapes_the_game_services_metrics_port(baked: Baked) -> None:
+    services = compose_doc(baked)["services"]
+    prometheus = services["prometheus"]
+    mounts = volume_sources(prometheus)
+    config_flag = next(c for c in prometheus["command"] if c.startswith("--config.file="))
+    config_path = baked.path / mounts[config_flag.split("=", 1)[1]]
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    targets = [t for group in job["static_configs"] for t in group["targets"]]
+    game_metrics = interpolate(
+        str(services["game"]["environment"][f"{baked.prefix}METRICS_PORT"]), {}
+    )
+    assert targets == [f"game:{game_metrics}"], targets
+    assert float(config["global"]["scrape_interval"].rstrip("s")) > 0
+    assert prometheus["depends_on"] == ["game"]
+    assert interpolate(prometheus["image"], {}).startswith("prom/prometheus:")
+    promtool = find_tool("promtool")
+    if promtool is not None:  # Debian's prometheus package has it; checks the full schema
+        run([promtool, "check", "config", str(config_path)], timeout=60)
+
+
+def test_grafana_provisions_the_datasource_and_the_dashboard(baked: Baked) -> None:
+    grafana = compose_doc(baked)["services"]["grafana"]
+    mounts = volume_sources(grafana)
+    provisioning = baked.path / mounts["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yaml").read_text(encoding="utf-8")
+    )["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert source["isDefault"] is True
+    (provider,) = yaml.safe_load(
+        (provisioning / "dashboards" / "game.yaml").read_text(encoding="utf-8")
+    )["providers"]
+    assert provider["type"] == "file"
+    dashboards_in_container = provider["options"]["path"]
+    dashboards = baked.path / mounts[dashboards_in_container]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dashboards_in_container + "/")
+    assert (dashboards / home.rsplit("/", 1)[1]).is_file(), home
+
+    files = sorted(dashboards.glob("*.json"))
+    assert files, "no dashboard shipped"
+    for path in files:
+        board = json.loads(path.read_text(encoding="utf-8"))
+        assert board["uid"] and board["title"] and isinstance(board["schemaVersion"], int)
+        panels = board["panels"]
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids)), "panel ids must be unique"
+        titles = " ".join(p["title"].lower() for p in panels)
+        for topic in ("links", "messages per second", "latency", "errors", "drops", "loop lag"):
+            assert topic in titles, topic
+        for panel in panels:
+            assert {"x", "y", "w", "h"} <= panel["gridPos"].keys()
+            assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            assert panel["datasource"]["uid"] == source["uid"]
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == source["uid"]
+                assert re.search(r"\b(sgs|process)_[a-z_]+", target["expr"]), target
+                assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]

@@ -22,6 +22,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,17 @@ def readme_client_args(repo: Baked, port: int, protocol: str) -> list[str]:
     return [*args, "--robots", str(ROBOTS), "--requests", str(REQUESTS)]
 
 
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$", re.MULTILINE)
+
+
+def scrape(url: str) -> dict[str, float]:
+    """/metrics as {'name{labels}': value}, read with the standard library."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    return {name: float(value) for name, value in SAMPLE.findall(text)}
+
+
 def inspect(container: str) -> dict:
     proc = run(["docker", "inspect", container], timeout=30)
     return json.loads(proc.stdout)[0]
@@ -223,13 +235,14 @@ def test_compose_service_plays_and_stops_gracefully(
         "game"
     ]
     grace = compose_duration(service["stop_grace_period"])
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(repo.prefix)},
         f"{repo.prefix}IMAGE": tag,
         f"{repo.prefix}PUBLISHED_ADDRESS": "127.0.0.1",
         f"{repo.prefix}PUBLISHED_PORT": str(port),
         f"{repo.prefix}WS_PUBLISHED_PORT": str(free_port()),
+        f"{repo.prefix}METRICS_PUBLISHED_PORT": str(metrics_port),
     }
     project = re.sub(r"[^a-z0-9]", "", f"sgstest{protocol}{os.getpid()}")
 
@@ -256,6 +269,18 @@ def test_compose_service_plays_and_stops_gracefully(
         )
         errors = re.search(r"^errors\s+(\d+)", flow.stdout, re.MULTILINE)
         assert errors is None or errors.group(1) == "0", flow.stdout
+
+        # The published metrics port, scraped from the host: the robots' frames are counted.
+        metrics = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert metrics['sgs_frames_received_total{message="LoginReq"}'] == ROBOTS, metrics
+        assert metrics['sgs_frames_received_total{message="BusinessReq"}'] == ROBOTS * REQUESTS
+        assert metrics["sgs_ready"] == 1 and metrics["sgs_links_accepted_total"] >= ROBOTS
+        top = run(
+            [str(client.with_name(repo.slug)), "top", "--count", "1", "--metrics-url",
+             f"http://127.0.0.1:{metrics_port}/metrics"],
+            timeout=60,
+        )  # fmt: skip
+        assert "BusinessReq" in top.stdout, top.stdout
 
         stop_started = time.monotonic()
         run([*compose, "stop"], cwd=repo.path, env=env, timeout=grace + 60)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .chart import draw
 from .profile import markdown as profile_markdown
 
 Row = dict[str, Any]
@@ -259,6 +261,16 @@ def evaluate(rows: list[Row]) -> list[Target]:
                 "a player feels the round trip: queues and writers must add little to it",
             )
         )
+    targets.append(
+        _variant_target(
+            rows,
+            "metrics_echo",
+            "metrics",
+            "echo throughput (50 conns, depth 8), metrics on vs off",
+            "operators watch every server: the hot path may pay counter increments only",
+            0.95,
+        )
+    )
     targets.append(
         _idle_target(
             rows, "shared_all", 3.0, "idle players cost memory, not tasks: 10k fit anywhere"
@@ -588,7 +600,16 @@ def _variant_table(rows: list[Row], scenario: str) -> list[str]:
         if "failed" in row:
             lines.append(f"| {row['label']} | FAILED: {row['failed']} |")
             continue
-        _, plain = variant_pair(rows, scenario, row.get("variant", ""))
+        plain = next(
+            (
+                p
+                for p in rows
+                if not p.get("variant")
+                and p["model"] == row["model"]
+                and p["protocol"] == row["protocol"]
+            ),
+            None,
+        )
         x = row["msgs_per_s"] / plain["msgs_per_s"] if _ok(plain) and plain["msgs_per_s"] else None
         lat = row["latency_us"]
         server_cpu, load_cpu = _cpu(row)
@@ -734,8 +755,24 @@ def write_results(
     doc = {"meta": meta, "machine": report["machine"], "targets": report["targets"], "rows": rows}
     text = json.dumps(doc, indent=2, sort_keys=True)
     paths = []
+    chart = _chart(rows, out / f"bench-{stamp}.png", meta)
     for stem in (f"bench-{stamp}", "latest"):
+        markdown = report["markdown"]
+        if chart is not None:
+            if stem == "latest":
+                (out / "latest.png").write_bytes(chart.read_bytes())
+            paths.append(out / f"{stem}.png")
+            markdown += f"\n![throughput and latency per server and scenario]({stem}.png)\n"
         (out / f"{stem}.json").write_text(text + "\n", encoding="utf-8")
-        (out / f"{stem}.md").write_text(report["markdown"], encoding="utf-8")
+        (out / f"{stem}.md").write_text(markdown, encoding="utf-8")
         paths += [out / f"{stem}.json", out / f"{stem}.md"]
     return paths
+
+
+def _chart(rows: list[Row], path: Path, meta: dict[str, Any]) -> Path | None:
+    """The PNG chart, or None (with a note on stderr) when it cannot be drawn."""
+    try:
+        return draw(rows, path, f"Benchmark {meta.get('started', '')}")
+    except ImportError as exc:
+        print(f"chart skipped: {exc} (pip install matplotlib)", file=sys.stderr)
+        return None

@@ -59,6 +59,7 @@ class Variant:
     store_sync: str = "write_behind"
     limits: str = "off"  # serve.py --limits: "checked" = every limit on, never biting
     ws: bool = False  # the load connects to the server's WebSocket port instead of TCP
+    metrics: bool = False  # metrics_port set: /metrics served, every message timed
 
 
 VARIANTS: dict[str, Variant] = {
@@ -69,6 +70,7 @@ VARIANTS: dict[str, Variant] = {
     "sqlite_always": Variant("sqlite always", store="sqlite", store_sync="always"),
     "limits": Variant("limits checked", limits="checked"),
     "ws": Variant("WebSocket", ws=True),
+    "metrics": Variant("metrics", metrics=True),
 }
 
 
@@ -308,6 +310,8 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
             extra += ["--store-sync", variant.store_sync, "--limits", variant.limits]
         if variant.ws:
             extra += ["--ws"]  # the server answers READY with its WebSocket port
+        if variant.metrics:
+            extra += ["--metrics"]
         node_cpus = multi.node_cpus if multi else [placement.server_cpus]
         ports: list[int] = []
         for i, cpus in enumerate(node_cpus):

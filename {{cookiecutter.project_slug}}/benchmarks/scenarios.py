@@ -22,7 +22,7 @@ class Scenario:
     rate: float | None = None
     #: framework-only scenarios that compare server variants side by side in one run
     #: ("" = the plain server, "cluster", "2nodes", "sqlite", "sqlite_always", "limits",
-    #: "ws"; see runner.VARIANTS)
+    #: "ws", "metrics"; see runner.VARIANTS)
     variants: tuple[str, ...] = ()
 
     def scaled(self, conns: int | None = None, depth: int | None = None) -> Scenario:
@@ -117,6 +117,15 @@ SCENARIOS: dict[str, Scenario] = {
             conns=50,
             depth=8,
             variants=("", "sqlite", "sqlite_always"),
+        ),
+        Scenario(
+            "metrics_echo",
+            "reqrep",
+            "echo 64 B, 50 conns, depth 8: metrics_port set (every message timed into the "
+            "handler histogram) vs metrics_port = 0",
+            conns=50,
+            depth=8,
+            variants=("", "metrics"),
         ),
         Scenario(
             "idle",

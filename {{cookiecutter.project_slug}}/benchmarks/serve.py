@@ -136,6 +136,9 @@ async def start_framework(args: argparse.Namespace) -> Started:
         # WebSocket only when measured (--ws): the TCP cases run without it.
         ws_port=_free_port() if args.ws else 0,
         ws_ping_interval=0,
+        # /metrics on a free port when asked (the metrics_echo case), else off.
+        metrics_port=_free_port() if args.metrics else 0,
+        metrics_host=HOST,
     )
     server: Any = app.create_server(settings)
     await server.start()
@@ -200,6 +203,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--store-sync", default="write_behind", choices=("write_behind", "always"))
     p.add_argument("--cluster-url", default="", help="redis://127.0.0.1:PORT/0: a cluster node")
     p.add_argument("--limits", default="off", choices=tuple(LIMITS), help="see LIMITS")
+    p.add_argument(
+        "--metrics", action="store_true", help="serve /metrics on a free port (metrics_port)"
+    )
     p.add_argument("--nofile", type=int, default=16_384)
     p.add_argument(
         "--ws", action="store_true", help="framework: serve WebSocket, READY gives its port"

@@ -21,6 +21,11 @@ from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 
 ASYNC_TEST_TIMEOUT = 60.0
 
+# Servers started by tests (in-process or `serve` subprocesses) serve no
+# metrics unless a test asks for a port: the generated default, a fixed
+# port, would collide between parallel tests.
+os.environ.setdefault(f"{ENV_PREFIX}METRICS_PORT", "0")
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:

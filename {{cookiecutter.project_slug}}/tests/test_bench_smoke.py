@@ -172,3 +172,20 @@ def test_benchmark_cluster_cases(tmp_path: Path) -> None:
     targets = _targets(report)
     fan = targets["cross-node fan-out: 200 members over 2 nodes (cluster_room_flood)"]
     assert "over 2 nodes" in fan["measured"] and "Redis CPU" in fan["measured"], fan
+
+
+def test_benchmark_metrics_case_and_chart(tmp_path: Path) -> None:
+    """Echo with metrics_port set beside metrics off; the report comes with its PNG chart."""
+    out = tmp_path / "results"
+    report = _bench(out, "--scenarios", "metrics_echo", *TINY)
+    rows = {row["variant"]: row for row in report["rows"]}
+    assert set(rows) == {"", "metrics"}
+    for row in rows.values():
+        assert "failed" not in row and "skipped" not in row, row
+        assert row["errors"] == 0 and row["completed"] > 0, row
+    target = _targets(report)["echo throughput (50 conns, depth 8), metrics on vs off"]
+    assert target["why"] and target["required"] == ">= 0.95x"
+    assert "metrics" in target["measured"], target
+    chart = out / "latest.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](latest.png)" in (out / "latest.md").read_text(encoding="utf-8")

@@ -45,6 +45,12 @@ STARTUP_TIMEOUT = 20.0
 pytestmark = pytest.mark.usefixtures("isolated")
 
 
+@pytest.fixture(autouse=True)
+def _no_fixed_metrics_port(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` here would bind the generated metrics_port, the same in parallel tests."""
+    monkeypatch.setenv(f"{ENV_PREFIX}METRICS_PORT", "0")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -49,6 +49,7 @@ def node_process(
         f"{ENV_PREFIX}STORE_URL": "memory://",
         f"{ENV_PREFIX}PROTOCOL": "json",  # what the test's clients speak
         f"{ENV_PREFIX}WS_PORT": "0",  # TCP only: port + 1 may be a client's ephemeral port
+        f"{ENV_PREFIX}METRICS_PORT": "0",  # no fixed port shared by parallel tests
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -46,7 +46,7 @@ class ServeProcess:
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         # The client here speaks json, whatever this project's default codec is.
-        self.env.update({f"{ENV_PREFIX}PROTOCOL": "json"})
+        self.env.update({f"{ENV_PREFIX}PROTOCOL": "json", f"{ENV_PREFIX}METRICS_PORT": "0"})
         # No WebSocket port: port + 1 may be a client's ephemeral port here.
         self.env.update({f"{ENV_PREFIX}WS_PORT": "0"})
         self.env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()})

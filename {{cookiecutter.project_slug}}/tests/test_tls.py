@@ -170,8 +170,9 @@ def test_serve_with_a_missing_certificate_exits_2_naming_it(
 
 
 def _env() -> dict[str, str]:
-    """This environment without any of this server's settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    """This environment without any of this server's settings (and no metrics port)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {**env, f"{ENV_PREFIX}METRICS_PORT": "0"}
 
 
 def tls_env(cert: str, key: str) -> dict[str, str]:

@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from . import __version__
 from .client_cli import client_main
 from .settings import ENV_PREFIX, Settings, SettingsFileError, load_with_origins
+from .sgs.metrics import MetricsPortError
+from .sgs.metrics.scrape import Unreachable, http_get
 from .sgs.store import StoreConfigError
 from .state_cli import add_state_command
 
@@ -39,13 +41,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger(PACKAGE)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger().setLevel(level)
+def configure_logging(level: str, log_format: str = "text", node: str | None = None) -> None:
+    from .sgs.logs import configure_logging as configure
+
+    configure(level, log_format, node)
 
 
 def _add_config_flag(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="per_link, shared_logic, shared_logic_send, shared_all (or 1-4)",
     )
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    serve.add_argument("--log-format", help="text or json (one JSON object a line)")
+    serve.add_argument("--metrics-port", help="HTTP port of /metrics, /healthz, /readyz (0: off)")
     serve.add_argument(
         "--workers",
         help="processes sharing the port (SO_REUSEPORT, Linux); more than 1 needs cluster_url",
@@ -78,13 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flag(serve)
     serve.set_defaults(func=cmd_serve)
 
-    health = commands.add_parser("healthcheck", help="exit 0 if the server answers a ping")
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 if the server answers a ping (and /readyz says ready)"
+    )
     health.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     health.add_argument("--port", help="server port (default: the port setting)")
     health.add_argument("--protocol", help="codec (default: the protocol setting)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.add_argument(
+        "--metrics-port", help="also ask /readyz on this port (default: metrics_port; 0: skip)"
+    )
     _add_config_flag(health)
     health.set_defaults(func=cmd_healthcheck)
+
+    top = commands.add_parser("top", help="live table of message rates and latency from /metrics")
+    top.add_argument(
+        "--metrics-url",
+        help="the server's /metrics (default: http://127.0.0.1:<metrics_port>/metrics)",
+    )
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: Ctrl-C)")
+    _add_config_flag(top)
+    top.set_defaults(func=cmd_top)
 
     show = commands.add_parser("print-config", help="show effective settings and their source")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -119,9 +135,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         resource_model=args.resource_model,
         log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_port=args.metrics_port,
         workers=args.workers,
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.node_id)
     if settings.workers > 1:
         return serve_workers(settings, args.config)
     log.info("%s %s starting with settings: %s", PROG, __version__, settings.summary())
@@ -133,6 +151,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the server installed its handlers
         log.info("interrupted")
         return EXIT_INTERRUPTED
+    except MetricsPortError as exc:  # names metrics_port: no traceback
+        log.error("cannot serve metrics: %s", exc)
+        return EXIT_FAILED
     except OSError as exc:  # e.g. address already in use: say so, no traceback
         log.error("cannot serve on %s:%s: %s", settings.host, settings.port, exc)
         return EXIT_FAILED
@@ -178,7 +199,11 @@ async def ping_server(
 
 
 def cmd_healthcheck(args: argparse.Namespace) -> int:
-    settings = Settings.load(args.config, port=args.port, protocol=args.protocol)
+    """A ping through the game port, then /readyz: the first proves the whole message path
+    answers, the second that the server still takes players (not draining, lease held)."""
+    settings = Settings.load(
+        args.config, port=args.port, protocol=args.protocol, metrics_port=args.metrics_port
+    )
     target = f"{args.host}:{settings.port} ({settings.protocol})"
     try:
         elapsed = asyncio.run(
@@ -197,8 +222,37 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
         reason = str(exc) or type(exc).__name__
         print(f"unhealthy: {target}: {reason}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"healthy: {target} answered a ping in {elapsed * 1000:.1f} ms")
+    ready = ""
+    if settings.metrics_port:
+        url = f"http://{_url_host(args.host)}:{settings.metrics_port}/readyz"
+        try:
+            status, body = http_get(url, args.timeout)
+        except Unreachable as exc:
+            print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if status != 200:
+            print(f"unhealthy: {url}: HTTP {status}: {body.strip()}", file=sys.stderr)
+            return EXIT_FAILED
+        ready = f"; {url}: {body.strip()}"
+    print(f"healthy: {target} answered a ping in {elapsed * 1000:.1f} ms{ready}")
     return EXIT_OK
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from .sgs.metrics.top import run
+
+    url = args.metrics_url
+    if not url:
+        settings = Settings.load(args.config)
+        if not settings.metrics_port:
+            print(f"{PROG} top: metrics_port is 0 (disabled); pass --metrics-url", file=sys.stderr)
+            return EXIT_USAGE
+        url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    return run(url, interval=max(0.1, args.interval), count=max(0, args.count))
 
 
 def _env_name(field: str) -> str:

@@ -105,6 +105,13 @@ class Settings(ServerSettings):
     ws_static_dir: str = Field(
         "web", description="Files served to plain GETs on the WebSocket port; empty: none."
     )
+    # Prometheus scrapes /metrics here; orchestrators probe /healthz and /readyz.
+    metrics_port: int = Field(
+        {{ cookiecutter.__metrics_port }},
+        ge=0,
+        le=65535,
+        description="HTTP port of /metrics, /healthz and /readyz; 0 disables them.",
+    )
     # Player state survives restarts in this SQLite file (relative to the working
     # directory; its folder is created). A cluster with no store_url uses its Redis.
     store_url: str = Field(

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
 from .limits import Rejected
 from .link import CloseReason, Link, LinkState
+from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
 from .settings import ResourceModel
 
 if TYPE_CHECKING:
@@ -70,12 +73,23 @@ class LogicWorker(_Task):
         "busy",
         "owner",
         "commits",
+        "timed",
+        "usage",
     )
 
-    def __init__(self, server: Server, name: str, owner: Link | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        name: str,
+        owner: Link | None = None,
+        usage: WorkerUsage | None = None,
+    ) -> None:
         super().__init__(name)
         self.server = server
         self.owner = owner  # model 1: the one link this worker serves
+        # Metrics on: time each message and the worker's busy share (per pass).
+        self.timed = server.metrics.enabled
+        self.usage = usage if usage is not None else WorkerUsage()
         self.received: deque[tuple[Link, Frames]] = deque()
         self.recv_interrupts: deque[Link] = deque()
         self.send_interrupts: deque[Link] = deque()
@@ -190,6 +204,13 @@ class LogicWorker(_Task):
         encode = server.codec.encode_frame
         write = link.write_frame
         ctx = link.ctx
+        # Metrics on: the pass is timed in runs of consecutive messages of one
+        # type (usually the whole read): one clock read and one histogram
+        # observation per run, not per message; the pass's span is busy time.
+        timed = self.timed
+        started = run_start = perf_counter() if timed else 0.0
+        run_meter: TypeMeter | None = None
+        run_n = 0
         for msg_id, payload in frames:
             if link.state is not _OPEN:
                 break
@@ -197,26 +218,43 @@ class LogicWorker(_Task):
             if entry is None:
                 self._protocol_error(link, self._unroutable(msg_id))
                 continue
-            msg_type, decode, handler = entry
+            msg_type, decode, handler, meter = entry
             try:
                 msg = decode(payload)
             except Exception:
                 try:  # the codec's full path: edge cases, and a typed error
                     msg = server.codec.decode(msg_id, payload)
                 except ProtocolError as exc:
+                    meter.decode_errors += 1
                     self._protocol_error(link, exc)
                     continue
+            if timed:
+                if meter is not run_meter:
+                    if run_meter is not None:
+                        now = perf_counter()
+                        run_meter.observe(now - run_start, run_n)
+                        run_start = now
+                    run_meter, run_n = meter, 0
+                run_n += 1
             ctx.msg_id = msg_id
             try:
                 resp = await handler(ctx, msg)
                 if resp is not None:
                     write(encode(resp))
             except HandlerError as exc:
+                server.stats.count(server.stats.errors, exc.code)
                 link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
             except Exception:
                 self._handler_crashed(link, msg_id)
             if link.pending_close is not None:
                 link.close(link.pending_close)
+        if timed:
+            now = perf_counter()
+            if run_meter is not None:  # TypeMeter.observe, inlined: once per pass
+                took = now - run_start
+                run_meter.seconds += took
+                run_meter.buckets[bisect_left(LATENCY_BUCKETS, took / run_n)] += run_n
+            self.usage.busy_seconds += now - started
         server.stats.frames_in += len(frames)
         link.inbound_done(len(frames))
 
@@ -231,6 +269,7 @@ class LogicWorker(_Task):
     def _protocol_error(self, link: Link, exc: ProtocolError) -> None:
         server = self.server
         server.stats.protocol_errors += 1
+        server.stats.count(server.stats.errors, exc.code)
         msg_id = getattr(exc, "msg_id", 0)
         # Once per link at WARNING: a client sending junk must not flood the log.
         link.protocol_errors += 1
@@ -243,7 +282,7 @@ class LogicWorker(_Task):
             " (further protocol errors of this link are logged at DEBUG)"
             if link.protocol_errors == 1
             else "",
-            extra={"link_id": link.id, "msg_id": msg_id},
+            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
         )
         link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
         if server.settings.protocol_error_policy == "close":
@@ -253,11 +292,13 @@ class LogicWorker(_Task):
         """Answer the frames a link's inbound budget dropped, in their place in the stream."""
         server = self.server
         settings = server.settings
-        server.stats.rate_limited += len(rejected)
+        stats = server.stats
         message = f"over rate_limit_messages ({settings.rate_limit_messages:g}/s)"
         for msg_id in rejected:
             if link.state is not _OPEN:
                 break
+            stats.rate_limited += 1
+            stats.count(stats.errors, "rate_limited")
             link.send(Error(code="rate_limited", message=message, msg_id=msg_id))
             if settings.rate_limit_policy == "close":
                 link.close(CloseReason.RATE_LIMITED)
@@ -265,9 +306,14 @@ class LogicWorker(_Task):
     def _broken_stream(self, link: Link) -> None:
         exc = link.decoder.error
         assert exc is not None
-        self.server.stats.protocol_errors += 1
+        stats = self.server.stats
+        stats.protocol_errors += 1
+        stats.count(stats.errors, exc.code)
         log.warning(
-            "link %d: %s; closing", link.id, exc, extra={"link_id": link.id, "msg_id": exc.msg_id}
+            "link %d: %s; closing",
+            link.id,
+            exc,
+            extra={"link_id": link.id, "msg_id": exc.msg_id, "peer": link.peer},
         )
         link.send(Error(code=exc.code, message=str(exc), msg_id=exc.msg_id))
         link.close(CloseReason.PROTOCOL_ERROR)
@@ -275,11 +321,12 @@ class LogicWorker(_Task):
     def _handler_crashed(self, link: Link, msg_id: int) -> None:
         server = self.server
         server.stats.handler_errors += 1
+        server.stats.count(server.stats.errors, "internal")
         log.exception(
             "link %d: handler for message id %d raised",
             link.id,
             msg_id,
-            extra={"link_id": link.id, "msg_id": msg_id},
+            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
         )
         link.send(Error(code="internal", message="internal server error", msg_id=msg_id))
         if server.settings.handler_error_policy == "close":
@@ -333,6 +380,7 @@ class Dispatcher:
         self.reader_tasks = model is not ResourceModel.shared_all
         n = 1 if self.per_link_logic else settings.logic_workers
         self.logic = [LogicWorker(server, f"logic-{i}") for i in range(n)]
+        self.per_link_usage = WorkerUsage()  # model 1: every per-link worker adds here
         m = 0 if self.per_link_send else settings.send_workers
         self.writers = [SendWorker(f"send-{i}") for i in range(m)]
         self.tasks: set[asyncio.Task[None]] = set()
@@ -356,7 +404,9 @@ class Dispatcher:
 
     def attach(self, link: Link) -> None:
         if self.per_link_logic:
-            worker = LogicWorker(self.server, f"logic-link-{link.id}", owner=link)
+            worker = LogicWorker(
+                self.server, f"logic-link-{link.id}", owner=link, usage=self.per_link_usage
+            )
             self._spawn(worker, worker.run())
         else:
             worker = self.logic[link.id % len(self.logic)]

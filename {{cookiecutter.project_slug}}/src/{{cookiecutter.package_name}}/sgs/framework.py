@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from .limits import Admission, InboundLimiter
 from .limits.admission import address_of
 from .link import CloseReason, Link, LinkState
 from .message import Catalog, Message, default_catalog
+from .metrics import Metrics, TypeMeter, make_metrics
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
@@ -48,14 +49,25 @@ class Stats:
     handler_errors: int = 0
     dropped: int = 0
     idle_closed: int = 0
+    send_overflows: int = 0  # links closed because their send side was full
+    bytes_in: int = 0
+    bytes_out: int = 0
+    frames_out: int = 0
     rate_limited: int = 0  # messages answered Error(rate_limited), per link or per type
     throttled: int = 0  # times a link's reading paused for its inbound budget
     frame_timeouts: int = 0
     refused_per_ip: int = 0
     refused_accept_rate: int = 0
+    # By reason or code; touched off the hot path only (closes, refusals, errors).
+    refused_by: dict[str, int] = field(default_factory=dict)
+    closed_by: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # Error replies sent, by code
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+
+    def count(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
 
 
 class Timer:
@@ -163,6 +175,8 @@ class Server:
         )
         self._refusals = 0  # refused connections not yet logged (logged once a second)
         self._refusals_logged = 0.0
+        # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
+        self.metrics: Metrics = make_metrics(self)
 
     # -- hooks --------------------------------------------------------------
 
@@ -201,15 +215,33 @@ class Server:
     def is_serving(self) -> bool:
         return self._listener is not None and not self._stopping
 
+    @property
+    def draining(self) -> bool:
+        """A graceful stop has begun (readiness turns False at once)."""
+        return self._stopping
+
     async def start(self) -> None:
         """Bind and serve in the background; ``port`` holds the bound port after this."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        await self.metrics.start()  # a taken metrics_port stops here, before anything else
+        try:
+            await self._start_serving(loop)
+        except BaseException:
+            await self.metrics.stop()
+            raise
+
+    async def _start_serving(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.store.start()  # a bad store_url stops here, before any port is bound
         self._durable = self.store if self.store.sync_always else None
         codec = self.codec
         self._table = {
-            msg_id: (msg_type, codec.fast_decoder(msg_type), handler)
+            msg_id: (
+                msg_type,
+                codec.fast_decoder(msg_type),
+                handler,
+                TypeMeter(msg_type.__name__, msg_id),
+            )
             for msg_id, (msg_type, handler) in self.router.compile(self.settings).items()
         }
         self._dispatcher = Dispatcher(self)
@@ -305,6 +337,7 @@ class Server:
         if not drained or left:
             log.warning("drain timeout: %d links aborted", left)
         log.info("stopped")
+        await self.metrics.stop()  # /healthz answers until the very end
         assert self._stopped is not None
         self._stopped.set()
 
@@ -317,6 +350,7 @@ class Server:
     def _accept(self, link: Link) -> None:
         if self._stopping or len(self.links) >= self.settings.max_connections:
             reason = "server is shutting down" if self._stopping else "too many connections"
+            self.stats.count(self.stats.refused_by, "shutting_down" if self._stopping else "full")
             self._refuse(link, "server_full", reason)
             return
         admission = self._admission
@@ -324,6 +358,7 @@ class Server:
             address = address_of(link.peer)
             why = admission.refuse(address, monotonic())
             if why is not None:
+                self.stats.count(self.stats.refused_by, why)
                 if why == "accept_rate":  # a flood: spend nothing on it, not even a reply
                     self.stats.refused_accept_rate += 1
                     self._refuse(link, None, "over accept_rate")
@@ -346,12 +381,18 @@ class Server:
         if self._hooks["connect"]:
             # In the received queue, so the hook runs before the link's first message.
             link.worker.post_received(link, CONNECTED)  # type: ignore[union-attr]
-        log.debug("link %d open from %s", link.id, link.peer, extra={"link_id": link.id})
+        log.debug(
+            "link %d open from %s",
+            link.id,
+            link.peer,
+            extra={"link_id": link.id, "peer": link.peer},
+        )
 
     def _refuse(self, link: Link, code: str | None, reason: str) -> None:
         """Close a connection that never became a link; logged at most once a second."""
         self.stats.refused += 1
         if code is not None:
+            self.stats.count(self.stats.errors, code)
             frame = self.codec.encode_frame(Error(code=code, message=reason, msg_id=0))
             link.transport.write(frame)
             link.transport.close()
@@ -403,6 +444,7 @@ class Server:
             self._admission.release(link.address)
             link.address = ""
         self.stats.closed += 1
+        self.stats.count(self.stats.closed_by, _reason_label(link.close_reason))
         await self._run_hooks("disconnect", link)
         self.bindings.link_closed(link)
         if self._dispatcher is not None:
@@ -551,9 +593,23 @@ class Server:
 def _time_out(link: Link, reason: CloseReason, message: str, waited: float) -> None:
     """Tell a link which timeout closed it (Error with code idle_timeout, frame_timeout)."""
     code = reason.name.lower()
-    log.info("link %d: %s after %.1fs, closing", link.id, code, waited, extra={"link_id": link.id})
+    log.info(
+        "link %d: %s after %.1fs, closing",
+        link.id,
+        code,
+        waited,
+        extra={"link_id": link.id, "peer": link.peer},
+    )
+    stats = link.server.stats
+    stats.count(stats.errors, code)
     link.send(Error(code=code, message=message, msg_id=0))
     link.close(reason)
+
+
+def _reason_label(reason: CloseReason | str | None) -> str:
+    """A close reason as a metric label: ``remote_close``, ``server_shutdown``, ..."""
+    text = getattr(reason, "value", reason) or "unknown"
+    return str(text).replace(" ", "_")
 
 
 def new_event_loop(loop_name: str = "uvloop") -> asyncio.AbstractEventLoop:

@@ -55,6 +55,9 @@ _CLOSED = LinkState.CLOSED
 
 
 class Link(asyncio.Protocol):
+    #: The ``transport`` label of the links-open metric; other transports override it.
+    transport_name = "tcp"
+
     __slots__ = (
         "id",
         "server",
@@ -233,6 +236,7 @@ class Link(asyncio.Protocol):
             self.dropped += 1
             self.server.stats.dropped += 1
             return False
+        self.server.stats.send_overflows += 1
         log.warning(
             "link %d: send side over %d bytes, closing",
             self.id,
@@ -253,6 +257,9 @@ class Link(asyncio.Protocol):
         out = self.out
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
+            stats = self.server.stats
+            stats.frames_out += len(out)
+            stats.bytes_out += len(data)
             out.clear()
             self.out_bytes = 0
             self.transport.write(data)
@@ -286,6 +293,7 @@ class Link(asyncio.Protocol):
         self.server._accept(self)
 
     def data_received(self, data: bytes) -> None:
+        self.server.stats.bytes_in += len(data)
         if self.rbuf is None:
             self.ingest(data)
         else:

@@ -25,6 +25,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ErrorPolicy = Literal["reply", "close"]
 OverflowPolicy = Literal["close", "drop"]
 StoreSync = Literal["write_behind", "always"]
+LogFormat = Literal["text", "json"]
 
 MAX_FRAME_CEILING = 16 * 1024 * 1024
 
@@ -133,6 +134,9 @@ class ServerSettings(BaseSettings):
         "reply", description="Handler raised: reply with Error and keep the link, or close."
     )
     log_level: LogLevel = Field("INFO", description="Root log level.")
+    log_format: LogFormat = Field(
+        "text", description="text: one readable line per record; json: one JSON object a line."
+    )
     loop: LoopName = Field(
         "uvloop", description="Event loop; falls back to asyncio without uvloop."
     )
@@ -178,6 +182,17 @@ class ServerSettings(BaseSettings):
     accept_burst: PositiveInt = Field(2000, description="Connections accepted at once.")
     frame_timeout: float = Field(
         10.0, ge=0, description="Seconds a started frame may take to arrive whole; 0 disables."
+    )
+
+    # -- operations: /metrics, /healthz, /readyz over HTTP ------------------
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="HTTP port of /metrics, /healthz and /readyz; 0 disables them.",
+    )
+    metrics_host: str = Field(
+        "", description="Address of the metrics port; empty: the same as host."
     )
 
     # -- cluster (several processes or hosts over Redis) --------------------
@@ -347,6 +362,32 @@ class ServerSettings(BaseSettings):
         if self.ws_port and self.ws_port == self.port:
             raise ValueError(f"ws_port = {self.ws_port} is the TCP port; use another (or 0)")
         return self
+
+    @model_validator(mode="after")
+    def _metrics_port_free(self) -> ServerSettings:
+        if not self.metrics_port:
+            return self
+        # serve --workers N: worker K serves metrics on metrics_port + K - 1.
+        ports = range(self.metrics_port, self.metrics_port + self.workers)
+        same_host = (self.metrics_host or self.host) == self.host
+        game_ports = {"the game port": self.port, "ws_port": self.ws_port}
+        for name, taken in game_ports.items():
+            if taken and taken in ports and same_host:
+                raise ValueError(
+                    f"metrics_port = {self.metrics_port} (one port per worker from there) takes "
+                    f"{name} {taken}; give metrics_port another port (or 0 to disable it)"
+                )
+        if ports[-1] > 65535:
+            raise ValueError(
+                f"metrics_port = {self.metrics_port} with workers = {self.workers} needs ports "
+                f"up to {ports[-1]}; choose a lower metrics_port"
+            )
+        return self
+
+    @property
+    def metrics_address(self) -> tuple[str, int]:
+        """Where /metrics, /healthz and /readyz listen (port 0: nowhere)."""
+        return (self.metrics_host or self.host, self.metrics_port)
 
     @field_serializer("cluster_url", "store_url")
     def _masked(self, value: str) -> str:

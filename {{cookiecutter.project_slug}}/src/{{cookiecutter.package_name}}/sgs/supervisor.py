@@ -282,7 +282,9 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         log.info("worker %d started: pid %d", worker.index, proc.pid)
-        prefix = f"[worker {worker.index} pid {proc.pid}] "
+        # JSON lines stay JSON (each names its node); text lines get the worker's name.
+        json_logs = self.settings.log_format == "json"
+        prefix = "" if json_logs else f"[worker {worker.index} pid {proc.pid}] "
         relays = [
             asyncio.ensure_future(_relay(proc.stdout, sys.stdout, prefix)),
             asyncio.ensure_future(_relay(proc.stderr, sys.stderr, prefix)),
@@ -304,6 +306,8 @@ class Supervisor:
         env[f"{prefix}WORKERS"] = "1"
         env[f"{prefix}REUSE_PORT"] = "true"
         env[f"{prefix}PORT"] = str(self.port)
+        if s.metrics_port:  # one metrics endpoint per worker: metrics_port + K - 1
+            env[f"{prefix}METRICS_PORT"] = str(s.metrics_port + worker.index - 1)
         env["PYTHONUNBUFFERED"] = "1"  # its stdout is a pipe to us: no block buffering
         env.pop(f"{prefix}NODE_ID", None)
         if "node_id" in s.model_fields_set:

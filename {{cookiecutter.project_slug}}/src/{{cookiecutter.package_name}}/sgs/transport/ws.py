@@ -138,6 +138,13 @@ class WsTransport:
         return self.raw.get_extra_info(name, default)
 
 
+class WsLink(Link):
+    """A link that came in over WebSocket: labelled ``ws`` in metrics and logs."""
+
+    __slots__ = ()
+    transport_name = "ws"
+
+
 class WsPeer(WSListener):  # type: ignore[misc]
     """One WebSocket connection: frames in to its Link, the Link's writes out as messages.
 
@@ -149,7 +156,7 @@ class WsPeer(WSListener):  # type: ignore[misc]
 
     def __init__(self, ws_server: WsServer) -> None:
         self.ws_server = ws_server
-        self.link = Link(ws_server.server)
+        self.link: Link = WsLink(ws_server.server)
         self.transport: WsTransport | None = None
         self.message_bytes = 0
 
@@ -171,7 +178,9 @@ class WsPeer(WSListener):  # type: ignore[misc]
                     self.ws_server.message_limit,
                 )
                 return
-            link.ingest(frame.get_payload_as_bytes())
+            payload = frame.get_payload_as_bytes()
+            link.server.stats.bytes_in += len(payload)
+            link.ingest(payload)
             if frame.fin:
                 self.message_bytes = 0
                 decoder = link.decoder
