@@ -322,7 +322,13 @@ class Link(asyncio.Protocol):
             if self.deferred is not None:  # frames wait for the budget: keep their order
                 self.deferred.extend(frames)
                 frames = []
-            verdict = limiter.admit(frames, len(data), monotonic())
+            size = len(data)
+            limiter.msg_tokens -= len(frames)
+            limiter.byte_tokens -= size
+            if limiter.msg_tokens < 0 or limiter.byte_tokens < 0:
+                verdict = limiter.settle(frames, size, monotonic())
+            else:
+                verdict = None
             if verdict is not None:  # over a budget: some frames wait or are refused
                 frames, rejected, deferred, pause = verdict
                 if deferred:
@@ -382,7 +388,7 @@ class Link(asyncio.Protocol):
         deferred = self.deferred
         if deferred is not None and self.limiter is not None:
             self.deferred = None
-            frames, rejected, pause = self.limiter.count(deferred, monotonic())
+            frames, rejected, pause = self.limiter.count_deferred(deferred, monotonic())
             if frames:
                 self.seen = True
                 self.inbound += len(frames)

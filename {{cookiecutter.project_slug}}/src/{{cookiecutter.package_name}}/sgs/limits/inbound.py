@@ -19,6 +19,7 @@ from __future__ import annotations
 from .bucket import TokenBucket
 
 HEADER_SIZE = 8
+_INF = float("inf")
 Frames = list[tuple[int, bytes]]
 
 
@@ -29,9 +30,17 @@ class Rejected(list):  # type: ignore[type-arg]
 
 
 class InboundLimiter:
-    """One link's two buckets; a ``None`` (rate, burst) pair switches that bucket off."""
+    """One link's two buckets; a ``None`` (rate, burst) pair switches that bucket off.
 
-    __slots__ = ("messages", "bytes")
+    The read path only spends: ``Link.ingest`` subtracts a read's frames and
+    bytes from ``msg_tokens`` and ``byte_tokens`` (plain floats; infinite for
+    a bucket that is off) and looks at the clock only when one goes below
+    zero. :meth:`settle` then refills from the time elapsed since the last
+    settle (capped at the burst) and splits the read exactly. Over any window
+    a link still gets at most the burst plus rate x time.
+    """
+
+    __slots__ = ("messages", "bytes", "msg_tokens", "byte_tokens")
 
     def __init__(
         self,
@@ -41,6 +50,34 @@ class InboundLimiter:
     ) -> None:
         self.messages = TokenBucket(*messages, now) if messages else None
         self.bytes = TokenBucket(*bytes_, now) if bytes_ else None
+        self.msg_tokens = 0.0
+        self.byte_tokens = 0.0
+        self._publish()
+
+    def _publish(self) -> None:
+        """Copy the buckets' tokens to the counters the read path spends."""
+        self.msg_tokens = self.messages.tokens if self.messages is not None else _INF
+        self.byte_tokens = self.bytes.tokens if self.bytes is not None else _INF
+
+    def settle(
+        self, frames: Frames, size: int, now: float
+    ) -> tuple[Frames, Rejected | None, Frames | None, float] | None:
+        """A counter went below zero after spending ``frames`` and ``size``: decide exactly."""
+        if self.messages is not None:
+            self.messages.tokens = self.msg_tokens + len(frames)
+        if self.bytes is not None:
+            self.bytes.tokens = self.byte_tokens + size
+        verdict = self.admit(frames, size, now)
+        self._publish()
+        return verdict
+
+    def count_deferred(self, frames: Frames, now: float) -> tuple[Frames, Rejected | None, float]:
+        """Deferred frames, handed on after a pause: their bytes were paid on arrival."""
+        if self.messages is not None:
+            self.messages.tokens = self.msg_tokens
+        verdict = self.count(frames, now)
+        self._publish()
+        return verdict
 
     def admit(
         self, frames: Frames, size: int, now: float
