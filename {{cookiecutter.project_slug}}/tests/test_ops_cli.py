@@ -48,7 +48,8 @@ def serving(*flags: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
     proc = subprocess.Popen(
         command(
             "serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(mport),
-            "--protocol", "json", *flags,
+            # no WebSocket port: port + 1 may be another process's ephemeral port here
+            "--ws-port", "0", "--protocol", "json", *flags,
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
