@@ -21,6 +21,7 @@ from .group import Group
 from .limits import Admission, InboundLimiter
 from .limits.admission import address_of
 from .link import CloseReason, Link, LinkState
+from .logs import RateLimitedLog
 from .message import Catalog, Message, default_catalog
 from .metrics import Metrics, TypeMeter, make_metrics
 from .protocol import get_codec
@@ -56,8 +57,6 @@ class Stats:
     rate_limited: int = 0  # messages answered Error(rate_limited), per link or per type
     throttled: int = 0  # times a link's reading paused for its inbound budget
     frame_timeouts: int = 0
-    refused_per_ip: int = 0
-    refused_accept_rate: int = 0
     # By reason or code; touched off the hot path only (closes, refusals, errors).
     refused_by: dict[str, int] = field(default_factory=dict)
     closed_by: dict[str, int] = field(default_factory=dict)
@@ -173,8 +172,7 @@ class Server:
             (s.rate_limit_messages, s.rate_limit_messages_burst) if s.rate_limit_messages else None,
             (s.rate_limit_bytes, s.rate_limit_bytes_burst) if s.rate_limit_bytes else None,
         )
-        self._refusals = 0  # refused connections not yet logged (logged once a second)
-        self._refusals_logged = 0.0
+        self._refusal_log = RateLimitedLog(log, per_second=1)  # a flood logs a line a second
         # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
         self.metrics: Metrics = make_metrics(self)
 
@@ -360,10 +358,8 @@ class Server:
             if why is not None:
                 self.stats.count(self.stats.refused_by, why)
                 if why == "accept_rate":  # a flood: spend nothing on it, not even a reply
-                    self.stats.refused_accept_rate += 1
                     self._refuse(link, None, "over accept_rate")
                 else:
-                    self.stats.refused_per_ip += 1
                     self._refuse(
                         link, "too_many_connections", f"max_connections_per_ip from {address}"
                     )
@@ -399,14 +395,7 @@ class Server:
         else:
             link.transport.abort()
         link.state = LinkState.CLOSED
-        self._refusals += 1
-        now = monotonic()
-        if now - self._refusals_logged >= 1.0:
-            log.warning(
-                "refused %d connection(s), the last from %s: %s", self._refusals, link.peer, reason
-            )
-            self._refusals = 0
-            self._refusals_logged = now
+        self._refusal_log.warning("refused %s: %s", link.peer, reason)
 
     def _rate_limited(self, link: Link, what: str) -> None:
         """A link went over a rate limit: counted each time, logged once per link."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,3 +69,26 @@ def configure_logging(level: str, log_format: str = "text", node: str | None = N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class RateLimitedLog:
+    """At most ``per_second`` lines a second; the rest are counted and reported once."""
+
+    def __init__(self, logger: logging.Logger, per_second: int = 5) -> None:
+        self.logger = logger
+        self.per_second = per_second
+        self.second = 0
+        self.lines = 0
+        self.suppressed = 0
+
+    def warning(self, fmt: str, *args: Any) -> None:
+        now = int(time.monotonic())
+        if now != self.second:
+            if self.suppressed:
+                self.logger.warning("... %d similar lines suppressed", self.suppressed)
+            self.second, self.lines, self.suppressed = now, 0, 0
+        if self.lines < self.per_second:
+            self.lines += 1
+            self.logger.warning(fmt, *args)
+        else:
+            self.suppressed += 1

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +49,7 @@ from picows import (
 from ..builtins import Error
 from ..connector import HEADER_SIZE
 from ..link import CloseReason, Link, LinkState
+from ..logs import RateLimitedLog
 from .static import StaticFiles
 
 if TYPE_CHECKING:
@@ -70,29 +70,6 @@ _CODES: dict[Any, WSCloseCode] = {
     CloseReason.HANDLER_ERROR: WSCloseCode.INTERNAL_ERROR,
     CloseReason.SERVER_FULL: WSCloseCode.TRY_AGAIN_LATER,
 }
-
-
-class RateLimitedLog:
-    """At most ``per_second`` lines a second; the rest are counted and reported once."""
-
-    def __init__(self, logger: logging.Logger, per_second: int = 5) -> None:
-        self.logger = logger
-        self.per_second = per_second
-        self.second = 0
-        self.lines = 0
-        self.suppressed = 0
-
-    def warning(self, fmt: str, *args: Any) -> None:
-        now = int(time.monotonic())
-        if now != self.second:
-            if self.suppressed:
-                self.logger.warning("... %d similar lines suppressed", self.suppressed)
-            self.second, self.lines, self.suppressed = now, 0, 0
-        if self.lines < self.per_second:
-            self.lines += 1
-            self.logger.warning(fmt, *args)
-        else:
-            self.suppressed += 1
 
 
 class WsTransport:
