@@ -86,15 +86,23 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> BackendFactory:
 
 
 def test_state_marks_every_change() -> None:
-    seen: list[str] = []
-    state = PlayerState("ann", 1, {"counter": 0}, lambda s: seen.append(s.key))
-    assert not state.dirty
+    dirty: set[str] = set()  # the owning store's set of keys to flush
+    state = PlayerState("ann", 1, {"counter": 0}, dirty)
+    assert not state.dirty and not dirty
     state["counter"] += 1
+    assert dirty == {"ann"} and state.get("counter") == 1 and "counter" in state
+    dirty.clear()
     del state["counter"]
-    state.setdefault("bag", []).append("sword")  # nested change: invisible ...
+    assert dirty == {"ann"} and state.get("counter") is None and "counter" not in state
+    dirty.clear()
+    state.setdefault("bag", []).append("sword")
+    assert dirty == {"ann"}
+    dirty.clear()
+    state["bag"].append("shield")  # nested change: invisible ...
+    assert not dirty
     state.touch()  # ... until touched
-    assert seen == ["ann", "ann", "ann", "ann"]
-    assert state.dirty and dict(state) == {"bag": ["sword"]} and len(state) == 1
+    assert dirty == {"ann"}
+    assert state.dirty and dict(state) == {"bag": ["sword", "shield"]} and len(state) == 1
 
 
 # -- the backend contract, on every backend ----------------------------------------

@@ -26,9 +26,10 @@ public = Router()
 public.include(auth.router)
 public.include(echo.router)
 
-# Everything else needs a login. Middleware runs in the order it is added, the
-# first one outermost: time every call (the rejected ones too), then keep
-# anonymous links out. Only these handlers pay for the two wrappers.
+# Everything else needs a login. Layers run in the order they are added, the
+# first one outermost: warn about slow calls (the worker times them, the
+# rejected ones too), then keep anonymous links out (a check: one plain call).
+# Handlers that never await are plain ``def``: no coroutine per message.
 members = Router()
 members.use(timing_middleware())
 members.use(auth.require_login)

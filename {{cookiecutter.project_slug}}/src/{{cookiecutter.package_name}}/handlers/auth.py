@@ -1,4 +1,4 @@
-"""Login, logout and the middleware that keeps anonymous links out.
+"""Login, logout and the check that keeps anonymous links out.
 
 Same account on two links, on this node or on two nodes of a cluster: the
 newer login wins. ``server.bind`` takes care of the cluster; the older link's
@@ -16,7 +16,6 @@ import logging
 
 from ..messages import EchoReq, Error, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
 from ..sgs import Context, HandlerError, Link, Message, Router, Server
-from ..sgs.middleware import Handler
 from .rooms import leave_room
 from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, GameState, account_of, state_of
 
@@ -33,11 +32,14 @@ MAX_ACCOUNT_LEN = 64
 LOGIN_CLOCK = "login_clock"
 
 
-async def require_login(ctx: Context, msg: Message, call_next: Handler) -> Message | None:
-    """Answer Error ``not_logged_in`` to business and room messages from anonymous links."""
+def require_login(ctx: Context, msg: Message) -> None:
+    """Answer Error ``not_logged_in`` to business and room messages from anonymous links.
+
+    A check, not middleware: it only decides, so it is a plain function that
+    raises to refuse, and the handler behind it needs no wrapper.
+    """
     if type(msg) not in PUBLIC_MESSAGES and account_of(ctx.link) is None:
         raise HandlerError("not_logged_in", f"log in before sending {type(msg).__name__}")
-    return await call_next(ctx, msg)
 
 
 @router.on(LoginReq)
@@ -57,7 +59,7 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
 
 
 @router.on(LogoutReq)
-async def logout(ctx: Context, msg: LogoutReq) -> LogoutResp:
+def logout(ctx: Context, msg: LogoutReq) -> LogoutResp:
     """Reply LogoutResp, then close the link; the framework flushes the reply first."""
     forget(state_of(ctx.server), ctx.link)
     ctx.server.unbind(ctx.link)

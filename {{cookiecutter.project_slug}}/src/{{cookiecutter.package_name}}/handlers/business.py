@@ -10,10 +10,10 @@ router = Router()
 
 
 @router.on(BusinessReq)
-async def business(ctx: Context, msg: BusinessReq) -> BusinessResp:
+def business(ctx: Context, msg: BusinessReq) -> BusinessResp:
     """Reply ``value1 + value2`` under the request's key and bump the player's counter.
 
-    The auth middleware guarantees a logged-in link. The counter lives in the
+    The login check guarantees a logged-in link. The counter lives in the
     player's state: assigning to it marks the state dirty, and the store
     makes it durable (within ``store_flush_interval``, or before this reply
     leaves with ``store_sync = "always"``).

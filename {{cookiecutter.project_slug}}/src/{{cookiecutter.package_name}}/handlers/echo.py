@@ -9,6 +9,6 @@ router = Router()
 
 
 @router.on(EchoReq)
-async def echo(ctx: Context, msg: EchoReq) -> EchoResp:
+def echo(ctx: Context, msg: EchoReq) -> EchoResp:
     """Send the text straight back."""
     return EchoResp(text=msg.text)

@@ -52,7 +52,7 @@ async def join_room(ctx: Context, msg: JoinRoomReq) -> JoinRoomResp:
 
 
 @router.on(SayReq)
-async def say(ctx: Context, msg: SayReq) -> None:
+def say(ctx: Context, msg: SayReq) -> None:
     """Push a RoomMessage to every member of the sender's room, the sender included."""
     room_name = ctx.session.get(ROOM_KEY)
     if room_name is None:
@@ -65,7 +65,7 @@ async def say(ctx: Context, msg: SayReq) -> None:
 
 
 @router.on(LeaveRoomReq)
-async def leave(ctx: Context, msg: LeaveRoomReq) -> LeaveRoomResp:
+def leave(ctx: Context, msg: LeaveRoomReq) -> LeaveRoomResp:
     """Take the link out of its room."""
     room_name = leave_room(state_of(ctx.server), ctx.link)
     if room_name is None:

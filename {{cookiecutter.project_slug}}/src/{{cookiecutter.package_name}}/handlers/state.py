@@ -68,6 +68,6 @@ def account_of(link: Link) -> str | None:
 
 
 def player_of(link: Link) -> Player:
-    """The logged-in player of ``link`` (the auth middleware guarantees one)."""
+    """The logged-in player of ``link`` (the login check guarantees one)."""
     player: Player = link.session[PLAYER_KEY]
     return player

@@ -22,7 +22,7 @@ from .framework import Server, Stats, Timer, new_event_loop, run_server
 from .group import Group
 from .link import CloseReason, Link, LinkState
 from .message import Catalog, Message, default_catalog
-from .middleware import Middleware, logging_middleware, timing_middleware
+from .middleware import Check, Middleware, logging_middleware, timing_middleware
 from .protocol import PROTOCOLS, Codec, get_codec, render_proto
 from .router import Router
 from .settings import ResourceModel, ServerSettings
@@ -32,6 +32,7 @@ __all__ = [
     "PROTOCOLS",
     "Bindings",
     "Catalog",
+    "Check",
     "Client",
     "Cluster",
     "ClusterStats",

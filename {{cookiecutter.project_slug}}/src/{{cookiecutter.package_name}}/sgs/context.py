@@ -20,17 +20,14 @@ class Context:
     else is stable for the life of the link.
     """
 
-    __slots__ = ("link", "server", "msg_id")
+    __slots__ = ("link", "server", "msg_id", "session")
 
     def __init__(self, link: Link, server: Server) -> None:
         self.link = link
         self.server = server
         self.msg_id = 0
-
-    @property
-    def session(self) -> dict[str, Any]:
-        """Per-link data for handlers (login state, user objects, ...)."""
-        return self.link.session
+        #: Per-link data for handlers (login state, user objects, ...): the link's dict.
+        self.session: dict[str, Any] = link.session
 
     def reply(self, msg: Message) -> None:
         """Send ``msg`` on this link now, in order with every other reply."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
 from .limits import Rejected
 from .link import CloseReason, Link, LinkState
+from .message import Message
 from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
 from .settings import ResourceModel
 
@@ -63,6 +65,26 @@ class _Task:
         self._wake()
 
 
+class Iteration:
+    """Whether a read was already handled inline in this turn of the event loop."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open = False
+
+    def first(self) -> bool:
+        """True for the first call in a loop iteration (reset by a callback at its end)."""
+        if self._open:
+            return False
+        self._open = True
+        asyncio.get_running_loop().call_soon(self._close)
+        return True
+
+    def _close(self) -> None:
+        self._open = False
+
+
 class LogicWorker(_Task):
     __slots__ = (
         "server",
@@ -75,6 +97,8 @@ class LogicWorker(_Task):
         "commits",
         "timed",
         "usage",
+        "inline",
+        "batch",
     )
 
     def __init__(
@@ -83,12 +107,17 @@ class LogicWorker(_Task):
         name: str,
         owner: Link | None = None,
         usage: WorkerUsage | None = None,
+        batch: Iteration | None = None,
     ) -> None:
         super().__init__(name)
         self.server = server
+        self.batch = batch if batch is not None else Iteration()  # shared by a dispatcher
         self.owner = owner  # model 1: the one link this worker serves
-        # Metrics on: time each message and the worker's busy share (per pass).
-        self.timed = server.metrics.enabled
+        # Metrics on, or a route asked for slow-handler warnings
+        # (timing_middleware): time runs of messages and the busy share.
+        self.timed = server.metrics.enabled or any(
+            entry[3].slow < math.inf for entry in server._table.values()
+        )
         self.usage = usage if usage is not None else WorkerUsage()
         self.received: deque[tuple[Link, Frames]] = deque()
         self.recv_interrupts: deque[Link] = deque()
@@ -96,9 +125,16 @@ class LogicWorker(_Task):
         self.active: deque[Callable[[], Any]] = deque()
         self.busy = False
         self.commits: set[asyncio.Task[None]] = set()  # store_sync = "always" releases
+        # A read that finds this worker asleep is handled where it arrived
+        # (_run_inline), except with store_sync = "always": there every pass
+        # holds its replies until a commit, which the worker task arranges.
+        self.inline = server._durable is None
 
     def post_received(self, link: Link, frames: Frames) -> None:
         """``frames`` None means: the link's stream is broken (oversized frame)."""
+        if self._waiter is not None and self.inline and frames.__class__ is list and frames:
+            self._run_inline(link, frames)  # type: ignore[arg-type]
+            return
         self.received.append((link, frames))
         if self._waiter is not None:
             self._wake()
@@ -199,64 +235,185 @@ class LogicWorker(_Task):
             link.release_hold()
 
     async def _handle_frames(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
+        """One pass over a read's frames: plain routes in :meth:`_pass`, the rest awaited."""
+        n = len(frames)
+        i = self._pass(link, frames, 0)
+        while i < n:
+            await self._awaited(link, frames[i])
+            i = self._pass(link, frames, i + 1)
+        self.server.stats.frames_in += n
+        link.inbound_done(n)
+
+    def _run_inline(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
+        """Handle a read where it arrived: the worker is asleep with nothing queued.
+
+        Its handlers would run next, in this order, with nothing in between,
+        so running the plain ones now changes no ordering and no exclusivity
+        (the worker is marked busy meanwhile), and saves two hand-offs: to the
+        worker task, and to the writer. The replies of the pass leave at its
+        end in one write, as a hand-written protocol server sends them. At
+        the first route that awaits, the rest goes to the worker task.
+        """
+        self.busy = True
+        # The first read of a loop iteration writes its replies at the end of
+        # its pass: a lone request (a player waiting) gets its answer without
+        # waiting for the writer. Further reads in the same iteration leave
+        # theirs to the writer, which writes every link after all of them:
+        # under load, one burst of writes per iteration wakes each client
+        # once, instead of once per link.
+        direct = self.batch.first()
+        scheduled = link.scheduled
+        if direct:
+            link.scheduled = True  # hold this pass's replies for the one write below
+        try:
+            i = self._pass(link, frames, 0)
+        except Exception:  # a framework bug must not stop the other links
+            log.exception("%s: failed on link %d", self.name, link.id)
+            i = len(frames)
+        self.busy = False
+        if direct and not scheduled:
+            link.flush()
+        if i < len(frames):  # an async route: the worker task takes over from there
+            self.received.append((link, frames[i:]))
+            self._wake()
+        self.server.stats.frames_in += i
+        link.inbound_done(i)
+
+    def _pass(self, link: Link, frames: list[tuple[int, bytes]], i: int) -> int:
+        """Handle ``frames[i:]`` in order while their routes are plain calls.
+
+        Returns the index of the first frame whose route must be awaited, or
+        ``len(frames)`` once done (or once the link stopped being open: the
+        rest of the read is dropped with it).
+        """
         server = self.server
         table = server._table
         encode = server.codec.encode_frame
         write = link.write_frame
         ctx = link.ctx
-        # Metrics on: the pass is timed in runs of consecutive messages of one
-        # type (usually the whole read): one clock read and one histogram
-        # observation per run, not per message; the pass's span is busy time.
+        n = len(frames)
+        # Timed (metrics on, or timing_middleware): runs of consecutive messages
+        # of one type (usually the whole read) cost one clock read and one
+        # histogram observation each, not two clock reads per message.
         timed = self.timed
         started = run_start = perf_counter() if timed else 0.0
         run_meter: TypeMeter | None = None
         run_n = 0
-        for msg_id, payload in frames:
+        while i < n:
             if link.state is not _OPEN:
+                i = n
                 break
+            msg_id, payload = frames[i]
             entry = table.get(msg_id)
             if entry is None:
                 self._protocol_error(link, self._unroutable(msg_id))
+                i += 1
                 continue
-            msg_type, decode, handler, meter = entry
+            msg_type, decode, handler, meter, is_async = entry
+            if is_async:
+                break
+            i += 1
             try:
                 msg = decode(payload)
             except Exception:
-                try:  # the codec's full path: edge cases, and a typed error
-                    msg = server.codec.decode(msg_id, payload)
-                except ProtocolError as exc:
-                    meter.decode_errors += 1
-                    self._protocol_error(link, exc)
+                msg = self._decode_slowly(link, msg_id, payload, meter)
+                if msg is None:
                     continue
             if timed:
                 if meter is not run_meter:
                     if run_meter is not None:
                         now = perf_counter()
-                        run_meter.observe(now - run_start, run_n)
+                        self._run_done(link, run_meter, run_n, now - run_start)
                         run_start = now
                     run_meter, run_n = meter, 0
                 run_n += 1
             ctx.msg_id = msg_id
             try:
-                resp = await handler(ctx, msg)
+                resp = handler(ctx, msg)
                 if resp is not None:
                     write(encode(resp))
             except HandlerError as exc:
-                server.stats.count(server.stats.errors, exc.code)
-                link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
+                self._refused(link, exc, msg_id)
             except Exception:
                 self._handler_crashed(link, msg_id)
             if link.pending_close is not None:
                 link.close(link.pending_close)
         if timed:
             now = perf_counter()
-            if run_meter is not None:  # TypeMeter.observe, inlined: once per pass
+            if run_meter is not None:  # _run_done, inlined: once per pass
                 took = now - run_start
                 run_meter.seconds += took
                 run_meter.buckets[bisect_left(LATENCY_BUCKETS, took / run_n)] += run_n
+                if took > run_meter.slow:
+                    self._slow(link, run_meter, run_n, took)
             self.usage.busy_seconds += now - started
-        server.stats.frames_in += len(frames)
-        link.inbound_done(len(frames))
+        return i
+
+    async def _awaited(self, link: Link, frame: tuple[int, bytes]) -> None:
+        """One frame whose route is a coroutine (middleware, or an ``async def`` handler)."""
+        if link.state is not _OPEN:
+            return
+        msg_id, payload = frame
+        server = self.server
+        _, decode, handler, meter, _ = server._table[msg_id]
+        try:
+            msg = decode(payload)
+        except Exception:
+            msg = self._decode_slowly(link, msg_id, payload, meter)
+            if msg is None:
+                return
+        timed = self.timed
+        started = perf_counter() if timed else 0.0
+        link.ctx.msg_id = msg_id
+        try:
+            resp = await handler(link.ctx, msg)
+            if resp is not None:
+                link.write_frame(server.codec.encode_frame(resp))
+        except HandlerError as exc:
+            self._refused(link, exc, msg_id)
+        except Exception:
+            self._handler_crashed(link, msg_id)
+        if link.pending_close is not None:
+            link.close(link.pending_close)
+        if timed:
+            took = perf_counter() - started
+            self._run_done(link, meter, 1, took)
+            self.usage.busy_seconds += took
+
+    def _decode_slowly(
+        self, link: Link, msg_id: int, payload: bytes, meter: TypeMeter
+    ) -> Message | None:
+        """The codec's full path after the fast decoder failed: edge cases, a typed error."""
+        try:
+            return self.server.codec.decode(msg_id, payload)
+        except ProtocolError as exc:
+            meter.decode_errors += 1
+            self._protocol_error(link, exc)
+            return None
+
+    def _refused(self, link: Link, exc: HandlerError, msg_id: int) -> None:
+        """A handler (or a check) raised HandlerError: answer Error(code) in its place."""
+        stats = self.server.stats
+        stats.count(stats.errors, exc.code)
+        link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
+
+    def _run_done(self, link: Link, meter: TypeMeter, n: int, took: float) -> None:
+        """``n`` consecutive messages of ``meter``'s type took ``took`` seconds."""
+        meter.observe(took, n)
+        if took > meter.slow:
+            self._slow(link, meter, n, took)
+
+    def _slow(self, link: Link, meter: TypeMeter, n: int, took: float) -> None:
+        """timing_middleware's warning: this run held the worker (and its other links) up."""
+        log.warning(
+            "link %d: %s took %.1f ms%s (slow above %g ms): the worker's other links waited",
+            link.id,
+            meter.name,
+            took * 1000,
+            f" for {n} messages in one pass" if n > 1 else "",
+            meter.slow * 1000,
+            extra={"link_id": link.id, "msg_id": meter.msg_id, "peer": link.peer},
+        )
 
     def _unroutable(self, msg_id: int) -> ProtocolError:
         if msg_id in self.server.catalog:
@@ -379,7 +536,8 @@ class Dispatcher:
         self.per_link_send = model in (ResourceModel.per_link, ResourceModel.shared_logic)
         self.reader_tasks = model is not ResourceModel.shared_all
         n = 1 if self.per_link_logic else settings.logic_workers
-        self.logic = [LogicWorker(server, f"logic-{i}") for i in range(n)]
+        self.batch = Iteration()  # one per server: its workers write in one burst
+        self.logic = [LogicWorker(server, f"logic-{i}", batch=self.batch) for i in range(n)]
         self.per_link_usage = WorkerUsage()  # model 1: every per-link worker adds here
         m = 0 if self.per_link_send else settings.send_workers
         self.writers = [SendWorker(f"send-{i}") for i in range(m)]
@@ -405,7 +563,11 @@ class Dispatcher:
     def attach(self, link: Link) -> None:
         if self.per_link_logic:
             worker = LogicWorker(
-                self.server, f"logic-link-{link.id}", owner=link, usage=self.per_link_usage
+                self.server,
+                f"logic-link-{link.id}",
+                owner=link,
+                usage=self.per_link_usage,
+                batch=self.batch,
             )
             self._spawn(worker, worker.run())
         else:

@@ -57,7 +57,7 @@ class DecodeError(ProtocolError):
 
 
 class HandlerError(SgsError):
-    """Raised by a handler or middleware to answer the request with an ``Error``.
+    """Raised by a handler, a check or middleware to answer the request with an ``Error``.
 
     Unlike any other exception it is an expected outcome: it is not logged with
     a traceback and never closes the link.

@@ -233,14 +233,17 @@ class Server:
         await self.store.start()  # a bad store_url stops here, before any port is bound
         self._durable = self.store if self.store.sync_always else None
         codec = self.codec
+        # One tuple per message id, unpacked once per message by the worker:
+        # (type, decoder, composed call, meter, the call gives a coroutine).
         self._table = {
             msg_id: (
                 msg_type,
                 codec.fast_decoder(msg_type),
-                handler,
-                TypeMeter(msg_type.__name__, msg_id),
+                route.call,
+                TypeMeter(msg_type.__name__, msg_id, route.slow),
+                route.is_async,
             )
-            for msg_id, (msg_type, handler) in self.router.compile(self.settings).items()
+            for msg_id, (msg_type, route) in self.router.compile(self.settings).items()
         }
         self._dispatcher = Dispatcher(self)
         self._dispatcher.start()

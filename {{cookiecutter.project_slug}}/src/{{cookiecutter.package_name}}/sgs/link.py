@@ -95,7 +95,7 @@ class Link(asyncio.Protocol):
         "protocol_errors",
         "partial_since",
         "address",
-        "_session",
+        "session",
         "_groups",
         "_ctx",
     )
@@ -137,7 +137,9 @@ class Link(asyncio.Protocol):
         self.protocol_errors = 0  # the first is logged at WARNING, the rest at DEBUG
         self.partial_since = 0.0  # when the sweeper first saw a frame half-arrived
         self.address = ""  # the peer's IP, counted by max_connections_per_ip
-        self._session: dict[str, Any] | None = None
+        #: Per-link data for handlers (login state, user objects, ...). A plain
+        #: attribute, not a lazy property: handlers read it on most requests.
+        self.session: dict[str, Any] = {}
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
 
@@ -145,12 +147,6 @@ class Link(asyncio.Protocol):
         return f"<Link {self.id} {self.peer} {self.state.name}>"
 
     # -- what handlers use -------------------------------------------------
-
-    @property
-    def session(self) -> dict[str, Any]:
-        if self._session is None:
-            self._session = {}
-        return self._session
 
     @property
     def groups(self) -> set[str]:

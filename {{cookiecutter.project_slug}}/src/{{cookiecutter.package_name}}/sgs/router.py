@@ -13,7 +13,7 @@ from .errors import HandlerError
 from .limits import TokenBucket
 from .link import CloseReason
 from .message import Message
-from .middleware import Handler, Middleware, chain
+from .middleware import Check, Handler, Layer, Middleware, Route, compose, layer
 
 log = logging.getLogger("sgs.router")
 
@@ -22,7 +22,7 @@ H = TypeVar("H", bound=Handler)
 Rate = float | str
 
 
-async def _pong(ctx: Context, msg: PingReq) -> PongResp:
+def _pong(ctx: Context, msg: PingReq) -> PongResp:
     return PongResp(client_time_ms=msg.client_time_ms, server_time_ms=int(time.time() * 1000))
 
 
@@ -35,7 +35,7 @@ class Router:
 
     def __init__(self) -> None:
         self._handlers: dict[type[Message], Handler] = {}
-        self._middleware: list[Middleware] = []
+        self._layers: list[Layer] = []
         self._children: list[Router] = []
         self._limits: dict[type[Message], tuple[Rate, Rate | None]] = {}
         self._settings: Any = None  # while compiling: resolves limits named by a setting
@@ -67,49 +67,54 @@ class Router:
                 raise ValueError(f"{msg_type.__qualname__}: limits must be positive")
         self._limits[msg_type] = (per_second, burst)
 
-    def use(self, middleware: Middleware) -> Middleware:
-        """Add middleware; the first added is the outermost."""
-        self._middleware.append(middleware)
+    def use(self, middleware: Middleware | Check) -> Middleware | Check:
+        """Add middleware or a check; the first added is the outermost.
+
+        ``async def mw(ctx, msg, call_next)`` is middleware; ``def check(ctx,
+        msg)`` is a check, which refuses a message by raising HandlerError and
+        costs one plain call (see :mod:`.middleware`). Usable as a decorator.
+        """
+        self._layers.append(layer(middleware))
         return middleware
 
     def include(self, other: Router) -> None:
         """Serve ``other``'s handlers too, wrapped in this router's middleware outside theirs."""
         self._children.append(other)
 
-    def compile(self, settings: Any = None) -> dict[int, tuple[type[Message], Handler]]:
-        """msg_id -> (type, composed handler), built once when the server starts.
+    def compile(self, settings: Any = None) -> dict[int, tuple[type[Message], Route]]:
+        """msg_id -> (type, composed route), built once when the server starts.
 
         ``settings`` resolves limits given as settings field names.
         """
-        table: dict[int, tuple[type[Message], Handler]] = {}
+        table: dict[int, tuple[type[Message], Route]] = {}
         self._settings = settings
         self._compile_into(table, [], {})
         if PingReq.__msg_id__ not in table:
-            table[PingReq.__msg_id__] = (PingReq, _pong)  # type: ignore[index]
+            table[PingReq.__msg_id__] = (PingReq, compose(_pong, []))  # type: ignore[index]
         return table
 
     def _compile_into(
         self,
-        table: dict[int, tuple[type[Message], Handler]],
-        outer: list[Middleware],
+        table: dict[int, tuple[type[Message], Route]],
+        outer: list[Layer],
         outer_limits: dict[type[Message], tuple[Rate, Rate | None]],
     ) -> None:
-        middleware = outer + self._middleware
+        layers = outer + self._layers
         limits = {**outer_limits, **self._limits}
         for msg_type, handler in self._handlers.items():
             msg_id: Any = msg_type.__msg_id__
             if msg_id in table:
                 raise ValueError(f"{msg_type.__qualname__} has handlers in two routers")
-            composed = chain(handler, middleware)
             limit = limits.get(msg_type)
+            checks: list[Layer] = []
             if limit is not None:
                 rate, burst = (_resolve(value, msg_type, self) for value in limit)
-                if rate:
-                    composed = _limited(composed, msg_type, rate, burst or rate)
-            table[msg_id] = (msg_type, composed)
+                if rate:  # outermost: an over-limit message meets no middleware
+                    checks.append(Layer(_limit_check(msg_type, rate, burst or rate), True))
+            table[msg_id] = (msg_type, compose(handler, checks + layers))
         for child in self._children:
             child._settings = self._settings
-            child._compile_into(table, middleware, limits)
+            child._compile_into(table, layers, limits)
 
 
 def _resolve(value: Rate | None, msg_type: type[Message], router: Router) -> float:
@@ -128,12 +133,12 @@ def _resolve(value: Rate | None, msg_type: type[Message], router: Router) -> flo
     return float(getattr(settings, value))
 
 
-def _limited(handler: Handler, msg_type: type[Message], rate: float, burst: float) -> Handler:
-    """``handler`` behind a per-link token bucket for ``msg_type``."""
+def _limit_check(msg_type: type[Message], rate: float, burst: float) -> Check:
+    """A check holding each link to a token bucket for ``msg_type``."""
     name = msg_type.__name__
     text = f"{name} is limited to {rate:g}/s"
 
-    async def limited(ctx: Context, msg: Message) -> Message | None:
+    def limited(ctx: Context, msg: Message) -> None:
         link = ctx.link
         buckets = link.buckets
         if buckets is None:
@@ -149,6 +154,6 @@ def _limited(handler: Handler, msg_type: type[Message], rate: float, burst: floa
             if server.settings.rate_limit_policy == "close":
                 link.close_after_handler(CloseReason.RATE_LIMITED)
             raise HandlerError("rate_limited", text)
-        return await handler(ctx, msg)
 
+    limited.__qualname__ = f"limit[{name}]"
     return limited

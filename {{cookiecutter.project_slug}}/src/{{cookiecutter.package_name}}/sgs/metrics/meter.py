@@ -7,6 +7,7 @@ logic worker adds to a :class:`TypeMeter` per message it handled and to its
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 
 #: Upper bounds (seconds) of the handler latency histogram: 50 us to 10 s.
@@ -46,11 +47,13 @@ class TypeMeter:
     is +Inf. The count is the sum of the buckets.
     """
 
-    __slots__ = ("name", "msg_id", "buckets", "seconds", "decode_errors")
+    __slots__ = ("name", "msg_id", "buckets", "seconds", "decode_errors", "slow")
 
-    def __init__(self, name: str, msg_id: int) -> None:
+    def __init__(self, name: str, msg_id: int, slow: float = math.inf) -> None:
         self.name = name
         self.msg_id = msg_id
+        # timing_middleware's threshold in seconds: a run over it is logged.
+        self.slow = slow
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.seconds = 0.0
         self.decode_errors = 0  # frames of this type the codec could not decode

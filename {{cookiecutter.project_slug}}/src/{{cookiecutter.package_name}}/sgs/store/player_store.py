@@ -223,7 +223,7 @@ class PlayerStore:
             done.set_result(None)
         if self._streak == 0:
             self.healthy = True
-        state = PlayerState(key, epoch, data, self._notify)
+        state = PlayerState(key, epoch, data, self._dirty)
         self._states[key] = state
         return state
 
@@ -300,10 +300,6 @@ class PlayerStore:
         return self._stats
 
     # -- internals ----------------------------------------------------------
-    def _notify(self, state: PlayerState) -> None:
-        """Called by PlayerState.touch() while the state is attached to this store."""
-        self._dirty.add(state.key)
-
     def _drop(self, state: PlayerState) -> None:
         """Forget ``state``: evicted once durable, or fenced by a newer owner."""
         key = state.key
@@ -312,7 +308,7 @@ class PlayerStore:
             self._dirty.discard(key)
             self._released.discard(key)
             self._invalid.discard(key)
-        state._notify = None
+        state._dirty = None
 
     def _next_batch(self) -> asyncio.Future[None]:
         if self._waiters is None:

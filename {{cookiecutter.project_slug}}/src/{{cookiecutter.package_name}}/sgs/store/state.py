@@ -8,28 +8,30 @@ invisible to the mapping, so the handler calls :meth:`PlayerState.touch`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 
 class PlayerState(MutableMapping[str, Any]):
     """``key``'s JSON-able data, owned at ``epoch`` by this node."""
 
-    __slots__ = ("_durable", "_notify", "_version", "data", "epoch", "key")
+    __slots__ = ("_durable", "_dirty", "_version", "data", "epoch", "key")
 
     def __init__(
         self,
         key: str,
         epoch: int,
         data: dict[str, Any] | None = None,
-        notify: Callable[[PlayerState], None] | None = None,
+        dirty: set[str] | None = None,
     ) -> None:
         self.key = key
         self.epoch = epoch
         self.data: dict[str, Any] = data if data is not None else {}
         self._version = 0  # bumped by every change
         self._durable = 0  # the highest version known to be in the backend
-        self._notify = notify  # the owning store; None once evicted or fenced
+        # The owning store's set of dirty keys; None once evicted or fenced.
+        # A set, not a callback: a change costs one set.add, on every request.
+        self._dirty = dirty
 
     # -- MutableMapping -----------------------------------------------------
     def __getitem__(self, name: str) -> Any:
@@ -37,7 +39,18 @@ class PlayerState(MutableMapping[str, Any]):
 
     def __setitem__(self, name: str, value: Any) -> None:
         self.data[name] = value
-        self.touch()
+        self._version += 1  # touch(), inlined: this runs on most requests
+        dirty = self._dirty
+        if dirty is not None:
+            dirty.add(self.key)
+
+    # Straight to the dict: MutableMapping's generic versions go through
+    # __getitem__ and an exception for a missing key.
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.data
 
     def __delitem__(self, name: str) -> None:
         del self.data[name]
@@ -56,8 +69,8 @@ class PlayerState(MutableMapping[str, Any]):
     def touch(self) -> None:
         """Mark the state changed; call it after mutating a nested value in place."""
         self._version += 1
-        if self._notify is not None:
-            self._notify(self)
+        if self._dirty is not None:
+            self._dirty.add(self.key)
 
     @property
     def dirty(self) -> bool:
@@ -67,4 +80,4 @@ class PlayerState(MutableMapping[str, Any]):
     @property
     def attached(self) -> bool:
         """False once the store evicted or fenced it: changes then go nowhere."""
-        return self._notify is not None
+        return self._dirty is not None
