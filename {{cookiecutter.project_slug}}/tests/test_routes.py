@@ -225,3 +225,28 @@ async def test_the_worker_warns_about_slow_runs(caplog: pytest.LogCaptureFixture
         assert "SlowReq took" in warned[1]
         assert all(r.link_id == 1 for r in caplog.records)  # type: ignore[attr-defined]
         await conn.close()
+
+
+@pytest.mark.parametrize("model", fwkit.MODELS)
+async def test_a_plain_handler_that_raises_costs_only_its_own_reply(
+    model: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = Router()
+
+    @router.on(EchoReq)
+    def fragile(ctx: Context, msg: EchoReq) -> EchoResp:
+        if msg.text == "boom":
+            raise RuntimeError("a handler bug")
+        return EchoResp(seq=msg.seq, text=msg.text)
+
+    async with running_server(router, fwkit.catalog, resource_model=model) as server:
+        conn = await RawConn.open(server.port or 0)
+        texts = ["a", "boom", "b"]
+        conn.send(b"".join(codec.encode_frame(EchoReq(seq=i, text=t)) for i, t in enumerate(texts)))
+        first, failed, last = await replies(conn, 3)
+        assert first == EchoResp(seq=0, text="a") and last == EchoResp(seq=2, text="b")
+        assert isinstance(failed, Error) and failed.code == "internal"
+        assert failed.msg_id == EchoReq.__msg_id__
+        assert server.stats.handler_errors == 1
+        assert any("handler for message id" in r.getMessage() for r in caplog.records)
+        await conn.close()
