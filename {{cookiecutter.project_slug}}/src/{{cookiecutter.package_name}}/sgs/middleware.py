@@ -89,10 +89,10 @@ def layer(fn: Callable[..., Any]) -> Layer:
 
 def is_async(handler: Handler) -> bool:
     """True when calling ``handler`` gives a coroutine to await."""
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with async __call__
-    return not inspect.isroutine(handler) and inspect.iscoroutinefunction(call)
+    # A coroutine function, or an object whose class has an async __call__.
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        type(handler).__call__
+    )
 
 
 def compose(handler: Handler, layers: list[Layer]) -> Route:
@@ -102,7 +102,7 @@ def compose(handler: Handler, layers: list[Layer]) -> Route:
     elif inspect.isroutine(handler):
         call, run_async = handler, False
     else:  # some other callable: it may hand back a reply or an awaitable
-        call, run_async = _any_result(handler), True
+        call, run_async = _as_coroutine(handler), True
     slow = math.inf
     checks: list[Check] = []  # consecutive checks, innermost last, folded into one call
     for item in reversed(layers):
@@ -144,17 +144,9 @@ def _checked(checks: tuple[Check, ...], inner: Handler) -> Handler:
 
 
 def _as_coroutine(inner: Handler) -> Handler:
-    """A plain handler inside middleware: middleware awaits ``call_next``."""
+    """A plain handler (or another callable) where a coroutine is needed: inside
+    middleware, which awaits ``call_next``. An awaitable it returns is awaited."""
 
-    async def call(ctx: Context, msg: Any) -> Message | None:
-        result: Message | None = inner(ctx, msg)
-        return result
-
-    call.__qualname__ = getattr(inner, "__qualname__", "handler")
-    return call
-
-
-def _any_result(inner: Handler) -> Handler:
     async def call(ctx: Context, msg: Any) -> Message | None:
         result = inner(ctx, msg)
         if inspect.isawaitable(result):
