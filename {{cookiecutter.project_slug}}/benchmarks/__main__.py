@@ -91,6 +91,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample the framework server with py-spy during each window; top functions in the report",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per message under valgrind instead of timing load"
+        " (benchmarks/instructions.py); only --protocols and --out apply",
+    )
     p.add_argument("--list", action="store_true", help="print the cases and exit")
     return p.parse_args(argv)
 
@@ -230,6 +236,11 @@ def _summary(row: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.instructions:
+        from . import instructions
+
+        protocols = ",".join(args.protocols or ("json", "protobuf", "msgpack"))
+        return instructions.main(["--protocols", protocols, "--out", str(args.out)])
     package = find_framework(args)
     if package is not None:
         resolve_defaults(args, package)

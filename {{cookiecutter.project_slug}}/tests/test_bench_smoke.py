@@ -189,3 +189,41 @@ def test_benchmark_metrics_case_and_chart(tmp_path: Path) -> None:
     chart = out / "latest.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](latest.png)" in (out / "latest.md").read_text(encoding="utf-8")
+
+
+def test_instruction_count_harness_checks_every_reply() -> None:
+    """Each in-process case of ``--instructions`` answers every request byte for byte."""
+    for flow, server in [
+        ("echo", "framework"),
+        ("business", "framework"),
+        ("echo", "json"),
+        ("business", "json"),
+        ("business", "pydantic"),
+    ]:
+        cmd = [sys.executable, "-m", "benchmarks.instructions", "--child", flow, server]
+        proc = subprocess.run(
+            [*cmd, "json", "2"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, (flow, server, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert "MESSAGES 800" in proc.stdout, (flow, server, proc.stdout)
+
+
+def test_benchmark_instruction_count(tmp_path: Path) -> None:
+    """``--instructions`` counts the framework's echo under valgrind and writes its table."""
+    if shutil.which("valgrind") is None:
+        reason = "valgrind not installed (apt-get install valgrind)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must install it")
+        pytest.skip(reason)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "benchmarks.instructions", "--flows", "echo"]
+    cmd += ["--servers", "framework", "--protocols", "json", "--rounds", "5", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((out / "instructions.json").read_text(encoding="utf-8"))
+    assert [(r["flow"], r["server"], r["protocol"]) for r in rows] == [
+        ("echo", "framework", "json")
+    ]
+    # Tens of thousands on CPython 3.11; a count near zero means the difference is broken.
+    assert 2_000 < rows[0]["instructions_per_message"] < 1_000_000, rows
+    assert "| echo | json |" in (out / "instructions.md").read_text(encoding="utf-8")

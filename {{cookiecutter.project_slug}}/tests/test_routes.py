@@ -25,6 +25,8 @@ from {{ cookiecutter.package_name }}.sgs import (
     timing_middleware,
 )
 from {{ cookiecutter.package_name }}.sgs.builtins import Error
+from {{ cookiecutter.package_name }}.sgs.connector import FrameDecoder
+from {{ cookiecutter.package_name }}.sgs.link import Link
 from {{ cookiecutter.package_name }}.sgs.middleware import (
     Handler,
     compose,
@@ -250,3 +252,65 @@ async def test_a_plain_handler_that_raises_costs_only_its_own_reply(
         assert server.stats.handler_errors == 1
         assert any("handler for message id" in r.getMessage() for r in caplog.records)
         await conn.close()
+
+
+class _Sink:
+    """A transport that keeps what a link writes, so a test can see when it was written."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def replies(self) -> list[Message]:
+        frames = FrameDecoder(1 << 20).feed(bytes(self.data))
+        return [codec.decode(msg_id, value) for msg_id, value in frames]
+
+
+async def test_a_lone_request_is_answered_before_its_read_callback_returns() -> None:
+    """When replies are written: a player waiting on one request never waits for the writer.
+
+    The first read of a loop iteration and every read of a single frame are
+    answered in the callback that delivered them; a later burst in the same
+    iteration leaves its replies to the writer, which sends them before the
+    loop polls again.
+    """
+    async with running_server(plain_router()) as server:
+        sinks = [_Sink() for _ in range(3)]
+        links = [Link(server) for _ in sinks]
+        for link, sink in zip(links, sinks, strict=True):
+            link.connection_made(sink)
+        burst = b"".join(codec.encode_frame(EchoReq(seq=i, text="b")) for i in range(3))
+        lone = codec.encode_frame(EchoReq(seq=9, text="lone"))
+        await asyncio.sleep(0.01)  # a fresh loop iteration: no read handled in it yet
+
+        links[0].data_received(burst)  # the iteration's first read: written at once
+        assert [m.seq for m in sinks[0].replies()] == [0, 1, 2]  # type: ignore[attr-defined]
+        links[1].data_received(burst)  # a later burst: the writer's job
+        assert sinks[1].replies() == []
+        links[2].data_received(lone)  # one frame: written at once, burst or not
+        assert sinks[2].replies() == [EchoResp(seq=9, text="lone")]
+
+        await asyncio.sleep(0)
+        assert [m.seq for m in sinks[1].replies()] == [0, 1, 2]  # type: ignore[attr-defined]
+        for link in links:
+            link.connection_lost(None)

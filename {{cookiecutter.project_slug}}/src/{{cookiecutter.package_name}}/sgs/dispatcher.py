@@ -255,13 +255,15 @@ class LogicWorker(_Task):
         the first route that awaits, the rest goes to the worker task.
         """
         self.busy = True
-        # The first read of a loop iteration writes its replies at the end of
-        # its pass: a lone request (a player waiting) gets its answer without
-        # waiting for the writer. Further reads in the same iteration leave
-        # theirs to the writer, which writes every link after all of them:
-        # under load, one burst of writes per iteration wakes each client
-        # once, instead of once per link.
-        direct = self.batch.first()
+        # A read of one frame (a player waiting on a request) and the first
+        # read of a loop iteration write their replies at the end of their
+        # pass, without waiting for the writer. Further bursts in the same
+        # iteration leave theirs to the writer, which writes every link after
+        # all of them: under pipelined load, one burst of writes per iteration
+        # wakes each client once, instead of once per link. A lone request
+        # does not even open the iteration (no callback to reset it), so
+        # nothing runs between its write and the next poll.
+        direct = len(frames) == 1 or self.batch.first()
         scheduled = link.scheduled
         if direct:
             link.scheduled = True  # hold this pass's replies for the one write below
