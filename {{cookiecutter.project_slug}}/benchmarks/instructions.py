@@ -37,12 +37,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .discover import ensure_importable, find_package, import_path_env
+from .jobs import Step
 from .serve import LIMITS
 from .workloads import CodecBytes, JsonBaselineBytes, business_cycle, echo_cycle, login_step
 
@@ -55,69 +55,46 @@ RESULTS = Path(__file__).resolve().parent / "results"
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
 
 
-class Sink:
-    """The transport a link writes to: keeps the bytes, never blocks, never closes."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-
-def _reads(flow: str, enc: Any) -> tuple[list[bytes], list[bytes]]:
-    """The request bytes of each read (DEPTH frames) and the reply bytes each must produce."""
+def _groups(flow: str, enc: Any) -> list[list[Step]]:
+    """The load generator's request cycle, cut into reads of DEPTH requests."""
     cycle = echo_cycle(enc) if flow == "echo" else business_cycle(enc)
-    reads, replies = [], []
-    for start in range(0, len(cycle), DEPTH):
-        steps = cycle[start : start + DEPTH]
-        reads.append(b"".join(s.request for s in steps))
-        replies.append(b"".join(s.expected or b"" for s in steps))
-    return reads, replies
+    return [cycle[i : i + DEPTH] for i in range(0, len(cycle), DEPTH)]
 
 
-async def _drive(
-    feeds: list[Callable[[bytes], None]],
-    reads: list[bytes],
-    rounds: int,
-) -> int:
-    """Deliver ``rounds`` reads to every link, letting the loop turn between rounds."""
+async def _exercise(links: list[tuple[Any, Any]], enc: Any, flow: str, rounds: int) -> int:
+    """Log each link in (business), deliver ``rounds`` reads to each, check every reply.
+
+    ``links`` pairs each connection's ``data_received`` owner with the
+    stand-in transport it writes to. The loop turns between rounds, so
+    work handed to worker and writer tasks is done within the round.
+    """
+    groups = _groups(flow, enc)
+    reads = [b"".join(step.request for step in group) for group in groups]
+    replies = [b"".join(step.expected or b"" for step in group) for group in groups]
+    logins = [b""] * len(links)
+    if flow == "business":
+        for i, (proto, _) in enumerate(links):
+            login = login_step(enc, f"bench-{i:05d}")
+            proto.data_received(login.request)
+            logins[i] = login.expected or b""
+        for _ in range(20):  # the framework's login handler awaits the store
+            await asyncio.sleep(0.001)
+    feeds = [proto.data_received for proto, _ in links]
     for r in range(rounds):
         data = reads[r % len(reads)]
         for feed in feeds:
             feed(data)
         for _ in range(3):  # the worker and writer tasks, when a read was handed to them
             await asyncio.sleep(0)
-    return rounds * len(feeds) * DEPTH
-
-
-def _check(sinks: list[Sink], replies: list[bytes], rounds: int, skip: int) -> None:
     expected = b"".join(replies[r % len(replies)] for r in range(rounds))
-    for i, sink in enumerate(sinks):
-        got = b"".join(sink.chunks)[skip:]
-        if got != expected:
+    for i, (_, transport) in enumerate(links):
+        got = bytes(transport.data)
+        if got != logins[i] + expected:
             raise SystemExit(
                 f"link {i}: replies differ from the expected frames"
-                f" ({len(got)} bytes, expected {len(expected)})"
+                f" ({len(got)} bytes, expected {len(logins[i]) + len(expected)})"
             )
+    return rounds * len(links) * DEPTH
 
 
 async def _framework(package: str, flow: str, protocol: str, rounds: int) -> int:
@@ -133,85 +110,52 @@ async def _framework(package: str, flow: str, protocol: str, rounds: int) -> int
         metrics_port=0,
         **LIMITS["off"],
     )
-    link_cls = importlib.import_module(f"{package}.sgs.link").Link
+    testing = importlib.import_module(f"{package}.sgs.testing")
     server = app.create_server(settings)
     await server.start()
-    enc = CodecBytes(package, protocol)
-    reads, replies = _reads(flow, enc)
-    sinks = [Sink() for _ in range(LINKS)]
-    links = []
-    skip = 0
-    for i, sink in enumerate(sinks):
-        link = link_cls(server)
-        link.connection_made(sink)
-        links.append(link)
-        if flow == "business":
-            login = login_step(enc, f"bench-{i:05d}")
-            link.data_received(login.request)
-            skip = len(login.expected or b"")
-    for _ in range(20):
-        await asyncio.sleep(0.001)
-    n = await _drive([link.data_received for link in links], reads, rounds)
-    _check(sinks, replies, rounds, skip)
-    for link in links:  # the peers hang up, so the server stops without a drain timeout
+    links = [testing.stand_in_link(server) for _ in range(LINKS)]
+    n = await _exercise(links, CodecBytes(package, protocol), flow, rounds)
+    for link, _ in links:  # the peers hang up, so the server stops without a drain timeout
         link.connection_lost(None)
     await server.stop()
     return n
 
 
-async def _baseline(flow: str, rounds: int) -> int:
+async def _baseline(package: str, flow: str, rounds: int) -> int:
     from .baselines.game import Game
     from .baselines.json_server import JsonProtocol
 
-    enc = JsonBaselineBytes()
-    reads, replies = _reads(flow, enc)
+    testing = importlib.import_module(f"{package}.sgs.testing")
     game = Game()
-    sinks = [Sink() for _ in range(LINKS)]
-    protocols = []
-    skip = 0
-    for i, sink in enumerate(sinks):
-        proto = JsonProtocol()
+    links = []
+    for _ in range(LINKS):
+        proto, transport = JsonProtocol(), testing.StandInTransport()
         proto.game = game
-        proto.connection_made(sink)  # type: ignore[arg-type]
-        protocols.append(proto)
-        if flow == "business":
-            login = login_step(enc, f"bench-{i:05d}")
-            proto.data_received(login.request)
-            skip = len(login.expected or b"")
-    n = await _drive([p.data_received for p in protocols], reads, rounds)
-    _check(sinks, replies, rounds, skip)
-    return n
+        proto.connection_made(transport)
+        links.append((proto, transport))
+    return await _exercise(links, JsonBaselineBytes(), flow, rounds)
 
 
 def _pydantic(package: str, flow: str, rounds: int) -> int:
     """Validate each request, build its reply model, serialize it: nothing else."""
     messages = importlib.import_module(f"{package}.messages")
-    enc = JsonBaselineBytes()
-    cycle = echo_cycle(enc) if flow == "echo" else business_cycle(enc)
-    values = [step.request[8:] for step in cycle]
+    echo = flow == "echo"
+    req, resp = (
+        (messages.EchoReq, messages.EchoResp)
+        if echo
+        else (messages.BusinessReq, messages.BusinessResp)
+    )
+    decode, encode = req.__pydantic_validator__.validate_json, resp.__pydantic_serializer__.to_json
+    values = [[step.request[8:] for step in group] for group in _groups(flow, JsonBaselineBytes())]
     n = 0
-    if flow == "echo":
-        req, resp = messages.EchoReq, messages.EchoResp
-        decode, encode = (
-            req.__pydantic_validator__.validate_json,
-            resp.__pydantic_serializer__.to_json,
-        )
-        for r in range(rounds * LINKS):
-            for value in values[(r % 8) * DEPTH : (r % 8 + 1) * DEPTH]:
-                msg = decode(value)
+    for r in range(rounds * LINKS):
+        for value in values[r % len(values)]:
+            msg = decode(value)
+            if echo:
                 encode(resp(text=msg.text))
-                n += 1
-    else:
-        req, resp = messages.BusinessReq, messages.BusinessResp
-        decode, encode = (
-            req.__pydantic_validator__.validate_json,
-            resp.__pydantic_serializer__.to_json,
-        )
-        for r in range(rounds * LINKS):
-            for value in values[(r % 8) * DEPTH : (r % 8 + 1) * DEPTH]:
-                msg = decode(value)
+            else:
                 encode(resp(key=msg.key, result=msg.value1 + msg.value2))
-                n += 1
+            n += 1
     return n
 
 
@@ -228,7 +172,7 @@ def child(flow: str, server: str, protocol: str, rounds: int) -> None:
         if server == "framework":
             n = asyncio.run(_framework(package, flow, protocol, rounds))
         else:
-            n = asyncio.run(_baseline(flow, rounds))
+            n = asyncio.run(_baseline(package, flow, rounds))
     print(f"MESSAGES {n}", flush=True)
 
 

@@ -32,11 +32,11 @@ from {{ cookiecutter.package_name }}.sgs.errors import (
     FrameTooLargeError,
     ProtocolError,
 )
-from {{ cookiecutter.package_name }}.sgs.link import Link
 from {{ cookiecutter.package_name }}.sgs.protocol import (
     PROTOCOLS,
     get_codec,
 )
+from {{ cookiecutter.package_name }}.sgs.testing import stand_in_link
 
 Target = Callable[[bytes], None]
 
@@ -101,36 +101,6 @@ def _codec_target(name: str) -> Target:
     return target
 
 
-class _Transport(asyncio.Transport):
-    """Where the link's replies go: a byte counter, so the harness needs no socket."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = 0
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.written += len(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-
 class _Crashes(logging.Handler):
     """Collects what the framework logs as a crash: an exception escaped a handler or worker."""
 
@@ -181,9 +151,7 @@ class _Inbound:
             raise AssertionError(f"crash on the inbound path: {record.getMessage()}")
 
     async def _feed(self, server: Any, stream: bytes, step: int) -> None:
-        link = Link(server)
-        transport = _Transport()
-        link.connection_made(transport)
+        link, _ = stand_in_link(server)
         for start in range(0, len(stream), step):
             link.data_received(stream[start : start + step])
         link.connection_lost(None)

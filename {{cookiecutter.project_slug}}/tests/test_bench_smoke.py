@@ -51,6 +51,15 @@ def _bench(out: Path, *args: str) -> dict[str, Any]:
     return json.loads((out / "latest.json").read_text(encoding="utf-8"))
 
 
+def _require(binary: str) -> None:
+    """Skip without ``binary`` on PATH (with the reason); under CI, fail instead."""
+    if shutil.which(binary) is None:
+        reason = f"no {binary} binary on PATH (Debian: apt-get install {binary})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must install it")
+        pytest.skip(reason)
+
+
 def _targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in report["targets"]}
 
@@ -148,11 +157,7 @@ def test_benchmark_websocket_case(tmp_path: Path) -> None:
 
 def test_benchmark_cluster_cases(tmp_path: Path) -> None:
     """Cluster node vs plain, and a room split over 2 nodes: every say delivered exactly once."""
-    if shutil.which("redis-server") is None:
-        reason = "no redis-server binary on PATH (Debian: apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must install it")
-        pytest.skip(reason)
+    _require("redis-server")
     scenarios = "cluster_echo,cluster_business,cluster_room_flood"
     report = _bench(tmp_path / "results", "--scenarios", scenarios, *TINY)
     rows = report["rows"]
@@ -210,11 +215,7 @@ def test_instruction_count_harness_checks_every_reply() -> None:
 
 def test_benchmark_instruction_count(tmp_path: Path) -> None:
     """``--instructions`` counts the framework's echo under valgrind and writes its table."""
-    if shutil.which("valgrind") is None:
-        reason = "valgrind not installed (apt-get install valgrind)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must install it")
-        pytest.skip(reason)
+    _require("valgrind")
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "benchmarks.instructions", "--flows", "echo"]
     cmd += ["--servers", "framework", "--protocols", "json", "--rounds", "5", "--out", str(out)]

@@ -26,14 +26,17 @@ from {{ cookiecutter.package_name }}.sgs import (
 )
 from {{ cookiecutter.package_name }}.sgs.builtins import Error
 from {{ cookiecutter.package_name }}.sgs.connector import FrameDecoder
-from {{ cookiecutter.package_name }}.sgs.link import Link
 from {{ cookiecutter.package_name }}.sgs.middleware import (
     Handler,
     compose,
     layer,
 )
 from {{ cookiecutter.package_name }}.sgs.protocol import get_codec
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    StandInTransport,
+    running_server,
+    stand_in_link,
+)
 
 codec = get_codec("json", fwkit.catalog)
 
@@ -254,36 +257,10 @@ async def test_a_plain_handler_that_raises_costs_only_its_own_reply(
         await conn.close()
 
 
-class _Sink:
-    """A transport that keeps what a link writes, so a test can see when it was written."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def replies(self) -> list[Message]:
-        frames = FrameDecoder(1 << 20).feed(bytes(self.data))
-        return [codec.decode(msg_id, value) for msg_id, value in frames]
+def written(transport: StandInTransport) -> list[Message]:
+    """The replies a link has written so far, decoded."""
+    frames = FrameDecoder(1 << 20).feed(bytes(transport.data))
+    return [codec.decode(msg_id, value) for msg_id, value in frames]
 
 
 async def test_a_lone_request_is_answered_before_its_read_callback_returns() -> None:
@@ -295,22 +272,19 @@ async def test_a_lone_request_is_answered_before_its_read_callback_returns() -> 
     loop polls again.
     """
     async with running_server(plain_router()) as server:
-        sinks = [_Sink() for _ in range(3)]
-        links = [Link(server) for _ in sinks]
-        for link, sink in zip(links, sinks, strict=True):
-            link.connection_made(sink)
+        links, sinks = zip(*(stand_in_link(server) for _ in range(3)), strict=True)
         burst = b"".join(codec.encode_frame(EchoReq(seq=i, text="b")) for i in range(3))
         lone = codec.encode_frame(EchoReq(seq=9, text="lone"))
         await asyncio.sleep(0.01)  # a fresh loop iteration: no read handled in it yet
 
         links[0].data_received(burst)  # the iteration's first read: written at once
-        assert [m.seq for m in sinks[0].replies()] == [0, 1, 2]  # type: ignore[attr-defined]
+        assert [m.seq for m in written(sinks[0])] == [0, 1, 2]  # type: ignore[attr-defined]
         links[1].data_received(burst)  # a later burst: the writer's job
-        assert sinks[1].replies() == []
+        assert written(sinks[1]) == []
         links[2].data_received(lone)  # one frame: written at once, burst or not
-        assert sinks[2].replies() == [EchoResp(seq=9, text="lone")]
+        assert written(sinks[2]) == [EchoResp(seq=9, text="lone")]
 
         await asyncio.sleep(0)
-        assert [m.seq for m in sinks[1].replies()] == [0, 1, 2]  # type: ignore[attr-defined]
+        assert [m.seq for m in written(sinks[1])] == [0, 1, 2]  # type: ignore[attr-defined]
         for link in links:
             link.connection_lost(None)
