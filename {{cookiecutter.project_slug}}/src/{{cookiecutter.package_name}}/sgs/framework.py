@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from .agones import Agones, make_agones
 from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
 from .cluster import Cluster, LocalCluster, make_cluster
@@ -175,6 +176,8 @@ class Server:
         self._refusal_log = RateLimitedLog(log, per_second=1)  # a flood logs a line a second
         # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
         self.metrics: Metrics = make_metrics(self)
+        # The Agones SDK sidecar (agones = true): Ready, Health, Shutdown; a no-op otherwise.
+        self.agones: Agones = make_agones(self)
 
     # -- hooks --------------------------------------------------------------
 
@@ -289,6 +292,7 @@ class Server:
             s.logic_workers,
             s.send_workers,
         )
+        await self.agones.start()  # Ready once both listeners take players
 
     async def serve_forever(self) -> None:
         if self._listener is None:
@@ -338,6 +342,7 @@ class Server:
         if not drained or left:
             log.warning("drain timeout: %d links aborted", left)
         log.info("stopped")
+        await self.agones.stop()  # Shutdown: the drain is over, Agones may delete the pod
         await self.metrics.stop()  # /healthz answers until the very end
         assert self._stopped is not None
         self._stopped.set()

@@ -271,6 +271,27 @@ class ServerSettings(BaseSettings):
         description="Unflushed player states kept in memory; past it new logins are refused.",
     )
 
+    # -- Agones (dedicated game server fleets on Kubernetes) -----------------
+    agones: bool = Field(
+        False,
+        description="Talk to the Agones SDK sidecar: Ready once listening, Health pings, "
+        "Shutdown after the graceful drain.",
+    )
+    agones_sdk_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="REST port of the Agones SDK sidecar; 0: AGONES_SDK_HTTP_PORT "
+        "(Agones sets it), else 9358.",
+    )
+    agones_health_interval: float = Field(
+        2.0,
+        gt=0,
+        le=300.0,
+        description="Seconds between Health pings; keep it below the GameServer's "
+        "health periodSeconds.",
+    )
+
     @field_validator("resource_model", mode="before")
     @classmethod
     def _resource_model_number(cls, value: Any) -> Any:

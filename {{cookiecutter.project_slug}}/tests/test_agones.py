@@ -1,0 +1,256 @@
+"""The Agones lifecycle against a stand-in of the SDK sidecar's REST API.
+
+The real sidecar needs a cluster; ``agones_sidecar.StandInSidecar`` speaks its
+documented REST API on 127.0.0.1 from threads of its own. The lifecycle runs
+in a real ``serve`` process; the blocked-loop and watch tests run the server
+in-process, where the test can block its loop and read its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from agones_sidecar import StandInSidecar
+
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings
+from {{ cookiecutter.package_name }}.sgs import Client, PingReq, PongResp, Server
+from {{ cookiecutter.package_name }}.sgs.agones import LocalAgones
+from {{ cookiecutter.package_name }}.sgs.testing import running_server
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+INTERVAL = 0.2  # health period of these tests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+async def start_serve(
+    sdk_port: int, game_port: int, interval: float = INTERVAL
+) -> asyncio.subprocess.Process:
+    """``serve`` with agones on, its SDK port given the way Agones gives it (the env)."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "AGONES_SDK_HTTP_PORT": str(sdk_port),
+        f"{ENV_PREFIX}AGONES": "true",
+        f"{ENV_PREFIX}AGONES_HEALTH_INTERVAL": str(interval),
+        f"{ENV_PREFIX}HOST": "127.0.0.1",
+        f"{ENV_PREFIX}PORT": str(game_port),
+        f"{ENV_PREFIX}WS_PORT": "0",
+        f"{ENV_PREFIX}STORE_URL": "memory://",
+        f"{ENV_PREFIX}DRAIN_TIMEOUT": "2",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        PACKAGE,
+        "serve",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+async def ping(port: int) -> None:
+    async with Client("127.0.0.1", port, protocol=Settings().protocol, connect_timeout=5) as c:
+        assert isinstance(await c.request(PingReq(client_time_ms=1), timeout=5), PongResp)
+
+
+async def wait_answering(port: int, proc: asyncio.subprocess.Process, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.returncode is None, "serve exited"
+        try:
+            await ping(port)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def stop_serve(proc: asyncio.subprocess.Process) -> str:
+    """SIGTERM, then the exit code must be 0; returns what the server logged."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log, log
+    return log
+
+
+async def until(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+# --- a real serve process --------------------------------------------------------
+
+
+async def test_ready_after_listen_health_at_the_period_shutdown_after_drain() -> None:
+    game_port = free_port()
+    listening_at_ready: list[bool] = []
+    with StandInSidecar() as sidecar:
+        sidecar.on_ready = lambda: listening_at_ready.append(port_open(game_port))
+        proc = await start_serve(sidecar.port, game_port)
+        try:
+            ready_at = (await asyncio.to_thread(sidecar.wait_for, "/ready"))[0]
+            assert listening_at_ready == [True], "Ready came before the game port listened"
+            labels = [c for c in sidecar.calls if c.path == "/metadata/label"]
+            assert labels and labels[0].body == {"key": "protocol", "value": Settings().protocol}
+            assert labels[0].at <= ready_at  # selectable by codec once Ready
+
+            health = await asyncio.to_thread(sidecar.wait_for, "/health", 8)
+            period = gaps(health[-6:])
+            assert min(period) > INTERVAL * 0.5, period  # no bursts
+            assert sum(period) / len(period) < INTERVAL * 2.5, period  # about the period
+
+            # A player connects to a server that is only Ready: it allocates itself,
+            # and the players counter follows the links.
+            client = await Client("127.0.0.1", game_port, protocol=Settings().protocol).connect()
+            await asyncio.to_thread(sidecar.wait_for, "/allocate")
+            await until(lambda: sidecar.gameserver.counters["players"]["count"] == 1)
+            assert sidecar.gameserver.state == "Allocated"
+
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(client.wait_closed(), 15)  # the drain closed the link
+            drained_at = time.monotonic()
+            log = await stop_serve(proc)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        shutdown = sidecar.times("/shutdown")
+        assert len(shutdown) == 1, sidecar.paths()
+        assert shutdown[0] >= drained_at - 0.05, "Shutdown came before the drain ended"
+        assert not [t for t in sidecar.times("/health") if t > shutdown[0]]
+        assert sidecar.gameserver.state == "Shutdown"
+        assert "shutting down while Allocated" in log
+
+
+async def test_a_sidecar_that_starts_late_is_retried() -> None:
+    sdk_port, game_port = free_port(), free_port()
+    proc = await start_serve(sdk_port, game_port)
+    try:
+        await wait_answering(game_port, proc)  # serving without any sidecar
+        await asyncio.sleep(1.0)  # several failed attempts
+        with StandInSidecar(sdk_port) as sidecar:
+            await asyncio.to_thread(sidecar.wait_for, "/ready", 1, 15)
+            await asyncio.to_thread(sidecar.wait_for, "/health", 3, 15)
+            await ping(game_port)  # the game never stopped
+            log = await stop_serve(proc)
+            assert sidecar.paths()[-1] == "/shutdown"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    # One line per failure streak, not one per attempt.
+    assert log.count("Agones: ready failed") == 1, log
+    assert "Agones: ready works again after" in log
+
+
+async def test_a_sidecar_answering_errors_never_stops_the_game() -> None:
+    game_port = free_port()
+    with StandInSidecar() as sidecar:
+        sidecar.fail_status = 503
+        proc = await start_serve(sidecar.port, game_port)
+        try:
+            await wait_answering(game_port, proc)
+            await asyncio.to_thread(sidecar.wait_for, "/ready", 4)
+            for _ in range(5):  # answering all along
+                await ping(game_port)
+                await asyncio.sleep(INTERVAL)
+            tries = sidecar.times("/ready")
+            assert gaps(tries)[-1] > gaps(tries)[0], "no backoff between Ready attempts"
+            assert len(sidecar.times("/health")) >= 5  # pings go on, failing or not
+            sidecar.fail_status = None  # it recovers
+            await asyncio.to_thread(sidecar.wait_for, "/ready", len(tries) + 1, 15)
+            await until(lambda: sidecar.gameserver.state == "Ready")
+            await stop_serve(proc)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        assert sidecar.gameserver.state == "Shutdown"
+
+
+# --- in-process: the loop and the state ---------------------------------------------
+
+
+def agones_settings(sdk_port: int) -> dict[str, Any]:
+    return {"agones": True, "agones_sdk_port": sdk_port, "agones_health_interval": 0.1}
+
+
+async def test_a_blocked_event_loop_stops_the_health_pings() -> None:
+    with StandInSidecar() as sidecar:
+        async with running_server(**agones_settings(sidecar.port)):
+            await asyncio.to_thread(sidecar.wait_for, "/health", 5)
+            blocked_at = time.monotonic()
+            time.sleep(1.0)
+            unblocked_at = time.monotonic()
+            await asyncio.to_thread(sidecar.wait_for, "/health", len(sidecar.times("/health")) + 3)
+        during = [t for t in sidecar.times("/health") if blocked_at + 0.05 < t < unblocked_at]
+        assert during == [], "a health ping left while the loop was blocked"
+        assert [t for t in sidecar.times("/health") if t > unblocked_at], "pings did not resume"
+
+
+async def test_the_watch_follows_allocation_and_runs_the_hooks() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def setup(server: Server) -> None:
+        server.agones.on_allocated(seen.append)
+
+    with StandInSidecar() as sidecar:
+        async with running_server(setup=setup, **agones_settings(sidecar.port)) as server:
+            await until(lambda: server.agones.state == "Ready")
+            sidecar.set_state("Allocated")  # a GameServerAllocation chose this server
+            await until(lambda: server.agones.allocated and len(seen) == 1)
+            assert seen[0]["object_meta"]["name"] == "standin-gs"
+            watches = len(sidecar.times("/watch/gameserver"))
+            sidecar.drop_watchers()  # the sidecar restarts: the watch comes back
+            await asyncio.to_thread(sidecar.wait_for, "/watch/gameserver", watches + 1, 10)
+            sidecar.set_state("Ready")
+            await until(lambda: server.agones.state == "Ready")
+            sidecar.set_state("Allocated")  # allocated again: the hooks run again
+            await until(lambda: len(seen) == 2)
+
+
+async def test_a_missing_players_counter_is_reported_once_and_left_alone() -> None:
+    with StandInSidecar() as sidecar:
+        del sidecar.gameserver.counters["players"]
+        async with running_server(**agones_settings(sidecar.port)) as server:
+            await until(lambda: server.agones.state == "Ready")
+            async with Client("127.0.0.1", server.port or 0):
+                await asyncio.to_thread(sidecar.wait_for, "/allocate")
+                await asyncio.to_thread(
+                    sidecar.wait_for, "/health", len(sidecar.times("/health")) + 5
+                )
+        patches = [p for p in sidecar.paths("PATCH") if p.endswith("/players")]
+        assert len(patches) == 1, patches
+
+
+def test_agones_is_off_by_default(isolated: Any) -> None:
+    settings = Settings()
+    assert settings.agones is False
+    assert isinstance(Server(settings).agones, LocalAgones)
