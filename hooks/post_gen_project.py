@@ -26,6 +26,12 @@ REMOVALS: tuple[tuple[str, Callable[[Answers], bool], tuple[str, ...]], ...] = (
         lambda a: not a["use_docker"],
         ("Dockerfile", ".dockerignore", "compose.yaml"),
     ),
+    (
+        # deploy/ runs the image the Dockerfile builds; without one it has nothing to run.
+        "use_docker is false (deploy/ runs the Dockerfile's image)",
+        lambda a: not a["use_docker"],
+        ("deploy", ".yamllint.yaml", "tests/test_deploy.py", "tests/agones_schema.yaml"),
+    ),
 )
 
 # Private keys worth keeping in the answers file (where the template came

@@ -27,7 +27,19 @@ OPTIONS: dict[str, Any] = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_t
 # Choice lists as declared, default first.
 CHOICES: dict[str, list[str]] = {k: v for k, v in OPTIONS.items() if isinstance(v, list)}
 
-TEXT_SUFFIXES = {".py", ".toml", ".md", ".txt", ".yaml", ".yml", ".cfg", ".ini", ".json", ".proto"}
+TEXT_SUFFIXES = {
+    ".py",
+    ".toml",
+    ".md",
+    ".txt",
+    ".yaml",
+    ".yml",
+    ".cfg",
+    ".ini",
+    ".json",
+    ".proto",
+    ".env",
+}
 TEXT_NAMES = {"Makefile", "Dockerfile", "LICENSE", ".gitignore", ".gitattributes", ".dockerignore"}
 JINJA_MARKERS = ("{{", "{%", "{#")
 BIN = Path(sys.executable).parent

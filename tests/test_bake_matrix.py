@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import os
 import re
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,16 @@ import yaml
 from conftest import CHOICES, JINJA_MARKERS, TEMPLATE_PROJECT_DIR, Baked, bake, run, tool
 
 DOCKER_FILES = ("Dockerfile", ".dockerignore", "compose.yaml")
+# Shipped with the Dockerfile only: they run the image it builds.
+DEPLOY_FILES = (
+    "deploy/base/kustomization.yaml",
+    "deploy/overlays/dev/kustomization.yaml",
+    "deploy/overlays/prod/kustomization.yaml",
+    "deploy/agones/fleet.yaml",
+    ".yamllint.yaml",
+    "tests/test_deploy.py",
+    "tests/agones_schema.yaml",
+)
 # Files every repo must have, with a lower bound on their size (bytes), so an
 # accidentally emptied or truncated render fails.
 REQUIRED_FILES = {
@@ -232,10 +244,11 @@ def test_combination_bakes_clean(tmp_path: Path, answers: dict[str, Any]) -> Non
     repo = bake(tmp_path, **answers)
     check_everything(repo, answers)
 
-    for name in DOCKER_FILES:
+    for name in DOCKER_FILES + DEPLOY_FILES:
         assert (repo.path / name).exists() is answers["use_docker"], name
     readme = repo.read("README.md")
     assert ("docker compose up --build" in readme) is answers["use_docker"]
+    assert ("kubectl apply -k deploy/overlays/dev" in readme) is answers["use_docker"]
     assert f"{repo.context['project_slug']}-client robots --host 127.0.0.1" in readme
 
     license_text = repo.read("LICENSE")
@@ -301,3 +314,61 @@ def test_custom_names_flow_everywhere(tmp_path: Path) -> None:
     makefile = repo.read("Makefile")
     assert "$(BIN)/arena serve" in makefile
     assert "ARENA_CORE_PORT" in repo.read("README.md")
+
+
+def _kustomize(path: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        if os.environ.get("CI"):
+            pytest.fail("no kubectl on PATH; CI must install it (deploy/ is rendered with it)")
+        pytest.skip("no kubectl on PATH (deploy/ is rendered with it)")
+    done = run([kubectl, "kustomize", str(path)], cwd=path)
+    assert done.returncode == 0, f"kubectl kustomize {path}:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.mark.parametrize(
+    ("answers", "ports"),
+    [
+        (
+            {"project_slug": "arena", "package_name": "arena_core", "server_port": "7001"},
+            (7001, 7002, 9100),
+        ),
+        ({"server_port": "9099", "protocol": "msgpack"}, (9099, 9100, 9103)),
+        ({"server_port": "65535"}, (65535, 0, 9100)),
+    ],
+    ids=["custom-names", "metrics-port-moved", "no-websocket-port"],
+)
+def test_deploy_follows_the_answers(
+    tmp_path: Path, answers: dict[str, Any], ports: tuple[int, int, int]
+) -> None:
+    """Names, ports, env prefix and image in every overlay come from the answers."""
+    repo = bake(tmp_path, **answers)
+    slug, prefix = repo.context["project_slug"], repo.context["package_name"].upper() + "_"
+    game, ws, metrics = ports
+    dev = _kustomize(repo.path / "deploy" / "overlays" / "dev")
+    deployment = next(o for o in dev if o["kind"] == "Deployment")
+    assert deployment["metadata"]["name"] == slug
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == f"{slug}:latest"
+    declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert declared == {k: v for k, v in {"game": game, "ws": ws, "metrics": metrics}.items() if v}
+    settings = next(o for o in dev if o["kind"] == "ConfigMap")["data"]
+    assert settings[f"{prefix}PORT"] == str(game)
+    assert settings[f"{prefix}WS_PORT"] == str(ws)
+    assert settings[f"{prefix}METRICS_PORT"] == str(metrics)
+    assert settings[f"{prefix}PROTOCOL"] == repo.context["protocol"]
+    assert {e["name"] for e in container["env"]} == {f"{prefix}CLUSTER_URL"}
+    agones = _kustomize(repo.path / "deploy" / "agones")
+    fleet = next(o for o in agones if o["kind"] == "Fleet")["spec"]["template"]["spec"]
+    assert {p["name"]: p["containerPort"] for p in fleet["ports"]} == {
+        k: v for k, v in {"game": game, "ws": ws}.items() if v
+    }
+    env = {e["name"]: e["value"] for e in fleet["template"]["spec"]["containers"][0]["env"]}
+    assert env[f"{prefix}AGONES"] == "true" and env[f"{prefix}PORT"] == str(game)
+    prod = _kustomize(repo.path / "deploy" / "overlays" / "prod")
+    image = next(o for o in prod if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert (
+        image["containers"][0]["image"] == f"registry.example.com/{slug}:{repo.context['version']}"
+    )

@@ -18,10 +18,22 @@ from typing import Any
 
 from agones_sidecar import StandInSidecar
 
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings
-from {{ cookiecutter.package_name }}.sgs import Client, PingReq, PongResp, Server
-from {{ cookiecutter.package_name }}.sgs.agones import LocalAgones
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+    Settings,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Client,
+    PingReq,
+    PongResp,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.agones import (
+    LocalAgones,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 INTERVAL = 0.2  # health period of these tests
