@@ -66,8 +66,9 @@ class StandInSidecar:
         self.gameserver = GameServer()
         #: When set, every request is answered with this status (a sick sidecar).
         self.fail_status: int | None = None
-        #: Called in the handler thread when POST /ready arrives (before the answer).
-        self.on_ready: Any = None
+        #: path -> fn(), called in the handler thread when that path arrives (before the
+        #: answer): the test looks at the server at that very moment.
+        self.hooks: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._watchers: list[queue.Queue[bytes | None]] = []
         self._httpd: ThreadingHTTPServer | None = None
@@ -207,8 +208,9 @@ def _handler(sidecar: StandInSidecar) -> type[BaseHTTPRequestHandler]:
             if sidecar.fail_status is not None:
                 self._answer(sidecar.fail_status, {"code": 14, "message": "unavailable"})
                 return
-            if self.command == "POST" and self.path == "/ready" and sidecar.on_ready:
-                sidecar.on_ready()
+            hook = sidecar.hooks.get(self.path)
+            if hook is not None:
+                hook()
             if self.command == "GET" and self.path == "/watch/gameserver":
                 sidecar._watch(self)
                 return

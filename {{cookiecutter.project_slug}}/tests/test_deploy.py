@@ -190,6 +190,10 @@ def test_agones_objects_match_the_schema() -> None:
     validator = jsonschema.Draft202012Validator(AGONES_SCHEMA)
     objects = [*rendered("agones"), allocation_example()]
     assert {o["kind"] for o in objects} == {"Fleet", "FleetAutoscaler", "GameServerAllocation"}
+    # What the Fleet makes of its template: a GameServer (`kubectl create` would take it too).
+    template = one(objects, "Fleet")["spec"]["template"]
+    gameserver = {"apiVersion": "agones.dev/v1", "kind": "GameServer", **template}
+    objects.append(gameserver | {"metadata": {"name": "one", **template["metadata"]}})
     for obj in objects:
         errors = [e.message for e in validator.iter_errors(obj)]
         assert not errors, f"{obj['kind']}: {errors}"
