@@ -116,16 +116,15 @@ class SdkAgones(Agones):
         if self.allocated:
             log.warning(
                 "Agones: shutting down while Allocated; its players were drained "
-                "(reconnecting clients will be placed on another GameServer)"
+                "(clients that reconnect need a new allocation)"
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_TIMEOUT
         delay = FIRST_BACKOFF
         while True:
             left = deadline - loop.time()
-            if await self._call(
-                "POST", "/shutdown", {}, "shutdown", max(0.1, min(CALL_TIMEOUT, left))
-            ):
+            timeout = max(0.1, min(CALL_TIMEOUT, left))
+            if await self._call("POST", "/shutdown", {}, "shutdown", timeout) is not None:
                 log.info("Agones: Shutdown sent after the drain")
                 return
             wait, delay = backoff(delay)
