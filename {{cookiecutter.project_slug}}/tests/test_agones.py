@@ -9,6 +9,7 @@ in-process, where the test can block its loop and read its state.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -30,6 +31,9 @@ from {{ cookiecutter.package_name }}.sgs import (
 )
 from {{ cookiecutter.package_name }}.sgs.agones import (
     LocalAgones,
+)
+from {{ cookiecutter.package_name }}.sgs.agones.sdk import (
+    CALL_TIMEOUT,
 )
 from {{ cookiecutter.package_name }}.sgs.testing import (
     running_server,
@@ -240,12 +244,47 @@ async def test_a_blocked_event_loop_stops_the_health_pings() -> None:
         async with running_server(**agones_settings(sidecar.port)):
             await asyncio.to_thread(sidecar.wait_for, "/health", 5)
             blocked_at = time.monotonic()
-            time.sleep(1.0)
+            time.sleep(1.5)  # what a handler stuck in a blocking call does
             unblocked_at = time.monotonic()
             await asyncio.to_thread(sidecar.wait_for, "/health", len(sidecar.times("/health")) + 3)
-        during = [t for t in sidecar.times("/health") if blocked_at + 0.05 < t < unblocked_at]
+        # A ping already on the wire may land just after the block began.
+        during = [t for t in sidecar.times("/health") if blocked_at + 0.3 < t < unblocked_at]
         assert during == [], "a health ping left while the loop was blocked"
         assert [t for t in sidecar.times("/health") if t > unblocked_at], "pings did not resume"
+
+
+async def test_a_sidecar_that_never_answers_holds_one_ping_at_a_time() -> None:
+    """Accepted and never answered: calls time out, pings do not pile up, the game plays on."""
+    connections = 0
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        held.append(writer)
+
+    sidecar = await asyncio.start_server(silent, "127.0.0.1", 0)
+    sdk_port = sidecar.sockets[0].getsockname()[1]
+    try:
+        async with running_server(**agones_settings(sdk_port)) as server:
+            started = time.monotonic()
+            for _ in range(10):  # about 3 s: 30 health periods
+                await ping_in_process(server)
+                await asyncio.sleep(0.3)
+            rounds = math.ceil((time.monotonic() - started) / CALL_TIMEOUT) + 1
+            # Per call timeout at most one health ping, one label or Ready, one watch
+            # (one a period, were the pings not held back, would be 30 or more).
+            assert connections <= 3 * rounds, (connections, rounds)
+            assert not server.agones.ready
+    finally:
+        for writer in held:
+            writer.close()
+        sidecar.close()
+
+
+async def ping_in_process(server: Server) -> None:
+    async with Client("127.0.0.1", server.port or 0, connect_timeout=5) as c:
+        assert isinstance(await c.request(PingReq(client_time_ms=1), timeout=5), PongResp)
 
 
 async def test_the_watch_follows_allocation_and_runs_the_hooks() -> None:
