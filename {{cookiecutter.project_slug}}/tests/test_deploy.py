@@ -43,7 +43,7 @@ from {{ cookiecutter.package_name }}.sgs.testing import (
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 PACKAGE = "{{ cookiecutter.package_name }}"
-SLUG = "my-game-server"
+SLUG = "{{ cookiecutter.project_slug }}"
 # The oldest Kubernetes these manifests are written for, and the newest whose
 # schema kubernetes-validate ships: every object must be valid in both.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
