@@ -462,3 +462,14 @@ def test_the_fleet_matches_the_servers_agones_settings(
     assert autoscaler["spec"]["fleetName"] == one(rendered("agones"), "Fleet")["metadata"]["name"]
     selectors = allocation_example()["spec"]["selectors"]
     assert {s["matchLabels"]["agones.dev/sdk-protocol"] for s in selectors} == {settings.protocol}
+
+
+def test_the_autoscaler_owns_the_replica_count() -> None:
+    """With an autoscaler the Deployment names no count (a re-apply would reset it)."""
+    prod = rendered("overlays/prod")
+    assert "replicas" not in one(prod, "Deployment")["spec"]
+    hpa = one(prod, "HorizontalPodAutoscaler")["spec"]
+    assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
+    dev = rendered("overlays/dev")
+    assert one(dev, "Deployment")["spec"]["replicas"] == 1
+    assert not [o for o in dev if o["kind"] == "HorizontalPodAutoscaler"]
