@@ -58,14 +58,13 @@ def port_open(port: int) -> bool:
 
 
 async def start_serve(
-    sdk_port: int, game_port: int, interval: float = INTERVAL
+    sdk_port: int, game_port: int, interval: float = INTERVAL, flag: bool = False
 ) -> asyncio.subprocess.Process:
-    """``serve`` with agones on, its SDK port given the way Agones gives it (the env)."""
+    """``serve`` with agones on (by setting, or ``--agones``), its SDK port in the env as Agones gives it."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "AGONES_SDK_HTTP_PORT": str(sdk_port),
-        f"{ENV_PREFIX}AGONES": "true",
         f"{ENV_PREFIX}AGONES_HEALTH_INTERVAL": str(interval),
         f"{ENV_PREFIX}HOST": "127.0.0.1",
         f"{ENV_PREFIX}PORT": str(game_port),
@@ -73,11 +72,14 @@ async def start_serve(
         f"{ENV_PREFIX}STORE_URL": "memory://",
         f"{ENV_PREFIX}DRAIN_TIMEOUT": "2",
     }
+    if not flag:
+        env[f"{ENV_PREFIX}AGONES"] = "true"
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         PACKAGE,
         "serve",
+        *(["--agones"] if flag else []),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env=env,
@@ -190,7 +192,7 @@ def read_until_eof(sock: socket.socket) -> bytes | None:
 
 async def test_a_sidecar_that_starts_late_is_retried() -> None:
     sdk_port, game_port = free_port(), free_port()
-    proc = await start_serve(sdk_port, game_port)
+    proc = await start_serve(sdk_port, game_port, flag=True)
     try:
         await wait_answering(game_port, proc)  # serving without any sidecar
         await asyncio.sleep(1.0)  # several failed attempts

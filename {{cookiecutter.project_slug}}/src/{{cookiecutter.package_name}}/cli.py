@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", help="text or json (one JSON object a line)")
     serve.add_argument("--metrics-port", help="HTTP port of /metrics, /healthz, /readyz (0: off)")
     serve.add_argument(
+        "--agones",
+        action="store_true",
+        default=None,
+        help="tell the Agones SDK sidecar Ready, Health and Shutdown (on a GameServer pod)",
+    )
+    serve.add_argument(
         "--workers",
         help="processes sharing the port (SO_REUSEPORT, Linux); more than 1 needs cluster_url",
     )
@@ -138,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         metrics_port=args.metrics_port,
         workers=args.workers,
+        agones=args.agones,
     )
     configure_logging(settings.log_level, settings.log_format, settings.node_id)
     if settings.workers > 1:
