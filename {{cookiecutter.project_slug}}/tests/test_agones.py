@@ -17,6 +17,9 @@ import sys
 import time
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from agones_sidecar import StandInSidecar
 
 from {{ cookiecutter.package_name }}.settings import (
@@ -328,3 +331,8 @@ def test_agones_is_off_by_default(isolated: Any) -> None:
     settings = Settings()
     assert settings.agones is False
     assert isinstance(Server(settings).agones, LocalAgones)
+
+
+def test_agones_runs_one_process_per_pod(isolated: Any) -> None:
+    with pytest.raises(ValidationError, match="agones = true with workers = 2"):
+        Settings(agones=True, workers=2, cluster_url="redis://127.0.0.1:6379/0")

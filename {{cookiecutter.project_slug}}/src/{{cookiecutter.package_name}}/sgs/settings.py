@@ -352,6 +352,16 @@ class ServerSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _agones_one_process(self) -> ServerSettings:
+        if self.agones and self.workers > 1:
+            raise ValueError(
+                f"agones = true with workers = {self.workers}: a GameServer pod is one server "
+                "process (each worker would tell the sidecar Ready and Shutdown on its own); "
+                "set workers = 1 and scale with the Fleet's replicas"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _limits_fit(self) -> ServerSettings:
         if self.rate_limit_bytes and self.rate_limit_bytes_burst < self.max_frame_size + 8:
             raise ValueError(
