@@ -227,7 +227,8 @@ class SdkAgones(Agones):
 
     async def _allocate(self) -> None:
         try:
-            log.info("Agones: players are connected to a Ready GameServer; allocating it")
+            if "allocate" not in self._streaks:  # once, not at every failed retry
+                log.info("Agones: players are connected to a Ready GameServer; allocating it")
             if await self._call("POST", "/allocate", {}, "allocate") is not None:
                 current = await self._call("GET", "/gameserver", None, "gameserver")
                 if current is not None:  # the watch would tell too, a moment later
