@@ -232,6 +232,7 @@ class Server:
     async def _start_serving(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.store.start()  # a bad store_url stops here, before any port is bound
         self._durable = self.store if self.store.sync_always else None
+        self.store.on_fenced = self.bindings.fenced  # a refused write: its link is replaced
         codec = self.codec
         # One tuple per message id, unpacked once per message by the worker:
         # (type, decoder, composed call, meter, the call gives a coroutine).
