@@ -22,6 +22,7 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from redis_server import RedisServer
+from test_cluster import PREFIX, TIMEOUT, client, node, wait_until
 
 from {{ cookiecutter.package_name }}.messages import Error
 from {{ cookiecutter.package_name }}.sgs import RemoteError, Server
@@ -35,8 +36,6 @@ from {{ cookiecutter.package_name }}.sgs.cluster.listener import Listener
 from {{ cookiecutter.package_name }}.sgs.store import MemoryBackend
 from {{ cookiecutter.package_name }}.sgs.store.player_store import PlayerStore
 from {{ cookiecutter.package_name }}.sgs.store.redis import RedisBackend
-
-from test_cluster import PREFIX, TIMEOUT, client, node, wait_until
 
 LEASE = 2.0
 
@@ -419,9 +418,7 @@ async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServe
                 await asyncio.wait_for(ca.leave(), TIMEOUT)  # answered locally
             finally:
                 redis_server.resume()
-            await wait_until(
-                lambda: a.cluster.connected and a.cluster.lease_held, what="A back"
-            )
+            await wait_until(lambda: a.cluster.connected and a.cluster.lease_held, what="A back")
             await wait_until(lambda: b.cluster.connected, what="B back")
             with raw(redis_server) as r:
                 await wait_until(
