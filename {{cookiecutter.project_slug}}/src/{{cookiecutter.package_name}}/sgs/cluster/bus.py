@@ -45,6 +45,11 @@ def why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def text(value: Any) -> str:
+    """A Redis reply (bytes) as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+
+
 class Abandoner:
     """Bounded awaits of client calls that may hang as long as a frozen broker."""
 

@@ -18,9 +18,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from .bus import CommandBus
+from .bus import CommandBus, text
 from .keys import Keys
 
 log = logging.getLogger("sgs.cluster")
@@ -58,7 +57,7 @@ class LeaseKeeper:
         pipe.sadd(self.keys.nodes, self.node_id)
         self.bus.eval(pipe, "RUN", [self.keys.run], [run_id])
         _, _, run = await pipe.execute()
-        return _text(run)
+        return text(run)
 
     async def refresh(self, epoch: int) -> tuple[bool, str | None]:
         """Refresh the lease: (still held, the broker's run id or None when it has none)."""
@@ -66,7 +65,7 @@ class LeaseKeeper:
         pipe.set(self.keys.lease(self.node_id), self._info(epoch), px=self.lease_ms, xx=True)
         pipe.hget(self.keys.run, "id")
         held, run = await pipe.execute()
-        return bool(held), _text(run) if run else None
+        return bool(held), text(run) if run else None
 
     async def reap_if_leader(self) -> None:
         """Reap dead nodes if this node holds (or takes) the reaper lock."""
@@ -77,7 +76,7 @@ class LeaseKeeper:
 
     async def reap_dead(self) -> None:
         client = self.bus.client
-        nodes = [_text(n) for n in await client.smembers(self.keys.nodes)]
+        nodes = [text(n) for n in await client.smembers(self.keys.nodes)]
         others = [n for n in nodes if n != self.node_id]
         if not others:
             return
@@ -96,7 +95,7 @@ class LeaseKeeper:
         result = await self.bus.run("REAP", keys, args)
         if not result:
             return
-        removed, groups = int(result[0]), [_text(g) for g in result[1]]
+        removed, groups = int(result[0]), [text(g) for g in result[1]]
         if node != self.node_id:
             log.warning(
                 "reaped node %s: its lease expired (%d bindings, %d groups)",
@@ -105,7 +104,3 @@ class LeaseKeeper:
                 len(groups),
             )
         self.on_reaped(node, groups)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)

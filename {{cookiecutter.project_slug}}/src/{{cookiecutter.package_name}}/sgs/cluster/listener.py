@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from .bus import Abandoner, why
+from .bus import Abandoner, text, why
 
 log = logging.getLogger("sgs.cluster")
 
@@ -123,9 +123,9 @@ class Listener:
                         heard = now
                         kind = message.get("type")
                         if kind == "message":
-                            self.on_message(_text(message["channel"]), message["data"])
+                            self.on_message(text(message["channel"]), message["data"])
                         elif kind == "subscribe":
-                            self.on_subscribed(_text(message["channel"]))
+                            self.on_subscribed(text(message["channel"]))
                         if not checked:
                             # Redis answered the SUBSCRIBE: from now on nothing sent
                             # to us is missed, so what was missed before is checked.
@@ -155,10 +155,6 @@ class Listener:
                 await quietly(pubsub.aclose())
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(backoff * 2, BACKOFF_MAX)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
 
 
 async def quietly(coro: Any) -> None:

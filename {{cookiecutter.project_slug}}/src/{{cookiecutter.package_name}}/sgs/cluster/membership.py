@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import envelope as env
-from .bus import CommandBus, Item
+from .bus import CommandBus, Item, text
 from .keys import Keys
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class Membership:
         remote = await self.bus.call(
             lambda pipe: (pipe.smembers(self.keys.node_groups(self.node_id)), 1)[1]
         )
-        names = {_text(g) for g in remote or ()}
+        names = {text(g) for g in remote or ()}
 
         def add(pipe: Any) -> int:
             # Built when the pipeline is, so it is the truth at that point of
@@ -174,9 +174,7 @@ class Membership:
     async def load_interest(self) -> None:
         """Read which other nodes have members in which groups (after a reconnect)."""
         k = self.keys
-        names = [
-            _text(g) for g in await self.bus.call(lambda pipe: (pipe.smembers(k.groups), 1)[1])
-        ]
+        names = [text(g) for g in await self.bus.call(lambda pipe: (pipe.smembers(k.groups), 1)[1])]
         interest: dict[str, set[str]] = {}
         if names:
 
@@ -189,7 +187,7 @@ class Membership:
             if len(names) == 1:
                 replies = [replies]
             for name, nodes in zip(names, replies, strict=True):
-                others = {_text(n) for n in nodes or ()} - {self.node_id}
+                others = {text(n) for n in nodes or ()} - {self.node_id}
                 if others:
                     interest[name] = others
         self.interest = interest
@@ -222,7 +220,3 @@ class Membership:
     def labels_command(self, group: Group) -> Callable[[Any], int]:
         key = self.keys.group_members(group.name)
         return lambda pipe: (pipe.hvals(key), 1)[1]
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .base import BindRefused, BindResult, EpochClock
-from .bus import ClusterDown, CommandBus
+from .bus import ClusterDown, CommandBus, text
 from .keys import Keys
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class Ownership:
             raise BindRefused(str(exc)) from exc
         epoch, prev, alive, age_ms, run = reply
         self.clock.last = max(self.clock.last, int(epoch))
-        return int(epoch), _text(prev) if prev else None, bool(alive), int(age_ms), _text(run)
+        return int(epoch), text(prev) if prev else None, bool(alive), int(age_ms), text(run)
 
     def unbind(self, key: str, link: Link, epoch: int | None) -> None:
         """Drop the binding if it is still this link's (at ``epoch``; None: any epoch)."""
@@ -130,7 +130,7 @@ class Ownership:
             node = await self.bus.call(lambda pipe: (pipe.hget(bk, "node"), 1)[1])
         except ClusterDown:
             return None
-        return _text(node) if node else None
+        return text(node) if node else None
 
     # -- checking what this node holds ----------------------------------------
 
@@ -159,7 +159,7 @@ class Ownership:
             if reply and int(reply[0]) == -1:
                 # The broker's run changed under us: it lost its data. Recover
                 # (write back, allow re-taking bindings), then check again.
-                self.run_seen(_text(reply[1]))
+                self.run_seen(text(reply[1]))
                 if retried:
                     raise ClusterDown("the broker's run keeps changing")
                 retried = True
@@ -184,7 +184,3 @@ class Ownership:
 
 def _new_id() -> str:
     return os.urandom(8).hex()
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)

@@ -37,7 +37,7 @@ from redis.backoff import NoBackoff
 from ..settings import mask_url
 from . import envelope as env
 from .base import BindResult, Cluster, EpochClock
-from .bus import BROKER_ERRORS, Abandoner, ClusterDown, CommandBus, why
+from .bus import BROKER_ERRORS, Abandoner, ClusterDown, CommandBus, text, why
 from .dispatch import Dispatch, Handlers
 from .keeper import LeaseKeeper
 from .keys import Keys
@@ -283,7 +283,7 @@ class RedisCluster(Cluster):
             )
         except ClusterDown:
             return [self.node_id]
-        return sorted(_text(n) for n in live)
+        return sorted(text(n) for n in live)
 
     def _set_up(self, up: bool) -> None:
         self.bus.up = up
@@ -496,7 +496,7 @@ class RedisCluster(Cluster):
             values = await self.bus.call(self.membership.labels_command(group))
         except (ClusterDown, TimeoutError):
             return group.local_labels()
-        return [_text(v) for v in values]
+        return [text(v) for v in values]
 
     # -- bindings -----------------------------------------------------------
 
@@ -556,7 +556,3 @@ class RedisCluster(Cluster):
 
 def _new_id() -> str:
     return os.urandom(8).hex()
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
