@@ -481,3 +481,21 @@ async def test_an_unbound_accounts_epoch_key_expires(redis_server: RedisServer) 
                 lambda: r.pttl(f"{PREFIX}:epoch:jon") > 0, what="the epoch key to get a TTL"
             )
         assert a.bindings.players == {}
+
+
+# -- a stale KICK changes nothing ------------------------------------------------------
+
+
+async def test_a_stale_kick_neither_drops_nor_evicts_the_newer_local_login(
+    redis_server: RedisServer,
+) -> None:
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c:
+            await c.login("kim")
+            await c.business(1, 1, 1)
+            player = a.bindings.players["kim"]
+            await a.bindings.release_for("kim", player.epoch - 1)  # older than what is held
+            assert a.bindings.players.get("kim") is player
+            assert a.store.get("kim") is player.state, "the newer state stays cached"
+            assert (await c.business(1, 1, 1)).result == 2
+            assert not c.closed
