@@ -235,7 +235,7 @@ async def test_a_binding_only_the_reaper_removed_is_taken_back(
 async def test_a_login_after_losing_ownership_reads_the_newer_owners_state(
     redis_server: RedisServer,
 ) -> None:
-    """Failure 1 of issue 22, with the pause replaced by a forced reap of node A."""
+    """A paused node brings back old state: here the pause is a forced reap of node A."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -340,7 +340,7 @@ async def test_store_sync_always_never_acknowledges_a_fenced_write(
 async def test_a_login_during_a_broker_pause_is_refused_and_leaves_one_owner(
     redis_server: RedisServer,
 ) -> None:
-    """Failure 2 of issue 22: the bind timed out, so the login is refused, not served."""
+    """A slow broker makes two owners: no, the bind timed out, so the login is refused."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -369,7 +369,7 @@ async def test_a_login_during_a_broker_pause_is_refused_and_leaves_one_owner(
 async def test_redis_restarted_empty_keeps_an_online_players_state(
     redis_server: RedisServer,
 ) -> None:
-    """Failure 4 of issue 22."""
+    """Redis restarted empty forgets online players: no, the owner writes back."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -403,7 +403,7 @@ async def test_redis_restarted_empty_keeps_an_online_players_state(
 
 
 async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServer) -> None:
-    """Failure 5 of issue 22."""
+    """A leave during an outage leaves a ghost: no, the resync writes the whole truth."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
