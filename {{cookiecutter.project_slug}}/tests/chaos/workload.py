@@ -27,6 +27,10 @@ from .procs import Node
 
 PROBE_PREFIX = "probe-"
 _link_ids = itertools.count(1)
+#: Cumulative odds of business and join (the rest: leave) while a session lasts.
+ODDS = (0.85, 0.94)
+#: Seconds a session lasts before its player logs out or moves to another node.
+HOPPING, STICKY = (2.0, 8.0), (10.0, 30.0)
 
 
 class Session:
@@ -110,7 +114,7 @@ class Player:
         history: History,
         rng: random.Random,
         timeout: float,
-        patient: bool,
+        sticky: bool,
     ) -> None:
         self.name = name
         self.account = account
@@ -119,9 +123,13 @@ class Player:
         self.history = history
         self.rng = rng
         self.timeout = timeout
-        # The patient one of an account's two players waits before taking it back.
-        self.patient = patient
+        # Of an account's two players, one hops between nodes every few seconds;
+        # the sticky one keeps its link for long (a link that lost its account
+        # without being told then goes on asking, and the checker sees it
+        # served), and waits a little before taking its account back.
+        self.sticky = sticky
         self.session: Session | None = None
+        self.session_ends = 0.0
         self.busy = False
         self.requests = 0
 
@@ -143,37 +151,35 @@ class Player:
             if s is not None:
                 await s.close()
                 self.session = None
-                if self.patient:
+                if self.sticky:
                     await asyncio.sleep(self.rng.uniform(0.5, 2.0))
             await self.login()
             return
         roll = self.rng.random()
-        if roll < 0.72:
+        if asyncio.get_running_loop().time() > self.session_ends:
+            if roll < 0.5:
+                op = await s.request("logout", s.client.logout)
+                op.value = None
+            await s.close()  # logged out, or dropped without a word to move elsewhere
+            self.session = None
+        elif roll < ODDS[0]:
             key, v1, v2 = self.rng.randrange(1 << 20), self.rng.randrange(1000), 1
             op = await s.request("business", lambda: s.client.business(key, v1, v2))
             if op.ok and op.value.result != v1 + v2:
                 op.outcome, op.value = ERROR, f"wrong result {op.value.result}"
             elif op.ok:
                 op.value = None
-        elif roll < 0.82:
+        elif roll < ODDS[1]:
             room = self.rng.choice(self.rooms)
             op = await s.request("join", lambda: s.client.join(room))
             if op.ok:
                 s.room = room
                 op.value = {"room": room, "members": list(op.value.members)}
-        elif roll < 0.88:
+        else:
             op = await s.request("leave", s.client.leave)
             if op.ok or op.value == "not_in_room":
                 s.room = None
             op.value = getattr(op.value, "room", op.value)
-        elif roll < 0.92:
-            op = await s.request("logout", s.client.logout)
-            op.value = None
-            await s.close()
-            self.session = None
-        else:  # move: drop the link without a word and log in on another node
-            await s.close()
-            self.session = None
         self.requests += 1
 
     async def login(self) -> None:
@@ -188,6 +194,8 @@ class Player:
         if op.ok:
             op.value = op.value.counter
             self.session = s
+            lifetime = STICKY if self.sticky else HOPPING
+            self.session_ends = asyncio.get_running_loop().time() + self.rng.uniform(*lifetime)
         else:
             await s.close()
 
