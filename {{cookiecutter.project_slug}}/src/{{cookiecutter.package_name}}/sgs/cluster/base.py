@@ -38,9 +38,18 @@ class ClusterStats:
     reaped: int = 0  # dead nodes whose bindings and memberships this node removed
     fenced: int = 0  # times this node found its own lease gone and re-registered
     kicks: int = 0  # logins on this node that replaced a link on another node
+    broker_resets: int = 0  # times this node found the broker's data lost (a new run id)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+class BindRefused(Exception):
+    """The broker did not confirm a bind in time: the login is refused, never served locally.
+
+    The bind may still run later; the cluster queues an unbind behind it, so
+    the refused login leaves no binding behind.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,13 @@ class Cluster(ABC):
     @abstractmethod
     def lease_held(self) -> bool:
         """This node's lease is current (always True on a single node)."""
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        """(ready for new players, why): the lease is held and nothing is missed."""
+        if self.lease_held:
+            return True, "ready"
+        return False, "the node's cluster lease is lost"
 
     @abstractmethod
     async def nodes(self) -> list[str]:
