@@ -26,6 +26,8 @@ from .history import CLOSED, ERROR, OK, TIMEOUT, History, Op
 from .procs import Node
 
 PROBE_PREFIX = "probe-"
+#: Seconds between the probes' joins and their first line; lines said per probe; seconds each waits.
+JOIN_SETTLE, SAYS, HEAR_WAIT = 1.0, 3, 2.0
 _link_ids = itertools.count(1)
 #: Cumulative odds of business and join (the rest: leave) while a session lasts.
 ODDS = (0.85, 0.94)
@@ -292,19 +294,26 @@ async def probe_rooms(
                         break
                     await asyncio.sleep(0.25)
                 history.complete(op, OK, {"room": room, "expected": want, "members": seen})
+            # A line said at the very moment of a join may miss the newcomer (its
+            # node learns of the join one broker delivery later): let the joins
+            # settle, and say it up to SAYS times before calling a member deaf.
+            await asyncio.sleep(JOIN_SETTLE)
             for node, speaker, _ in probes:
                 text = f"said by {speaker.account}"
-                with contextlib.suppress(ConnectionError, OSError):
-                    await speaker.client.say(text)
-                for other, listener, heard in probes:
-                    if listener is speaker:
-                        continue
-                    op = history.invoke("hear", **listener.fields())
-                    end = asyncio.get_running_loop().time() + 5.0
-                    while not any(m.text == text for m in heard):
-                        if asyncio.get_running_loop().time() > end:
-                            break
+                others = [(o, listener, heard) for o, listener, heard in probes
+                          if listener is not speaker]  # fmt: skip
+                ops = [history.invoke("hear", **listener.fields()) for _, listener, _ in others]
+                for _ in range(SAYS):
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await speaker.client.say(text)
+                    end = asyncio.get_running_loop().time() + HEAR_WAIT
+                    while asyncio.get_running_loop().time() < end and not all(
+                        any(m.text == text for m in heard) for _, _, heard in others
+                    ):
                         await asyncio.sleep(0.05)
+                    if all(any(m.text == text for m in heard) for _, _, heard in others):
+                        break
+                for op, (other, _, heard) in zip(ops, others, strict=True):
                     got = any(m.text == text for m in heard)
                     history.complete(op, OK, {"room": room, "from": node.name, "to": other.name,
                                               "heard": got})  # fmt: skip
