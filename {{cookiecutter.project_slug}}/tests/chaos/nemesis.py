@@ -29,6 +29,7 @@ KINDS = (
     "broker_pause_long",  # CLIENT PAUSE past the lease
     "broker_restart",  # SHUTDOWN NOSAVE + restart on the same port
     "blackhole",  # proxy stops forwarding open connections
+    "deaf_subscriber",  # proxy stops forwarding the pub/sub connection only
     "kill_node",  # SIGKILL + restart on the same port
     "pause_node_short",  # SIGSTOP within the lease
     "broker_pause_short",  # CLIENT PAUSE shorter than cluster_timeout
@@ -136,11 +137,18 @@ class Nemesis:
         await self.broker.restart_empty()
         return {"restart": True}
 
-    async def _blackhole_for(self, node: Node, proxy: Proxy, seconds: float) -> dict[str, object]:
-        proxy.blackhole()
+    async def _blackhole_for(
+        self, node: Node, proxy: Proxy, seconds: float, subscribers_only: bool = False
+    ) -> dict[str, object]:
+        proxy.blackhole(subscribers_only)
         await asyncio.sleep(seconds)
         proxy.heal()
-        return {"seconds": seconds, "cuts": [node.name], "blackhole": True}
+        return {"seconds": seconds, "cuts": [node.name], "blackhole": True,
+                "subscribers_only": subscribers_only}  # fmt: skip
+
+    async def _deaf_subscriber(self, node: Node, proxy: Proxy) -> dict[str, object]:
+        """Only the node's pub/sub connection goes silent (half-open); commands still flow."""
+        return await self._blackhole_for(node, proxy, self.lease + 4.0, subscribers_only=True)
 
     async def _blackhole(self, node: Node, proxy: Proxy) -> dict[str, object]:
         return await self._blackhole_for(node, proxy, self.lease + 4.0)
