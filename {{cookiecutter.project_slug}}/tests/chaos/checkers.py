@@ -161,6 +161,8 @@ def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
         times.sort()
     logins = sorted((op for op in history.ops if op.kind in LOGINS and op.ok), key=lambda o: o.end)
     found: list[Violation] = []
+    # One lost update shows in every later login: report each deficit once.
+    reported: dict[tuple[str, str], int] = defaultdict(int)
     for login in logins:
         account = login.account
         if account.startswith("probe-"):
@@ -173,25 +175,29 @@ def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
         times = acks[account]
         lower = bisect.bisect_left(times, login.invoked) - bisect.bisect_right(times, since)
         upper = bisect.bisect_left(sent[account], login.end)
-        if counter < lower:
-            invariant = (
-                "broker_data_loss"
-                if held_restart
-                else "acked_state"
-                if login.kind == "final_login"
-                else "resurrection"
-            )
+        invariant = (
+            "broker_data_loss"
+            if held_restart
+            else "acked_state"
+            if login.kind == "final_login"
+            else "resurrection"
+        )
+        if counter < lower and lower - counter > reported[account, invariant]:
+            reported[account, invariant] = lower - counter
             found.append(Violation(invariant, (
                 f"{account}: login on {login.node} at {login.invoked:.2f}s saw counter {counter}, "
                 f"but {lower} business requests were acknowledged before it")))  # fmt: skip
-        if counter > upper:
+        if counter > upper and counter - upper > reported[account, "upper"]:
+            reported[account, "upper"] = counter - upper
             found.append(Violation("acked_state", (
                 f"{account}: login on {login.node} at {login.invoked:.2f}s saw counter {counter}, "
                 f"more than the {upper} business requests ever sent")))  # fmt: skip
         for earlier in logins:
             if earlier is login or earlier.account != account or earlier.end >= login.invoked:
                 continue
-            if earlier.end > since and int(earlier.value) > counter:
+            older = int(earlier.value) - counter
+            if earlier.end > since and older > reported[account, "older"]:
+                reported[account, "older"] = older
                 found.append(Violation("resurrection", (
                     f"{account}: login on {login.node} at {login.invoked:.2f}s saw counter "
                     f"{counter}, older than the {earlier.value} a login on {earlier.node} saw at "

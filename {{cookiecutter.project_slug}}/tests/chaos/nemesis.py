@@ -29,6 +29,7 @@ KINDS = (
     "broker_pause_long",  # CLIENT PAUSE past the lease
     "broker_restart",  # SHUTDOWN NOSAVE + restart on the same port
     "blackhole",  # proxy stops forwarding open connections
+    "deaf_subscriber",  # proxy stops forwarding the pub/sub connection only
     "kill_node",  # SIGKILL + restart on the same port
     "pause_node_short",  # SIGSTOP within the lease
     "broker_pause_short",  # CLIENT PAUSE shorter than cluster_timeout
@@ -38,8 +39,8 @@ KINDS = (
     "hang_worker",  # SIGSTOP one worker of serve --workers 2
 )
 
-#: Times lost_kick cuts the subscribers, 0.1-0.3 s apart.
-KICK_CUTS = 8
+#: Times lost_kick cuts the subscribers, 0.1-0.4 s apart (about 4 s in all).
+KICK_CUTS = 16
 #: Seconds the nemesis watches a hung worker for its replacement.
 HANG_WAIT = 15.0
 
@@ -125,7 +126,7 @@ class Nemesis:
         cut = 0
         for _ in range(KICK_CUTS):
             cut += await self.broker.kill_clients("pubsub")
-            await asyncio.sleep(self.rng.uniform(0.1, 0.3))
+            await asyncio.sleep(self.rng.uniform(0.1, 0.4))
         return {"connections": cut}
 
     async def _kill_normal(self, node: Node, proxy: Proxy) -> dict[str, object]:
@@ -136,11 +137,18 @@ class Nemesis:
         await self.broker.restart_empty()
         return {"restart": True}
 
-    async def _blackhole_for(self, node: Node, proxy: Proxy, seconds: float) -> dict[str, object]:
-        proxy.blackhole()
+    async def _blackhole_for(
+        self, node: Node, proxy: Proxy, seconds: float, subscribers_only: bool = False
+    ) -> dict[str, object]:
+        proxy.blackhole(subscribers_only)
         await asyncio.sleep(seconds)
         proxy.heal()
-        return {"seconds": seconds, "cuts": [node.name], "blackhole": True}
+        return {"seconds": seconds, "cuts": [node.name], "blackhole": True,
+                "subscribers_only": subscribers_only}  # fmt: skip
+
+    async def _deaf_subscriber(self, node: Node, proxy: Proxy) -> dict[str, object]:
+        """Only the node's pub/sub connection goes silent (half-open); commands still flow."""
+        return await self._blackhole_for(node, proxy, self.lease + 4.0, subscribers_only=True)
 
     async def _blackhole(self, node: Node, proxy: Proxy) -> dict[str, object]:
         return await self._blackhole_for(node, proxy, self.lease + 4.0)

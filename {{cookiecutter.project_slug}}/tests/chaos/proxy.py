@@ -3,9 +3,13 @@
 ``blackhole()`` stops forwarding in both directions without closing anything:
 the node's sockets stay established, its writes sit in kernel buffers, and
 no reply, FIN or RST ever comes, exactly what a network partition or a dead
-NAT entry looks like from the node. ``heal()`` forwards again, in order,
-everything that waited (TCP would have retransmitted it). Connections opened
-during a black hole are accepted and held the same way.
+NAT entry looks like from the node. ``blackhole(subscribers_only=True)`` does
+that to the node's pub/sub connections alone (a connection becomes one when
+it sends SUBSCRIBE), while its commands still flow: the half-open subscriber
+that leaves a node deaf with everything else looking healthy. ``heal()``
+forwards again, in order, everything that waited (TCP would have
+retransmitted it). Connections opened during a full black hole are accepted
+and held the same way.
 """
 
 from __future__ import annotations
@@ -14,14 +18,24 @@ import asyncio
 import contextlib
 
 
+class _Conn:
+    """One proxied connection: has it subscribed to anything?"""
+
+    __slots__ = ("subscriber",)
+
+    def __init__(self) -> None:
+        self.subscriber = False
+
+
 class Proxy:
     """Listens on 127.0.0.1:<port 0>; every connection is piped to 127.0.0.1:``upstream``."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
         self.port = 0
-        self._open = asyncio.Event()
-        self._open.set()
+        self._all = False
+        self._subscribers = False
+        self._changed = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -32,18 +46,34 @@ class Proxy:
 
     @property
     def blackholed(self) -> bool:
-        return not self._open.is_set()
+        return self._all or self._subscribers
 
     async def start(self) -> Proxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    def blackhole(self) -> None:
-        self._open.clear()
+    def blackhole(self, subscribers_only: bool = False) -> None:
+        if subscribers_only:
+            self._subscribers = True
+        else:
+            self._all = True
+        self._notify()
 
     def heal(self) -> None:
-        self._open.set()
+        self._all = self._subscribers = False
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _held(self, conn: _Conn | None) -> bool:
+        return self._all or (conn is not None and conn.subscriber and self._subscribers)
+
+    async def _gate(self, conn: _Conn | None) -> None:
+        while self._held(conn):
+            await self._changed.wait()
 
     async def stop(self) -> None:
         self.heal()
@@ -58,16 +88,17 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        conn = _Conn()
         try:
-            await self._open.wait()
+            await self._gate(None)
             try:
                 up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
             except OSError:
                 return  # the broker is down: the node sees its connection close
             self._writers.add(up_writer)
             pumps = [
-                asyncio.ensure_future(self._pump(reader, up_writer)),
-                asyncio.ensure_future(self._pump(up_reader, writer)),
+                asyncio.ensure_future(self._pump(conn, reader, up_writer, watch=True)),
+                asyncio.ensure_future(self._pump(conn, up_reader, writer)),
             ]
             self._tasks.update(pumps)
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -80,12 +111,20 @@ class Proxy:
             writer.close()
             self._writers.discard(writer)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        conn: _Conn,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        watch: bool = False,
+    ) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while True:
-                await self._open.wait()
+                await self._gate(conn)
                 data = await reader.read(65536)
-                await self._open.wait()  # read just before a black hole: held until healed
+                if watch and b"SUBSCRIBE" in data:
+                    conn.subscriber = True
+                await self._gate(conn)  # read just before a black hole: held until healed
                 if not data:
                     return
                 writer.write(data)

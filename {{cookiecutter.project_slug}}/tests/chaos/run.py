@@ -45,7 +45,7 @@ class Config:
     faults: int = 4
     kinds: tuple[str, ...] = KINDS
     nodes: int = 2
-    accounts: int = 3
+    accounts: int = 4
     lease: float = 3.0
     timeout: float = 2.0
     store_sync: str = "always"
@@ -123,7 +123,7 @@ async def run(config: Config) -> Result:
                     history,
                     random.Random(rng.random()),
                     config.request_timeout,
-                    patient=n >= len(accounts),
+                    sticky=n >= len(accounts),
                 )  # fmt: skip
             )
         go.set()

@@ -26,7 +26,13 @@ from .history import CLOSED, ERROR, OK, TIMEOUT, History, Op
 from .procs import Node
 
 PROBE_PREFIX = "probe-"
+#: Seconds between the probes' joins and their first line; lines said per probe; seconds each waits.
+JOIN_SETTLE, SAYS, HEAR_WAIT = 1.0, 3, 2.0
 _link_ids = itertools.count(1)
+#: Cumulative odds of business and join (the rest: leave) while a session lasts.
+ODDS = (0.85, 0.94)
+#: Seconds a session lasts before its player logs out or moves to another node.
+HOPPING, STICKY = (2.0, 8.0), (10.0, 30.0)
 
 
 class Session:
@@ -110,7 +116,7 @@ class Player:
         history: History,
         rng: random.Random,
         timeout: float,
-        patient: bool,
+        sticky: bool,
     ) -> None:
         self.name = name
         self.account = account
@@ -119,9 +125,13 @@ class Player:
         self.history = history
         self.rng = rng
         self.timeout = timeout
-        # The patient one of an account's two players waits before taking it back.
-        self.patient = patient
+        # Of an account's two players, one hops between nodes every few seconds;
+        # the sticky one keeps its link for long (a link that lost its account
+        # without being told then goes on asking, and the checker sees it
+        # served), and waits a little before taking its account back.
+        self.sticky = sticky
         self.session: Session | None = None
+        self.session_ends = 0.0
         self.busy = False
         self.requests = 0
 
@@ -143,37 +153,35 @@ class Player:
             if s is not None:
                 await s.close()
                 self.session = None
-                if self.patient:
+                if self.sticky:
                     await asyncio.sleep(self.rng.uniform(0.5, 2.0))
             await self.login()
             return
         roll = self.rng.random()
-        if roll < 0.72:
+        if asyncio.get_running_loop().time() > self.session_ends:
+            if roll < 0.5:
+                op = await s.request("logout", s.client.logout)
+                op.value = None
+            await s.close()  # logged out, or dropped without a word to move elsewhere
+            self.session = None
+        elif roll < ODDS[0]:
             key, v1, v2 = self.rng.randrange(1 << 20), self.rng.randrange(1000), 1
             op = await s.request("business", lambda: s.client.business(key, v1, v2))
             if op.ok and op.value.result != v1 + v2:
                 op.outcome, op.value = ERROR, f"wrong result {op.value.result}"
             elif op.ok:
                 op.value = None
-        elif roll < 0.82:
+        elif roll < ODDS[1]:
             room = self.rng.choice(self.rooms)
             op = await s.request("join", lambda: s.client.join(room))
             if op.ok:
                 s.room = room
                 op.value = {"room": room, "members": list(op.value.members)}
-        elif roll < 0.88:
+        else:
             op = await s.request("leave", s.client.leave)
             if op.ok or op.value == "not_in_room":
                 s.room = None
             op.value = getattr(op.value, "room", op.value)
-        elif roll < 0.92:
-            op = await s.request("logout", s.client.logout)
-            op.value = None
-            await s.close()
-            self.session = None
-        else:  # move: drop the link without a word and log in on another node
-            await s.close()
-            self.session = None
         self.requests += 1
 
     async def login(self) -> None:
@@ -188,6 +196,8 @@ class Player:
         if op.ok:
             op.value = op.value.counter
             self.session = s
+            lifetime = STICKY if self.sticky else HOPPING
+            self.session_ends = asyncio.get_running_loop().time() + self.rng.uniform(*lifetime)
         else:
             await s.close()
 
@@ -284,19 +294,26 @@ async def probe_rooms(
                         break
                     await asyncio.sleep(0.25)
                 history.complete(op, OK, {"room": room, "expected": want, "members": seen})
+            # A line said at the very moment of a join may miss the newcomer (its
+            # node learns of the join one broker delivery later): let the joins
+            # settle, and say it up to SAYS times before calling a member deaf.
+            await asyncio.sleep(JOIN_SETTLE)
             for node, speaker, _ in probes:
                 text = f"said by {speaker.account}"
-                with contextlib.suppress(ConnectionError, OSError):
-                    await speaker.client.say(text)
-                for other, listener, heard in probes:
-                    if listener is speaker:
-                        continue
-                    op = history.invoke("hear", **listener.fields())
-                    end = asyncio.get_running_loop().time() + 5.0
-                    while not any(m.text == text for m in heard):
-                        if asyncio.get_running_loop().time() > end:
-                            break
+                others = [(o, listener, heard) for o, listener, heard in probes
+                          if listener is not speaker]  # fmt: skip
+                ops = [history.invoke("hear", **listener.fields()) for _, listener, _ in others]
+                for _ in range(SAYS):
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await speaker.client.say(text)
+                    end = asyncio.get_running_loop().time() + HEAR_WAIT
+                    while asyncio.get_running_loop().time() < end and not all(
+                        any(m.text == text for m in heard) for _, _, heard in others
+                    ):
                         await asyncio.sleep(0.05)
+                    if all(any(m.text == text for m in heard) for _, _, heard in others):
+                        break
+                for op, (other, _, heard) in zip(ops, others, strict=True):
                     got = any(m.text == text for m in heard)
                     history.complete(op, OK, {"room": room, "from": node.name, "to": other.name,
                                               "heard": got})  # fmt: skip
