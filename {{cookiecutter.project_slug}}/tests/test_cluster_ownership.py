@@ -499,3 +499,27 @@ async def test_a_stale_kick_neither_drops_nor_evicts_the_newer_local_login(
             assert a.store.get("kim") is player.state, "the newer state stays cached"
             assert (await c.business(1, 1, 1)).result == 2
             assert not c.closed
+
+
+async def test_write_back_returns_recently_handed_off_states_and_the_newer_epoch_wins() -> None:
+    """A state handed off just before the broker lost its data is written again."""
+    backend = MemoryBackend()
+    store = PlayerStore(backend, flush_interval=0.05, sync="write_behind", max_dirty=100, retain=30)
+    await store.start()
+    try:
+        state = await store.load("gone", 10)
+        state["n"] = 5
+        other = await store.load("moved", 10)
+        other["n"] = 1
+        assert await store.hand_off("gone", 5.0) and await store.hand_off("moved", 5.0)
+        assert store.get("gone") is None, "evicted once durable"
+        backend._rows.clear()  # the broker restarted empty
+        await backend.claim("moved", 20)  # ... and a newer owner already wrote back its own
+        await backend.write([("moved", {"n": 2}, 20)])
+        assert store.write_back() == 2
+        await wait_until(lambda: not store.unsaved, what="the write back")
+        assert await backend.get("gone") == ({"n": 5}, 10)
+        assert await backend.get("moved") == ({"n": 2}, 20), "the older epoch is fenced"
+        assert store.get("gone") is None and store.get("moved") is None
+    finally:
+        await store.stop(1.0)
