@@ -49,6 +49,7 @@ async def test_a_hung_worker_is_killed_and_replaced_within_its_hang_timeout(
         cluster_url=redis_server.url,
         store_url="memory://",
         worker_hang_timeout=str(HANG),
+        metrics_port="0",  # no fixed port shared with tests running beside this one
     ) as sup:
         port, pids = await wait_serving(sup)
         os.kill(pids[1], signal.SIGSTOP)  # the loop stops turning; the process lives
@@ -73,6 +74,7 @@ async def test_a_log_consumer_that_never_reads_does_not_block_the_workers(
         **os.environ,
         f"{ENV_PREFIX}CLUSTER_URL": redis_server.url,
         f"{ENV_PREFIX}STORE_URL": "memory://",
+        f"{ENV_PREFIX}METRICS_PORT": "0",  # no fixed port shared with tests beside this one
     }
     args = ["--workers", "2", "--host", "127.0.0.1", "--port", "0", "--protocol", PROTOCOL]
     # Every accepted link logs at DEBUG: LINKS of them write far more than the

@@ -111,12 +111,22 @@ class Bindings:
                 cluster.stats.kicks += 1
                 timeout = server.settings.cluster_lease
                 if not await cluster.kick(key, epoch, result.previous_node, timeout):
+                    # Its node is alive (its lease holds) but did not answer: it may
+                    # be paused with changes not yet flushed. Loading the stored
+                    # state now would drop them, so this login is refused; the
+                    # node lets go by itself (its validation finds the account
+                    # taken) or is reaped, and a retry finds the state flushed.
                     log.warning(
-                        "%s: node %s did not hand %r over within %.1fs; loading the stored state",
+                        "%s: node %s did not hand %r over within %.1fs; login refused",
                         cluster.node_id,
                         result.previous_node,
                         key,
                         timeout,
+                    )
+                    cluster.unbind(key, link, epoch)
+                    raise HandlerError(
+                        "cluster_unavailable",
+                        f"{key} is still held by another node; try again in a moment",
                     )
             if self._lost(key, epoch, link):
                 raise self._lose(key, link, epoch)

@@ -68,6 +68,9 @@ class Ownership:
         # its data since this node last looked (the node then recovers).
         self.run_seen = run_seen
         self.recovering = False  # bindings gone with the broker's data may be taken back
+        # (key, link name) of binds refused after an unknown outcome: their
+        # unbind is sent again at the next validation (it may have been lost too).
+        self._orphans: set[tuple[str, str]] = set()
         self.validations = 0
         self.lost = 0
         self.refused = 0
@@ -106,6 +109,7 @@ class Ownership:
             # Unknown is not no: the BIND may still run. Queue an unbind of this
             # link behind it, so a late BIND never leaves a binding behind.
             self.refused += 1
+            self._orphans.add((key, self.link_name(link)))
             self.unbind(key, link, None)
             raise BindRefused(str(exc)) from exc
         epoch, prev, alive, age_ms, run = reply
@@ -114,15 +118,18 @@ class Ownership:
 
     def unbind(self, key: str, link: Link, epoch: int | None) -> None:
         """Drop the binding if it is still this link's (at ``epoch``; None: any epoch)."""
+        self._unbind(key, self.link_name(link), "*" if epoch is None else str(epoch))
+
+    def _unbind(self, key: str, link_name: str, epoch: str) -> bool:
         keys = self._bind_keys(key)
-        args = [
-            self.node_id,
-            self.link_name(link),
-            "*" if epoch is None else str(epoch),
-            key,
-            str(self.epoch_ttl_ms),
-        ]
-        self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "UNBIND", keys, args))
+        args = [self.node_id, link_name, epoch, key, str(self.epoch_ttl_ms)]
+        return self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "UNBIND", keys, args))
+
+    def _clear_orphans(self, held: dict[str, str]) -> None:
+        """Unbind again what refused binds may have left (not what a later login holds)."""
+        for key, link_name in list(self._orphans):
+            if held.get(key) == link_name or self._unbind(key, link_name, "*"):
+                self._orphans.discard((key, link_name))
 
     async def locate(self, key: str) -> str | None:
         bk = self.keys.bind(key)
@@ -138,6 +145,8 @@ class Ownership:
         """Ask Redis about every binding held here; the links of lost ones are told. Lost count."""
         bindings = self.bindings()
         held = [(p.key, p.link, p.epoch) for p in bindings.players.values()]
+        if self._orphans:
+            self._clear_orphans({key: self.link_name(link) for key, link, _ in held})
         lost = 0
         start = 0
         retried = False
