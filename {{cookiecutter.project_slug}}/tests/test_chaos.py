@@ -22,7 +22,7 @@ from chaos.run import Config, run, summary
 
 BOUNDS = Bounds(lease=3.0, timeout=2.0, slack=1.0)  # grace: 6 s
 
-#: The short tier: the faults of the issue's five failures, a partition, a deaf subscriber, a crash.
+#: The short tier: the faults behind the five known failures, a partition, a deaf subscriber, a crash.
 SHORT_KINDS = (
     "lost_kick",
     "pause_node_long",
@@ -112,7 +112,7 @@ def test_convergence_deaf_node_and_workers_checkers() -> None:
 
 @pytest.mark.timeout(600)
 def test_a_short_fixed_seed_schedule_breaks_no_invariant(tmp_path: Path) -> None:
-    """Seed 1, the issue's faults once each, on two nodes: every checker must find nothing."""
+    """Seed 1, the known failures' faults once each, on two nodes: every checker must find nothing."""
     config = Config(seed=1, workdir=tmp_path, faults=len(SHORT_KINDS), kinds=SHORT_KINDS)
     started = time.monotonic()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -38,7 +38,7 @@ ROOMS = ("x", "y")
 
 @dataclass
 class Config:
-    """One schedule's parameters; ``lease`` 3 s and default ``cluster_timeout`` as in the issue."""
+    """One schedule's parameters; ``lease`` 3 s and default ``cluster_timeout`` as in the regressions."""
 
     seed: int
     workdir: Path
