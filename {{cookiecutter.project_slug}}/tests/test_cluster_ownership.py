@@ -235,7 +235,7 @@ async def test_a_binding_only_the_reaper_removed_is_taken_back(
 async def test_a_login_after_losing_ownership_reads_the_newer_owners_state(
     redis_server: RedisServer,
 ) -> None:
-    """Failure 1 of issue 22, with the pause replaced by a forced reap of node A."""
+    """A paused node brings back old state: here the pause is a forced reap of node A."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -340,7 +340,7 @@ async def test_store_sync_always_never_acknowledges_a_fenced_write(
 async def test_a_login_during_a_broker_pause_is_refused_and_leaves_one_owner(
     redis_server: RedisServer,
 ) -> None:
-    """Failure 2 of issue 22: the bind timed out, so the login is refused, not served."""
+    """A slow broker makes two owners: no, the bind timed out, so the login is refused."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -369,7 +369,7 @@ async def test_a_login_during_a_broker_pause_is_refused_and_leaves_one_owner(
 async def test_redis_restarted_empty_keeps_an_online_players_state(
     redis_server: RedisServer,
 ) -> None:
-    """Failure 4 of issue 22."""
+    """Redis restarted empty forgets online players: no, the owner writes back."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -403,7 +403,7 @@ async def test_redis_restarted_empty_keeps_an_online_players_state(
 
 
 async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServer) -> None:
-    """Failure 5 of issue 22."""
+    """A leave during an outage leaves a ghost: no, the resync writes the whole truth."""
     async with (
         node(redis_server.url, "a", cluster_lease=LEASE) as a,
         node(redis_server.url, "b", cluster_lease=LEASE) as b,
@@ -481,3 +481,45 @@ async def test_an_unbound_accounts_epoch_key_expires(redis_server: RedisServer) 
                 lambda: r.pttl(f"{PREFIX}:epoch:jon") > 0, what="the epoch key to get a TTL"
             )
         assert a.bindings.players == {}
+
+
+# -- a stale KICK changes nothing ------------------------------------------------------
+
+
+async def test_a_stale_kick_neither_drops_nor_evicts_the_newer_local_login(
+    redis_server: RedisServer,
+) -> None:
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c:
+            await c.login("kim")
+            await c.business(1, 1, 1)
+            player = a.bindings.players["kim"]
+            await a.bindings.release_for("kim", player.epoch - 1)  # older than what is held
+            assert a.bindings.players.get("kim") is player
+            assert a.store.get("kim") is player.state, "the newer state stays cached"
+            assert (await c.business(1, 1, 1)).result == 2
+            assert not c.closed
+
+
+async def test_write_back_returns_recently_handed_off_states_and_the_newer_epoch_wins() -> None:
+    """A state handed off just before the broker lost its data is written again."""
+    backend = MemoryBackend()
+    store = PlayerStore(backend, flush_interval=0.05, sync="write_behind", max_dirty=100, retain=30)
+    await store.start()
+    try:
+        state = await store.load("gone", 10)
+        state["n"] = 5
+        other = await store.load("moved", 10)
+        other["n"] = 1
+        assert await store.hand_off("gone", 5.0) and await store.hand_off("moved", 5.0)
+        assert store.get("gone") is None, "evicted once durable"
+        backend._rows.clear()  # the broker restarted empty
+        await backend.claim("moved", 20)  # ... and a newer owner already wrote back its own
+        await backend.write([("moved", {"n": 2}, 20)])
+        assert store.write_back() == 2
+        await wait_until(lambda: not store.unsaved, what="the write back")
+        assert await backend.get("gone") == ({"n": 5}, 10)
+        assert await backend.get("moved") == ({"n": 2}, 20), "the older epoch is fenced"
+        assert store.get("gone") is None and store.get("moved") is None
+    finally:
+        await store.stop(1.0)

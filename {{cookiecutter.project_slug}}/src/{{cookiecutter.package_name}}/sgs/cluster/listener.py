@@ -115,9 +115,11 @@ class Listener:
                 pinged = heard
                 checked = False
                 while not self._kill.is_set():
-                    message = await self._bounded.bounded(
-                        pubsub.get_message(timeout=min(1.0, self.heartbeat)), self.io_timeout
-                    )
+                    # Awaited directly, not through a task: with data buffered it
+                    # returns without a trip through the event loop, so a busy
+                    # node drains its backlog instead of one message per loop
+                    # turn. Its own timeout bounds the wait for silence.
+                    message = await pubsub.get_message(timeout=min(1.0, self.heartbeat))
                     now = loop.time()
                     if message is not None:
                         heard = now

@@ -76,7 +76,13 @@ class PlayerStore:
     """Per-player state owned by this node, made durable through ``backend``."""
 
     def __init__(
-        self, backend: Backend, *, flush_interval: float, sync: str, max_dirty: int
+        self,
+        backend: Backend,
+        *,
+        flush_interval: float,
+        sync: str,
+        max_dirty: int,
+        retain: float = 0.0,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"store_sync must be one of {SYNC_MODES}, got {sync!r}")
@@ -86,6 +92,10 @@ class PlayerStore:
         self.flush_interval = flush_interval
         self.sync_always = sync == "always"
         self.max_dirty = max_dirty
+        # Seconds an evicted (durable) state is remembered, unowned, so a
+        # broker data loss can be repaired by writing it back. 0: not kept.
+        self.retain = retain
+        self._recent: dict[str, tuple[float, PlayerState]] = {}
         self.healthy = True  # False from a failed backend call until the next success
         self._stats = StoreStats()
         self._states: dict[str, PlayerState] = {}
@@ -240,6 +250,7 @@ class PlayerStore:
             self.healthy = True
         state = PlayerState(key, epoch, data, self._dirty)
         self._states[key] = state
+        self._recent.pop(key, None)  # owned again: the stored copy is the one to keep
         return state
 
     async def _reclaim(self, state: PlayerState, epoch: int) -> PlayerState | None:
@@ -271,7 +282,20 @@ class PlayerStore:
         return None
 
     def write_back(self) -> int:
-        """Mark every state in memory changed, so the next batch writes it (broker data lost)."""
+        """The broker lost its data: write every state held here again; how many.
+
+        Owned states are marked changed. States handed off within ``retain``
+        seconds (their new owner may not have loaded them before the loss)
+        come back unowned, to be written and evicted: each write carries the
+        epoch it was owned at, so a newer owner's write back wins.
+        """
+        now = asyncio.get_running_loop().time() if self._recent else 0.0
+        for key, (at, old) in list(self._recent.items()):
+            if key not in self._states and now - at <= self.retain:
+                state = PlayerState(key, old.epoch, old.data, self._dirty)
+                self._states[key] = state
+                self._released.add(key)
+        self._recent.clear()
         for state in self._states.values():
             state.touch()
         if self._states:
@@ -288,7 +312,7 @@ class PlayerStore:
         if state is None:
             return
         if not state.dirty:
-            self._drop(state)
+            self._drop(state, durable=True)
             return
         self._released.add(key)
         self._wake()
@@ -331,7 +355,7 @@ class PlayerStore:
         # Evict only if nobody on this node loaded it again meanwhile (load()
         # takes the key out of _released and keeps using the same object).
         if self._states.get(key) is state and key in self._released:
-            self._drop(state)
+            self._drop(state, durable=True)
         return True
 
     @property
@@ -361,7 +385,7 @@ class PlayerStore:
         return self._stats
 
     # -- internals ----------------------------------------------------------
-    def _drop(self, state: PlayerState) -> None:
+    def _drop(self, state: PlayerState, *, durable: bool = False) -> None:
         """Forget ``state``: evicted once durable, or fenced by a newer owner."""
         key = state.key
         if self._states.get(key) is state:
@@ -369,7 +393,21 @@ class PlayerStore:
             self._dirty.discard(key)
             self._released.discard(key)
             self._invalid.discard(key)
+            if durable and self.retain > 0:
+                self._remember(state)
         state._dirty = None
+
+    def _remember(self, state: PlayerState) -> None:
+        """Keep an evicted, durable state for ``retain`` seconds (bounded by max_dirty)."""
+        now = asyncio.get_running_loop().time()
+        recent = self._recent
+        recent.pop(state.key, None)
+        recent[state.key] = (now, state)
+        while recent:
+            key, (at, _) = next(iter(recent.items()))
+            if now - at <= self.retain and len(recent) <= self.max_dirty:
+                break
+            del recent[key]
 
     def _next_batch(self) -> asyncio.Future[None]:
         if self._waiters is None:
@@ -495,7 +533,7 @@ class PlayerStore:
             if current and not state.dirty:
                 self._dirty.discard(state.key)
                 if state.key in self._released:
-                    self._drop(state)
+                    self._drop(state, durable=True)
 
     def _failed(self, exc: BaseException, rows: int) -> None:
         self._stats.failures += 1
