@@ -22,13 +22,14 @@ from chaos.run import Config, run, summary
 
 BOUNDS = Bounds(lease=3.0, timeout=2.0, slack=1.0)  # grace: 6 s
 
-#: The short tier: the faults of the issue's five failures plus a partition and a crash.
+#: The short tier: the faults behind the five known failures, a partition, a deaf subscriber, a crash.
 SHORT_KINDS = (
     "lost_kick",
     "pause_node_long",
     "broker_pause_long",
     "broker_restart",
     "blackhole",
+    "deaf_subscriber",
     "kill_node",
 )
 
@@ -81,6 +82,11 @@ def test_broker_data_loss_excuses_only_accounts_nobody_held() -> None:
     assert violations(*history, restart, *moved) == {"broker_data_loss": 1}
     moved[0] = login(2, "b", 9, 9.1, 2)
     assert violations(*history, restart, *moved) == {}
+    # Lost after a login that came after the restart: not the broker's doing.
+    later = [login(2, "b", 9, 9.1, 2), op("closed", 9.5, 9.5, OK, "client", link=1),
+             biz(2, 10, 10.1), login(3, "a", 11, 11.1, 2),
+             op("closed", 11.5, 11.5, OK, "client", link=2)]  # fmt: skip
+    assert violations(*history, restart, *later) == {"resurrection": 1}
     # alice logged out before it: only the broker had her state; starting over is right.
     logout = op("closed", 3, 3, OK, "client", link=1, account="alice")
     assert violations(*history, logout, restart, login(2, "b", 9, 9.1, 0)) == {}
@@ -106,7 +112,7 @@ def test_convergence_deaf_node_and_workers_checkers() -> None:
 
 @pytest.mark.timeout(600)
 def test_a_short_fixed_seed_schedule_breaks_no_invariant(tmp_path: Path) -> None:
-    """Seed 1, the issue's faults once each, on two nodes: every checker must find nothing."""
+    """Seed 1, the known failures' faults once each, on two nodes: every checker must find nothing."""
     config = Config(seed=1, workdir=tmp_path, faults=len(SHORT_KINDS), kinds=SHORT_KINDS)
     started = time.monotonic()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

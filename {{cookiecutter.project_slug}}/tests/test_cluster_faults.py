@@ -1,4 +1,4 @@
-"""The five cluster failures of issue 22, each as it was found: two `serve` nodes, one redis-server.
+"""Five cluster failures found under faults, each as it was found: two `serve` nodes, one redis-server.
 
 Every test starts two real ``serve`` processes (lease 3 s, everything else
 default, the sample game) on one real ``redis-server``, breaks something the

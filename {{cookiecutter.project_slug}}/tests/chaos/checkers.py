@@ -171,7 +171,10 @@ def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
         # The broker forgot accounts nobody held when it restarted empty.
         resets = [t for t in restarts if t < login.invoked and not _held(links, account, t)]
         since = resets[-1] if resets else float("-inf")
-        held_restart = any(since < t < login.invoked for t in restarts)
+        # A restart since this account's previous login: the loss is the broker's.
+        previous = max((o.end for o in logins if o.account == account and o.end < login.invoked),
+                       default=float("-inf"))  # fmt: skip
+        held_restart = any(max(since, previous) < t < login.invoked for t in restarts)
         times = acks[account]
         lower = bisect.bisect_left(times, login.invoked) - bisect.bisect_right(times, since)
         upper = bisect.bisect_left(sent[account], login.end)
@@ -182,8 +185,9 @@ def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
             if login.kind == "final_login"
             else "resurrection"
         )
-        if counter < lower and lower - counter > reported[account, invariant]:
-            reported[account, invariant] = lower - counter
+        key = "final" if invariant == "acked_state" else "during"
+        if counter < lower and lower - counter > reported[account, key]:
+            reported[account, key] = lower - counter
             found.append(Violation(invariant, (
                 f"{account}: login on {login.node} at {login.invoked:.2f}s saw counter {counter}, "
                 f"but {lower} business requests were acknowledged before it")))  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 from redis_server import RedisServer
 
 from .broker import Broker
-from .checkers import Bounds, Violation, check, counts
+from .checkers import INVARIANTS, Bounds, Violation, check, counts
 from .history import OK, History
 from .nemesis import KINDS, Nemesis, schedule
 from .procs import Node, Supervised
@@ -38,7 +38,7 @@ ROOMS = ("x", "y")
 
 @dataclass
 class Config:
-    """One schedule's parameters; ``lease`` 3 s and default ``cluster_timeout`` as in the issue."""
+    """One schedule's parameters; ``lease`` 3 s and default ``cluster_timeout`` as in the regressions."""
 
     seed: int
     workdir: Path
@@ -201,8 +201,6 @@ async def final_logins(
 
 def summary(results: list[Result]) -> str:
     """What ``make chaos`` prints."""
-    from .checkers import INVARIANTS
-
     total = {"faults": 0, "requests": 0, "acked_writes": 0}
     per: dict[str, int] = dict.fromkeys(INVARIANTS, 0)
     for r in results:
