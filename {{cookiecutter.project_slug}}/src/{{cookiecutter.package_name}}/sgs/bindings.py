@@ -113,9 +113,7 @@ class Bindings:
                 if not await cluster.kick(key, epoch, result.previous_node, timeout):
                     # Its node is alive (its lease holds) but did not answer: it may
                     # be paused with changes not yet flushed. Loading the stored
-                    # state now would drop them, so this login is refused; the
-                    # node lets go by itself (its validation finds the account
-                    # taken) or is reaped, and a retry finds the state flushed.
+                    # state now would drop them, so this login is refused.
                     log.warning(
                         "%s: node %s did not hand %r over within %.1fs; login refused",
                         cluster.node_id,
@@ -123,7 +121,9 @@ class Bindings:
                         key,
                         timeout,
                     )
-                    cluster.unbind(key, link, epoch)
+                    # The account goes back to that node (it still owns it, and
+                    # a retry kicks it again) unless it lost it meanwhile.
+                    cluster.give_back(key, link, result)
                     raise HandlerError(
                         "cluster_unavailable",
                         f"{key} is still held by another node; try again in a moment",

@@ -64,6 +64,8 @@ class BindResult:
     epoch: int
     previous_node: str | None = None
     previous_alive: bool = False
+    previous_link: str | None = None  # how the previous holder named its link
+    previous_epoch: int | None = None
 
 
 class EpochClock:
@@ -173,6 +175,10 @@ class Cluster(ABC):
     @abstractmethod
     def unbind(self, key: str, link: Link, epoch: int) -> None:
         """Drop the binding if it is still ``link``'s (never waits)."""
+
+    def give_back(self, key: str, link: Link, result: BindResult) -> None:
+        """A refused login returns ``key`` to the holder its bind replaced (if still its)."""
+        self.unbind(key, link, result.epoch)
 
     @abstractmethod
     async def kick(self, key: str, epoch: int, node: str, timeout: float) -> bool:

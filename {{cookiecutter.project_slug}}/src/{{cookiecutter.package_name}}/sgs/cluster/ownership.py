@@ -86,8 +86,7 @@ class Ownership:
 
     async def bind(self, key: str, link: Link) -> BindResult:
         """BIND through the ordered bus; :class:`BindRefused` when it is not confirmed."""
-        result = await self._bind_once(key, link)
-        epoch, prev, alive, age_ms, run = result
+        epoch, prev, alive, age_ms, run, was_link, was_epoch = await self._bind_once(key, link)
         if self.run_seen(run) or (prev is None and self.recovering):
             # The broker lost its data: the account's owner from before may not
             # have re-registered yet. Wait for the rest of one lease after the
@@ -97,10 +96,13 @@ class Ownership:
             if prev is None and wait > 0:
                 log.info("binding %r waits %.1fs: the broker lost its data", key, wait)
                 await asyncio.sleep(wait)
-                epoch, prev, alive, age_ms, run = await self._bind_once(key, link)
-        return BindResult(epoch, prev, alive)
+                bound = await self._bind_once(key, link)
+                epoch, prev, alive, age_ms, run, was_link, was_epoch = bound
+        return BindResult(epoch, prev, alive, was_link, was_epoch)
 
-    async def _bind_once(self, key: str, link: Link) -> tuple[int, str | None, bool, int, str]:
+    async def _bind_once(
+        self, key: str, link: Link
+    ) -> tuple[int, str | None, bool, int, str, str | None, int | None]:
         keys = [*self._bind_keys(key), self.keys.run]
         args = [self.keys.prefix, self.node_id, self.link_name(link), key, _new_id()]
         try:
@@ -112,9 +114,35 @@ class Ownership:
             self._orphans.add((key, self.link_name(link)))
             self.unbind(key, link, None)
             raise BindRefused(str(exc)) from exc
-        epoch, prev, alive, age_ms, run = reply
+        epoch, prev, alive, age_ms, run, was_link, was_epoch = reply
         self.clock.last = max(self.clock.last, int(epoch))
-        return int(epoch), text(prev) if prev else None, bool(alive), int(age_ms), text(run)
+        return (
+            int(epoch),
+            text(prev) if prev else None,
+            bool(alive),
+            int(age_ms),
+            text(run),
+            text(was_link) if was_link else None,
+            int(was_epoch) if was_epoch else None,
+        )
+
+    def give_back(self, key: str, link: Link, result: BindResult) -> None:
+        """Return ``key`` to the holder this bind replaced, while the binding is still ours."""
+        if result.previous_node is None or result.previous_link is None:
+            self.unbind(key, link, result.epoch)
+            return
+        k = self.keys
+        keys = [k.bind(key), k.node_binds(self.node_id), k.node_binds(result.previous_node)]
+        args = [
+            self.node_id,
+            self.link_name(link),
+            str(result.epoch),
+            result.previous_node,
+            result.previous_link,
+            str(result.previous_epoch),
+            key,
+        ]
+        self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "RESTORE", keys, args))
 
     def unbind(self, key: str, link: Link, epoch: int | None) -> None:
         """Drop the binding if it is still this link's (at ``epoch``; None: any epoch)."""

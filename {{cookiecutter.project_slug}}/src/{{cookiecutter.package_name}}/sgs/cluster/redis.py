@@ -506,6 +506,9 @@ class RedisCluster(Cluster):
     def unbind(self, key: str, link: Link, epoch: int) -> None:
         self.ownership.unbind(key, link, epoch)
 
+    def give_back(self, key: str, link: Link, result: BindResult) -> None:
+        self.ownership.give_back(key, link, result)
+
     async def kick(self, key: str, epoch: int, node: str, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()

@@ -30,7 +30,8 @@ end
 
 #: KEYS: bind, epoch, this node's binds, run. ARGV: prefix, node, link, key, run id.
 #: Returns {epoch, previous node or false, previous node alive (0/1),
-#: milliseconds since the broker's run began, its id (it begins here when missing)}.
+#: milliseconds since the broker's run began, its id (it begins here when missing),
+#: previous link or false, previous epoch or false}.
 BIND = (
     _EPOCH
     + """
@@ -44,7 +45,8 @@ if not id then
   redis.call('HSET', rk, 'id', id, 'born', born)
 end
 local e = next_epoch(ek, now)
-local prev = redis.call('HGET', bk, 'node')
+local was = redis.call('HMGET', bk, 'node', 'link', 'epoch')
+local prev = was[1]
 redis.call('HSET', bk, 'node', node, 'link', link, 'epoch', string.format('%d', e))
 redis.call('SADD', mine, key)
 local alive = 0
@@ -52,7 +54,7 @@ if prev and prev ~= node then
   redis.call('SREM', p .. ':nodebinds:' .. prev, key)
   alive = redis.call('EXISTS', p .. ':node:' .. prev)
 end
-return {e, prev or false, alive, math.floor(now / 1000) - tonumber(born), id}
+return {e, prev or false, alive, math.floor(now / 1000) - tonumber(born), id, was[2] or false, was[3] or false}
 """
 )
 
@@ -119,6 +121,20 @@ if cur[1] == ARGV[1] and cur[2] == ARGV[2] and (ARGV[3] == '*' or cur[3] == ARGV
   return 1
 end
 return 0
+"""
+
+#: Give a binding back to the holder BIND replaced (a login refused because
+#: that holder, alive, did not hand over). KEYS: bind, this node's binds, the
+#: previous node's binds. ARGV: node, link, epoch, previous node, link, epoch,
+#: key. Only while the binding is still this link's; 1 when given back.
+RESTORE = """
+local bk = KEYS[1]
+local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then return 0 end
+redis.call('HSET', bk, 'node', ARGV[4], 'link', ARGV[5], 'epoch', ARGV[6])
+redis.call('SREM', KEYS[2], ARGV[7])
+redis.call('SADD', KEYS[3], ARGV[7])
+return 1
 """
 
 #: KEYS: group members, group nodes, groups, this node's groups.
@@ -276,4 +292,5 @@ ALL = (
     "LIVE_NODES",
     "REAPER_LOCK",
     "RUN",
+    "RESTORE",
 )
