@@ -24,18 +24,52 @@ import redis.asyncio as aioredis
 from redis_server import RedisServer
 from test_cluster import PREFIX, TIMEOUT, client, node, wait_until
 
-from {{ cookiecutter.package_name }}.messages import Error
-from {{ cookiecutter.package_name }}.sgs import RemoteError, Server
-from {{ cookiecutter.package_name }}.sgs.cluster import scripts
-from {{ cookiecutter.package_name }}.sgs.cluster.base import ClusterStats
-from {{ cookiecutter.package_name }}.sgs.cluster.bus import CommandBus, OutcomeUnknown
-from {{ cookiecutter.package_name }}.sgs.cluster.dispatch import Dispatch, Handlers
-from {{ cookiecutter.package_name }}.sgs.cluster.envelope import Kind, pack
-from {{ cookiecutter.package_name }}.sgs.cluster.keys import Keys
-from {{ cookiecutter.package_name }}.sgs.cluster.listener import Listener
-from {{ cookiecutter.package_name }}.sgs.store import MemoryBackend
-from {{ cookiecutter.package_name }}.sgs.store.player_store import PlayerStore
-from {{ cookiecutter.package_name }}.sgs.store.redis import RedisBackend
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    Error,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    RemoteError,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster import (
+    scripts,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.base import (
+    ClusterStats,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.bus import (
+    CommandBus,
+    OutcomeUnknown,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.dispatch import (
+    Dispatch,
+    Handlers,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.envelope import (
+    Kind,
+    pack,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.keys import (
+    Keys,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.listener import (
+    Listener,
+)
+from {{ cookiecutter.package_name }}.sgs.store import (
+    MemoryBackend,
+)
+from {{ cookiecutter.package_name }}.sgs.store.player_store import (
+    PlayerStore,
+)
+from {{ cookiecutter.package_name }}.sgs.store.redis import (
+    RedisBackend,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 LEASE = 2.0
 
@@ -457,9 +491,6 @@ async def test_a_restarted_node_id_drops_its_previous_incarnations_traces(
 
 @contextlib.asynccontextmanager
 async def running_same(redis_server: RedisServer, node_id: str) -> AsyncIterator[Server]:
-    from {{ cookiecutter.package_name }}.handlers import router
-    from {{ cookiecutter.package_name }}.sgs.testing import running_server
-
     async with running_server(
         router, cluster_url=redis_server.url, node_id=node_id, cluster_lease=LEASE
     ) as server:

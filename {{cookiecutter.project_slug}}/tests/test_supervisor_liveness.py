@@ -23,10 +23,18 @@ import pytest
 from redis_server import RedisServer
 from test_workers import PROTOCOL, STARTUP_TIMEOUT, STOP_TIMEOUT, supervised, wait_serving
 
-from {{ cookiecutter.package_name }}.messages import catalog
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
-from {{ cookiecutter.package_name }}.sgs import Client
-from {{ cookiecutter.package_name }}.sgs.supervisor import reuse_port_supported
+from {{ cookiecutter.package_name }}.messages import (
+    catalog,
+)
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Client,
+)
+from {{ cookiecutter.package_name }}.sgs.supervisor import (
+    reuse_port_supported,
+)
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 HANG = 2.0
