@@ -418,7 +418,7 @@ async def test_paused_redis_leaves_local_play_alone_bounds_memory_and_counts_dro
                     await sender.say(f"m{k}")
                 await wait_until(lambda: len(got_local) == n, what="local deliveries")
                 assert [m.text for m in got_local] == [f"m{k}" for k in range(n)]
-                assert len(a.cluster._queue) <= queue, "bounded publish queue"
+                assert len(a.cluster.bus.queue) <= queue, "bounded publish queue"
                 await wait_until(lambda: a.cluster.stats.dropped > 0, what="counted drops")
             finally:
                 redis_server.resume()

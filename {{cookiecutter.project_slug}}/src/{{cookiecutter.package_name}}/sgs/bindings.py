@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .cluster.base import BindRefused
 from .errors import HandlerError
 from .store import FencedError
 
@@ -90,7 +91,15 @@ class Bindings:
         cluster = server.cluster
         self._pending[key] = self._pending.get(key, 0) + 1
         try:
-            result = await cluster.bind(key, link)
+            try:
+                result = await cluster.bind(key, link)
+            except BindRefused as exc:
+                log.warning(
+                    "login of %r refused: the cluster broker did not confirm it: %s", key, exc
+                )
+                raise HandlerError(
+                    "cluster_unavailable", "the cluster cannot confirm this login now; try again"
+                ) from exc
             epoch = result.epoch
             older = self.players.get(key)
             if older is not None and older.epoch < epoch and older.link is not link:
@@ -102,17 +111,29 @@ class Bindings:
                 cluster.stats.kicks += 1
                 timeout = server.settings.cluster_lease
                 if not await cluster.kick(key, epoch, result.previous_node, timeout):
+                    # Its node is alive (its lease holds) but did not answer: it may
+                    # be paused with changes not yet flushed. Loading the stored
+                    # state now would drop them, so this login is refused.
                     log.warning(
-                        "%s: node %s did not hand %r over within %.1fs; loading the stored state",
+                        "%s: node %s did not hand %r over within %.1fs; login refused",
                         cluster.node_id,
                         result.previous_node,
                         key,
                         timeout,
                     )
+                    # The account goes back to that node (it still owns it, and
+                    # a retry kicks it again) unless it lost it meanwhile.
+                    cluster.give_back(key, link, result)
+                    raise HandlerError(
+                        "cluster_unavailable",
+                        f"{key} is still held by another node; try again in a moment",
+                    )
             if self._lost(key, epoch, link):
                 raise self._lose(key, link, epoch)
             try:
-                state = await server.store.load(key, epoch)
+                # On a cluster a cached state is checked against the stored
+                # epoch: another node may have owned the player since.
+                state = await server.store.load(key, epoch, verify=not cluster.is_local)
             except FencedError:
                 # A newer login already claimed the player's state: this one lost.
                 raise self._lose(key, link, epoch) from None
@@ -205,11 +226,17 @@ class Bindings:
     # -- what the cluster calls ------------------------------------------
 
     async def release_for(self, key: str, epoch: int) -> None:
-        """Another node bound ``key`` under ``epoch``: let go of it and flush its state."""
+        """Another node bound ``key`` under ``epoch``: let go of it and flush its state.
+
+        A stale KICK (``epoch`` older than the binding held here) changes
+        nothing: the newer local state is neither dropped nor evicted.
+        """
         if key in self._pending:
             self._revoked[key] = max(self._revoked.get(key, 0), epoch)
         player = self.players.get(key)
-        if player is not None and player.epoch < epoch:
+        if player is not None and player.epoch >= epoch:
+            return
+        if player is not None:
             self._drop(player)
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -225,14 +252,44 @@ class Bindings:
                 await asyncio.wait_for(done, self.server.settings.cluster_lease)
             except TimeoutError:
                 log.warning("replaced hooks for %r did not finish in time", key)
-        await self.server.store.hand_off(key, self.server.settings.cluster_lease)
+        await self.server.store.hand_off(key, self.server.settings.cluster_lease, before=epoch)
 
-    def rebound_elsewhere(self, key: str) -> None:
-        """Re-registration found ``key`` held by a newer login on another node."""
+    def lost(self, key: str, epoch: int) -> None:
+        """The broker says ``key`` (held here at ``epoch``) belongs to a newer login now.
+
+        Its link is answered ``Error(replaced)`` and closed at once; its state
+        is flushed if it still can be (the fence refuses it once the newer
+        owner claimed) and evicted, so no later login here reads it.
+        """
         player = self.players.get(key)
-        if player is not None:
-            self._drop(player)
-            self.server.post(lambda: self._run_hooks(player.link, key), player.link)
+        if player is None or player.epoch != epoch:
+            return
+        self._drop(player)
+        self._tell_replaced(player)
+        if key not in self._pending:
+            self._spawn(
+                self.server.store.hand_off(key, self.server.settings.cluster_timeout, evict=True)
+            )
+
+    def fenced(self, key: str, epoch: int) -> None:
+        """The store refused a write of ``key`` at ``epoch``: a newer owner holds it.
+
+        Called by the store before it settles the commit waiters, so with
+        ``store_sync = "always"`` the replies that waited for that write are
+        dropped, never sent as successes; the link is told ``replaced``.
+        """
+        player = self.players.get(key)
+        if player is None or player.epoch != epoch:
+            return
+        self._drop(player)
+        link = player.link
+        if link.hold:
+            link.out.clear()
+            link.out_bytes = 0
+        self._tell_replaced(player)
+
+    def _tell_replaced(self, player: Player) -> None:
+        self.server.post(lambda: self._run_hooks(player.link, player.key), player.link)
 
     # -- pushes ----------------------------------------------------------
 

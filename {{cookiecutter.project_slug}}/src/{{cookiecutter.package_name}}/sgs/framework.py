@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from . import liveness
 from .agones import Agones, make_agones
 from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
@@ -163,6 +164,7 @@ class Server:
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
+        self._heartbeat: liveness.Heartbeat | None = None  # serve --workers only
         s = self.settings
         self._admission = (
             Admission(s.max_connections_per_ip, s.accept_rate, s.accept_burst, monotonic())
@@ -231,10 +233,15 @@ class Server:
         except BaseException:
             await self.metrics.stop()
             raise
+        # serve --workers: tell the supervisor this loop turns (it kills a hung worker).
+        self._heartbeat = liveness.from_environment()
+        if self._heartbeat is not None:
+            self._heartbeat.start()
 
     async def _start_serving(self, loop: asyncio.AbstractEventLoop) -> None:
         await self.store.start()  # a bad store_url stops here, before any port is bound
         self._durable = self.store if self.store.sync_always else None
+        self.store.on_fenced = self.bindings.fenced  # a refused write: its link is replaced
         codec = self.codec
         # One tuple per message id, unpacked once per message by the worker:
         # (type, decoder, composed call, meter, the call gives a coroutine).

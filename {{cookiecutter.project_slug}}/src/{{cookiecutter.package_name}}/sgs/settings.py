@@ -214,13 +214,24 @@ class ServerSettings(BaseSettings):
         5.0, ge=1.0, le=300.0, description="Seconds a node counts as alive without a heartbeat."
     )
     cluster_timeout: float = Field(
-        2.0, gt=0, le=60.0, description="Seconds a handler waits for the broker before going local."
+        2.0,
+        gt=0,
+        le=60.0,
+        description="Seconds a handler waits for the broker before going local "
+        "(a login is refused instead: its bind must be confirmed).",
     )
     cluster_publish_queue: PositiveInt = Field(
         10_000, le=1_000_000, description="Envelopes waiting for the broker before drops."
     )
     workers: PositiveInt = Field(
         1, le=256, description="Server processes on this host (SO_REUSEPORT); >1 needs cluster_url."
+    )
+    worker_hang_timeout: float = Field(
+        5.0,
+        ge=0.5,
+        le=300.0,
+        description="serve --workers: seconds without a heartbeat from a worker's event loop "
+        "before the supervisor kills and replaces it as hung.",
     )
     reuse_port: bool = Field(
         False,

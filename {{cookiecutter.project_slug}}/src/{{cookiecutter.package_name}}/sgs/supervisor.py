@@ -35,6 +35,16 @@ Choices, and why:
 * On Linux each worker gets ``PR_SET_PDEATHSIG = SIGTERM``: if the
   supervisor is killed outright, its workers drain and exit instead of
   serving on as orphans.
+* A worker whose event loop stops turning (a blocked handler, a deadlock,
+  SIGSTOP) does not exit, so its exit cannot tell. Each worker writes a
+  heartbeat byte from its loop into a pipe (:mod:`.liveness`); a worker
+  silent for ``worker_hang_timeout`` seconds (after its first beat; before
+  it, ``startup_timeout``) is killed with SIGKILL and replaced like a crash.
+* The supervisor never blocks on its own output: the workers' lines and its
+  own log records go through a bounded queue to a writer thread. When the
+  log consumer is slow or gone, lines are dropped and counted (a line says
+  how many once it can), and the workers' pipes keep being drained, so a
+  stuck log reader never stalls a worker.
 
 Linux only: elsewhere ``SO_REUSEPORT`` is missing or does not balance.
 """
@@ -48,13 +58,16 @@ import enum
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import liveness
 from .settings import ServerSettings
 
 log = logging.getLogger("sgs.supervisor")
@@ -62,6 +75,7 @@ log = logging.getLogger("sgs.supervisor")
 EXIT_OK, EXIT_FAILED = 0, 1
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 READ_CHUNK = 64 * 1024
+OUTPUT_QUEUE = 10_000  # lines (or chunks of lines) waiting for a slow log consumer
 
 __all__ = ["Supervisor", "SupervisorError", "reuse_port_supported", "settings_environment"]
 
@@ -141,6 +155,9 @@ class _Worker:
     failures: int = 0  # consecutive unexpected exits (reset once a run was stable)
     final_code: int | None = None  # exit code during the supervisor's stop
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    beats: int = 0  # heartbeats of the current process
+    last_beat: float = 0.0  # loop time of its last heartbeat (or of its start)
+    hangs: int = 0  # processes killed because their loop stopped turning
 
 
 class Supervisor:
@@ -161,6 +178,7 @@ class Supervisor:
         backoff_max: float = 30.0,
         stable_after: float = 10.0,
         stop_margin: float = 5.0,
+        startup_timeout: float = 60.0,
     ) -> None:
         self.settings = settings
         self.command = list(command)
@@ -171,6 +189,10 @@ class Supervisor:
         self.stop_timeout = settings.drain_timeout + stop_margin
         self.port = settings.port
         self.workers = [_Worker(index) for index in range(1, settings.workers + 1)]
+        self.hang_timeout = settings.worker_hang_timeout
+        self.beat_interval = min(1.0, self.hang_timeout / 5)
+        self.startup_timeout = startup_timeout
+        self.output = Output()
         self._stopping: asyncio.Event | None = None
         self._preexec = _die_with_parent()
 
@@ -193,7 +215,7 @@ class Supervisor:
         except OSError as exc:
             log.error("cannot serve on %s:%s: %s", s.host, s.port, exc)
             return EXIT_FAILED
-        with reserved:
+        with reserved, self.output.logging():
             self.port = reserved.getsockname()[1]
             with asyncio.Runner() as runner:
                 return runner.run(self._main())
@@ -266,17 +288,33 @@ class Supervisor:
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _run_once(self, worker: _Worker) -> int:
-        """One run of the worker process: start it, relay its output, wait for its exit."""
+        """One run of the worker process: start it, relay its output, watch its heartbeat."""
         worker.generation += 1
-        proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.worker_env(worker),
-            preexec_fn=self._preexec,
-        )
+        loop = asyncio.get_running_loop()
+        beat_read, beat_write = os.pipe()
+        env = self.worker_env(worker)
+        env[liveness.FD_ENV] = str(beat_write)
+        env[liveness.INTERVAL_ENV] = f"{self.beat_interval:g}"
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                preexec_fn=self._preexec,
+                pass_fds=(beat_write,),
+            )
+        except BaseException:
+            os.close(beat_read)
+            raise
+        finally:
+            os.close(beat_write)  # the worker holds it now; its exit closes the pipe
         worker.proc = proc
+        worker.beats = 0
+        worker.last_beat = loop.time()
+        os.set_blocking(beat_read, False)
+        loop.add_reader(beat_read, self._on_beat, worker, beat_read)
         assert self._stopping is not None
         if self._stopping.is_set():  # the stop came while this one was starting
             with contextlib.suppress(ProcessLookupError):
@@ -286,10 +324,16 @@ class Supervisor:
         json_logs = self.settings.log_format == "json"
         prefix = "" if json_logs else f"[worker {worker.index} pid {proc.pid}] "
         relays = [
-            asyncio.ensure_future(_relay(proc.stdout, sys.stdout, prefix)),
-            asyncio.ensure_future(_relay(proc.stderr, sys.stderr, prefix)),
+            asyncio.ensure_future(_relay(proc.stdout, self.output, "stdout", prefix)),
+            asyncio.ensure_future(_relay(proc.stderr, self.output, "stderr", prefix)),
         ]
-        code = await proc.wait()
+        watchdog = asyncio.ensure_future(self._watch(worker, proc))
+        try:
+            code = await proc.wait()
+        finally:
+            watchdog.cancel()
+            loop.remove_reader(beat_read)
+            os.close(beat_read)
         # A grandchild may keep the pipes open: the output is not worth waiting for.
         _done, late = await asyncio.wait(relays, timeout=1.0)
         for task in late:
@@ -297,6 +341,42 @@ class Supervisor:
         if self._stopping.is_set():
             log.info("worker %d (pid %d) %s", worker.index, proc.pid, describe_exit(code))
         return code
+
+    def _on_beat(self, worker: _Worker, fd: int) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker closed its end (exiting): its exit tells the rest
+            asyncio.get_running_loop().remove_reader(fd)
+            return
+        worker.beats += len(data)
+        worker.last_beat = asyncio.get_running_loop().time()
+
+    async def _watch(self, worker: _Worker, proc: asyncio.subprocess.Process) -> None:
+        """Kill ``proc`` when its event loop stopped turning (no heartbeat in time)."""
+        loop = asyncio.get_running_loop()
+        assert self._stopping is not None
+        while proc.returncode is None:
+            await asyncio.sleep(self.beat_interval / 2)
+            limit = self.hang_timeout if worker.beats else self.startup_timeout
+            silent = loop.time() - worker.last_beat
+            if silent <= limit or self._stopping.is_set():
+                continue
+            worker.hangs += 1
+            log.error(
+                "worker %d (pid %d) hung: no heartbeat from its event loop for %.1fs "
+                "(worker_hang_timeout = %gs); killing it",
+                worker.index,
+                proc.pid,
+                silent,
+                self.hang_timeout,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+            return
 
     def worker_env(self, worker: _Worker) -> dict[str, str]:
         """The environment of one worker process: the settings, one worker, the shared port."""
@@ -369,7 +449,9 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _relay(stream: asyncio.StreamReader | None, out: Any, prefix: str) -> None:
+async def _relay(
+    stream: asyncio.StreamReader | None, output: Output, name: str, prefix: str
+) -> None:
     """Copy a worker's output line by line, each line prefixed with the worker's name."""
     if stream is None:
         return
@@ -381,15 +463,90 @@ async def _relay(stream: asyncio.StreamReader | None, out: Any, prefix: str) -> 
         *lines, pending = (pending + chunk).split(b"\n")
         if len(pending) > READ_CHUNK:  # no newline in sight: do not buffer without bound
             lines, pending = [*lines, pending], b""
-        _write(out, prefix, lines)
+        _write(output, name, prefix, lines)
     if pending:
-        _write(out, prefix, [pending])
+        _write(output, name, prefix, [pending])
 
 
-def _write(out: Any, prefix: str, lines: list[bytes]) -> None:
+def _write(output: Output, name: str, prefix: str, lines: list[bytes]) -> None:
     if not lines:
         return
-    text = "".join(f"{prefix}{line.decode(errors='replace')}\n" for line in lines)
-    with contextlib.suppress(OSError, ValueError):  # our own output closed: keep supervising
-        out.write(text)
-        out.flush()
+    output.put(name, "".join(f"{prefix}{line.decode(errors='replace')}\n" for line in lines))
+
+
+class Output:
+    """The supervisor's stdout and stderr, written by a thread from a bounded queue.
+
+    ``put`` never blocks: past ``limit`` queued chunks it drops the text and
+    counts it, and the next line written says how many were dropped. A log
+    consumer that is slow (a full pipe) or gone (EPIPE) therefore never
+    stalls the supervisor's loop, which keeps draining the workers' pipes.
+    """
+
+    def __init__(self, limit: int = OUTPUT_QUEUE) -> None:
+        self.dropped = 0
+        self._reported = 0
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(limit)
+        self._thread: threading.Thread | None = None
+
+    def put(self, name: str, text: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sgs-output", daemon=True)
+            self._thread.start()
+        if self.dropped > self._reported:
+            note = f"[supervisor] {self.dropped - self._reported} output line(s) dropped: "
+            note += "the log consumer is slow or gone\n"
+            try:
+                self._queue.put_nowait(("stderr", note))
+                self._reported = self.dropped
+            except queue.Full:
+                pass
+        try:
+            self._queue.put_nowait((name, text))
+        except queue.Full:
+            self.dropped += text.count("\n") or 1
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            name, text = item
+            out = sys.stdout if name == "stdout" else sys.stderr
+            with contextlib.suppress(OSError, ValueError):  # closed output: keep going
+                out.write(text)
+                out.flush()
+
+    @contextlib.contextmanager
+    def logging(self) -> Iterator[None]:
+        """Route this process's own log records through the queue while supervising."""
+        root = logging.getLogger()
+        handler = _QueueHandler(self)
+        handler.setFormatter(
+            next((h.formatter for h in root.handlers if h.formatter is not None), None)
+        )
+        saved = root.handlers[:]
+        root.handlers = [handler]
+        try:
+            yield
+        finally:
+            root.handlers = saved
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                with contextlib.suppress(queue.Full):
+                    self._queue.put(None, timeout=1.0)
+                thread.join(timeout=2.0)
+
+
+class _QueueHandler(logging.Handler):
+    """A logging handler that hands formatted records to :class:`Output` (never blocks)."""
+
+    def __init__(self, output: Output) -> None:
+        super().__init__()
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.output.put("stderr", self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import BindResult, Cluster, ClusterStats, EpochClock
+from .base import BindRefused, BindResult, Cluster, ClusterStats, EpochClock
 from .local import LocalCluster
 
 if TYPE_CHECKING:
     from ..framework import Server
 
-__all__ = ["BindResult", "Cluster", "ClusterStats", "EpochClock", "LocalCluster", "make_cluster"]
+__all__ = [
+    "BindRefused",
+    "BindResult",
+    "Cluster",
+    "ClusterStats",
+    "EpochClock",
+    "LocalCluster",
+    "make_cluster",
+]
 
 
 def make_cluster(server: Server) -> Cluster:

@@ -38,9 +38,18 @@ class ClusterStats:
     reaped: int = 0  # dead nodes whose bindings and memberships this node removed
     fenced: int = 0  # times this node found its own lease gone and re-registered
     kicks: int = 0  # logins on this node that replaced a link on another node
+    broker_resets: int = 0  # times this node found the broker's data lost (a new run id)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+class BindRefused(Exception):
+    """The broker did not confirm a bind in time: the login is refused, never served locally.
+
+    The bind may still run later; the cluster queues an unbind behind it, so
+    the refused login leaves no binding behind.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,8 @@ class BindResult:
     epoch: int
     previous_node: str | None = None
     previous_alive: bool = False
+    previous_link: str | None = None  # how the previous holder named its link
+    previous_epoch: int | None = None
 
 
 class EpochClock:
@@ -114,6 +125,13 @@ class Cluster(ABC):
     def lease_held(self) -> bool:
         """This node's lease is current (always True on a single node)."""
 
+    @property
+    def ready(self) -> tuple[bool, str]:
+        """(ready for new players, why): the lease is held and nothing is missed."""
+        if self.lease_held:
+            return True, "ready"
+        return False, "the node's cluster lease is lost"
+
     @abstractmethod
     async def nodes(self) -> list[str]:
         """Ids of the nodes holding a lease now (this one alone on a single node)."""
@@ -157,6 +175,10 @@ class Cluster(ABC):
     @abstractmethod
     def unbind(self, key: str, link: Link, epoch: int) -> None:
         """Drop the binding if it is still ``link``'s (never waits)."""
+
+    def give_back(self, key: str, link: Link, result: BindResult) -> None:
+        """A refused login returns ``key`` to the holder its bind replaced (if still its)."""
+        self.unbind(key, link, result.epoch)
 
     @abstractmethod
     async def kick(self, key: str, epoch: int, node: str, timeout: float) -> bool:

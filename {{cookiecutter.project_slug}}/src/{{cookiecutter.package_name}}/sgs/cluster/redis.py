@@ -1,45 +1,49 @@
-"""The cluster over Redis: pub/sub for frames, scripts for bindings, leases for liveness.
+"""The cluster over Redis: one node, composed of units with one job each.
 
-Three long-lived tasks per node:
+- :mod:`.bus`: the **ordered command bus** (every command and publish of the
+  node, in one bounded queue, as pipelines on one connection);
+- :mod:`.listener`: the **subscriber** (channels follow local membership; a
+  PING health check with a timeout and TCP keepalive, so it never goes deaf
+  quietly);
+- :mod:`.membership`: **group membership** (mirror local members; resync the
+  whole truth after anything that could have lost a change);
+- :mod:`.ownership`: **bindings** (bind, unbind, and the periodic and
+  on-reconnect validation of every binding held here);
+- :mod:`.keeper`: the **lease keeper and reaper** (and the broker's run id,
+  which tells when Redis lost its data);
+- :mod:`.dispatch`: **envelope dispatch** (parse, count, route).
 
-- the **writer** owns every command that changes or reads cluster state and
-  every publish, in one ordered queue, sent as pipelines on one connection.
-  One queue keeps this node's publishes in order (per-origin order) and puts
-  a membership change before the count a handler asks for right after it.
-  The queue is bounded: past ``cluster_publish_queue`` envelopes are dropped
-  and counted, so a paused broker costs bounded memory;
-- the **listener** reads the pub/sub connection (this node's channel, the
-  control channel, and a group's channel only while the group has local
-  members), checks each envelope's sequence, and delivers;
-- the **keeper** refreshes the lease about once a second, reaps dead nodes
-  (one node at a time, under a lock), and reconnects with backoff and jitter
-  after any failure, then re-registers everything this node holds.
-
-Local play never waits for any of them: a broadcast writes to the local
-members first, and a handler's await on the broker is bounded by
-``cluster_timeout``, after which it gets this node's own view.
+This class wires them and runs the keeper loop: refresh the lease about once
+a second, validate bindings every half lease, reap dead nodes, and after any
+failure reconnect with backoff and jitter and re-register everything this
+node holds. Local play never waits for any of it: a broadcast writes to the
+local members first, and a handler's await on the broker is bounded by
+``cluster_timeout``, after which it gets this node's own view. A login is the
+one exception: its bind must be confirmed by the broker, or it is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import os
 import random
-import time
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from ..settings import mask_url
 from . import envelope as env
-from . import scripts
 from .base import BindResult, Cluster, EpochClock
+from .bus import BROKER_ERRORS, Abandoner, ClusterDown, CommandBus, text, why
+from .dispatch import Dispatch, Handlers
+from .keeper import LeaseKeeper
+from .keys import Keys
+from .listener import Listener, quietly
+from .membership import Membership
+from .ownership import Ownership
 
 if TYPE_CHECKING:
     from ..framework import Server
@@ -48,17 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sgs.cluster")
 
-#: Queue items: (adds its command to a pipeline, future for the reply or None,
-#: 1 if it is a delivery that counts as dropped when lost).
-_Item = tuple[Callable[[Any], Any], "asyncio.Future[Any] | None", int]
-
-BATCH = 512
 BACKOFF_MAX = 5.0
-BROKER_ERRORS = (RedisError, OSError, asyncio.TimeoutError, ConnectionError)
-
-
-class ClusterDown(Exception):
-    """The broker cannot be asked right now (down, paused or the queue is full)."""
+#: Lease keeper rounds between prunings of the per-origin sequence table.
+PRUNE_EVERY = 30
 
 
 class RedisCluster(Cluster):
@@ -68,50 +64,41 @@ class RedisCluster(Cluster):
         super().__init__(server)
         s = server.settings
         self.url = s.cluster_url
-        self.prefix = p = s.cluster_prefix
+        self.keys = k = Keys(s.cluster_prefix)
+        self.prefix = k.prefix
         self.lease_ms = int(s.cluster_lease * 1000)
         self.timeout = s.cluster_timeout
-        # The writer, the keeper and the listener give the broker up to a
-        # lease before declaring it lost: a node whose own loop is saturated
-        # (a room flood) reads answers late without the broker being gone.
+        # The bus, the keeper and the listener give the broker up to a lease
+        # before declaring it lost: a node whose own loop is saturated (a
+        # room flood) reads answers late without the broker being gone.
         self.io_timeout = max(s.cluster_timeout, s.cluster_lease)
         self.heartbeat = min(1.0, s.cluster_lease / 5)
-        self.queue_max = s.cluster_publish_queue
+        self.validate_every = s.cluster_lease / 2
+        self.backoff_max = min(BACKOFF_MAX, max(0.2, s.cluster_lease / 3))
+        epoch_ttl_ms = max(10 * self.lease_ms, 60_000)
         self.clock = EpochClock()
         self.node_epoch = 0
+        #: This process's incarnation: links are named ``<incarnation>.<id>``,
+        #: so a restart under the same node_id never matches older links.
+        self.incarnation = os.urandom(4).hex()
+        self.run_id: str | None = None  # the broker's run this node registered in
+        self._post_loss_run: str | None = None
         self._origin = self.node_id.encode("ascii")
-        self._ctl = f"{p}:ctl"
-        self._mine = f"{p}:to:{self.node_id}"
-        self._group_prefix = f"{p}:group:"
-        self._lease_key = f"{p}:node:{self.node_id}"
-        # Other nodes with members, per group: a broadcast is published only
-        # when this is non-empty.
-        self.interest: dict[str, set[str]] = {}
         self._seq: dict[str, int] = {}
-        self._last: dict[str, dict[str, tuple[int, int]]] = {}
-        self._queue: deque[_Item] = deque()
-        self._wake = asyncio.Event()
         self._up = asyncio.Event()
         self._lease_ok = False
         self._stopping = False
+        self._register_needed = False
         self._waiters: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._lead_local: dict[str, int] = {}
-        self._wanted: set[str] = {self._ctl, self._mine}
-        self._subscribed: set[str] = set()
-        self._subs_changed = asyncio.Event()
-        # A group channel whose SUBSCRIBE Redis has not confirmed yet, and the
-        # membership changes held back until it has: a node announces members
-        # only once it can hear the group's broadcasts.
-        self._subscribing: dict[str, asyncio.Future[None]] = {}
-        self._held: dict[str, list[_Item]] = {}
-        self._pubsub: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._abandoned: set[asyncio.Task[Any]] = set()
         self._down_logged = False
+        self._abandon = Abandoner()
         self._redis = aioredis.Redis.from_url(
             self.url,
             socket_timeout=self.io_timeout,
             socket_connect_timeout=self.timeout,
+            socket_keepalive=True,
             health_check_interval=max(1, int(s.cluster_lease)),
             # No retries inside the client: a retried PUBLISH could deliver
             # twice (at most once is the contract), and the keeper reconnects.
@@ -119,114 +106,139 @@ class RedisCluster(Cluster):
         )
         self._sub_redis = aioredis.Redis.from_url(
             self.url,
-            socket_timeout=None,
+            socket_timeout=None,  # the listener's own PING check bounds every read
             socket_connect_timeout=self.timeout,
-            health_check_interval=max(1, int(s.cluster_lease)),
+            socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
         )
-        self._scripts = {
-            name: self._redis.register_script(getattr(scripts, name))
-            for name in (
-                "BIND",
-                "REBIND",
-                "UNBIND",
-                "JOIN",
-                "LEAVE",
-                "RESYNC_GROUP",
-                "REAP",
-                "LEAD",
-                "LIVE_NODES",
-                "REAPER_LOCK",
-            )
-        }
+        self.bus = CommandBus(
+            self._redis,
+            limit=s.cluster_publish_queue,
+            timeout=self.timeout,
+            io_timeout=self.io_timeout,
+            on_failure=self._broker_failed,
+            stats=self.stats,
+            bounded=self._abandon,
+        )
+        self.listener = Listener(
+            self._sub_redis,
+            channels={k.ctl, k.to(self.node_id)},
+            heartbeat=self.heartbeat,
+            io_timeout=self.io_timeout,
+            up=self._up,
+            on_message=self._on_message,
+            on_subscribed=self._on_subscribed,
+            on_subscribed_all=self._on_subscribed_all,
+            bounded=self._abandon,
+        )
+        self.membership = Membership(
+            keys=k,
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            bus=self.bus,
+            groups=server._groups,
+            want=self.listener.want,
+            node_epoch=lambda: self.node_epoch,
+            timeout=self.timeout,
+        )
+        self.ownership = Ownership(
+            keys=k,
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            bus=self.bus,
+            clock=self.clock,
+            bindings=lambda: self.server.bindings,
+            lease_ms=self.lease_ms,
+            epoch_ttl_ms=epoch_ttl_ms,
+            run_id=lambda: self.run_id,
+            run_seen=self._run_seen,
+        )
+        self.keeper = LeaseKeeper(
+            keys=k,
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            bus=self.bus,
+            lease_ms=self.lease_ms,
+            epoch_ttl_ms=epoch_ttl_ms,
+            on_reaped=self._on_reaped,
+        )
+        self.dispatch = Dispatch(
+            node_id=self.node_id,
+            group_prefix=k.group_channel_prefix,
+            stats=self.stats,
+            handlers=Handlers(
+                group=self._deliver_group,
+                push=lambda key, frame: self.server.bindings.deliver(key, frame),
+                kick=lambda key, epoch, node: self._spawn(self._release(key, epoch, node)),
+                released=self._released,
+                interest=self.membership.on_interest,
+                known_message=lambda msg_id: msg_id in self.server.catalog,
+            ),
+        )
 
-    def _eval(self, pipe: Any, name: str, args: list[Any]) -> Any:
-        """Queue script ``name`` on ``pipe`` (the pipeline loads it first if Redis lacks it)."""
-        script = self._scripts[name]
-        pipe.scripts.add(script)
-        return pipe.evalsha(script.sha, 0, *args)
+    @property
+    def interest(self) -> dict[str, set[str]]:
+        """Other nodes with members, per group (read by tests and metrics)."""
+        return self.membership.interest
 
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
+        self._spawn(self.bus.writer())
         try:
-            await self._bounded(self._register(), self.timeout)
-        except BROKER_ERRORS as exc:
+            await self._abandon.bounded(self._register(fresh=True), self.io_timeout)
+        except (*BROKER_ERRORS, ClusterDown) as exc:
             log.error(
-                "cluster_url %s cannot be reached (%s); serving alone until it can",
+                "cluster_url %s cannot be reached (%s); logins are refused until it can",
                 mask_url(self.url),
-                _why(exc),
+                why(exc),
             )
+            self._set_up(False)
             self._down_logged = True
         else:
             self._set_up(True)
             log.info(
-                "cluster node %s joined %s (lease %.1fs)",
+                "cluster node %s (incarnation %s) joined %s (lease %.1fs)",
                 self.node_id,
+                self.incarnation,
                 mask_url(self.url),
                 self.lease_ms / 1000,
             )
-        for coro in (self._writer(), self._listener(), self._keeper(), self._sync_subs()):
+        for coro in (self.listener.run(), self.listener.sync(), self._keeper()):
             self._spawn(coro)
+        # Ready only once subscribed: a node that cannot hear a KICK yet is not.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while self.connected and not self.listener.listening and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         """Leave cleanly: drop this node's bindings, memberships and lease."""
         self._stopping = True
-        await self._drain_queue(self.timeout)
+        await self.bus.drain(self.timeout)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2.0)
         if self.connected:
             try:
-                await self._bounded(self._reap(self.node_id, force=True), self.timeout)
+                await self._abandon.bounded(
+                    self.keeper.reap(self.node_id, force=True), self.timeout
+                )
                 log.info("cluster node %s left", self.node_id)
             except BROKER_ERRORS as exc:
-                log.warning("could not deregister (%s): the reaper will", _why(exc))
+                log.warning("could not deregister (%s): the reaper will", why(exc))
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.cancel()
-        if self._pubsub is not None:
-            await _quietly(self._pubsub.aclose())
-        await _quietly(self._sub_redis.aclose())
-        await _quietly(self._redis.aclose())
-
-    async def _drain_queue(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self._queue and self.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await quietly(self._sub_redis.aclose())
+        await quietly(self._redis.aclose())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
-
-    async def _bounded(self, coro: Any, timeout: float) -> Any:
-        """Await ``coro`` for at most ``timeout`` seconds, then leave it behind.
-
-        Not ``asyncio.wait_for``: that waits for the cancelled call to unwind,
-        and a client call cancelled while the broker is frozen (SIGSTOP) can
-        take as long to unwind as the freeze lasts. The abandoned call is
-        cancelled and finishes on its own; its connection is not reused.
-        """
-        task = asyncio.ensure_future(coro)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if not done:
-            task.cancel()
-            self._abandoned.add(task)
-            task.add_done_callback(self._abandoned_done)
-            raise TimeoutError(f"no answer from the broker within {timeout:g}s")
-        return task.result()
-
-    def _abandoned_done(self, task: asyncio.Task[Any]) -> None:
-        self._abandoned.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: an abandoned call's failure is expected
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -243,17 +255,38 @@ class RedisCluster(Cluster):
     def lease_held(self) -> bool:
         return self._lease_ok and self.connected
 
+    @property
+    def ready(self) -> tuple[bool, str]:
+        if not self.lease_held:
+            return False, "the node's cluster lease is lost"
+        if not self.listener.listening:
+            return False, "the node's cluster subscriber is reconnecting"
+        return True, "ready"
+
     def health(self) -> dict[str, Any]:
-        return {**super().health(), "queued": len(self._queue), "epoch": self.node_epoch}
+        return {
+            **super().health(),
+            "queued": len(self.bus.queue),
+            "epoch": self.node_epoch,
+            "incarnation": self.incarnation,
+            "listening": self.listener.listening,
+            "validations": self.ownership.validations,
+            "bindings_lost": self.ownership.lost,
+            "binds_refused": self.ownership.refused,
+        }
 
     async def nodes(self) -> list[str]:
+        k = self.keys
         try:
-            live = await self._call(lambda pipe: self._eval(pipe, "LIVE_NODES", [self.prefix]))
+            live = await self.bus.call(
+                lambda pipe: self.bus.eval(pipe, "LIVE_NODES", [k.nodes], [k.prefix])
+            )
         except ClusterDown:
             return [self.node_id]
-        return sorted(_text(n) for n in live)
+        return sorted(text(n) for n in live)
 
     def _set_up(self, up: bool) -> None:
+        self.bus.up = up
         if up:
             self._up.set()
             self._lease_ok = True
@@ -267,189 +300,222 @@ class RedisCluster(Cluster):
     def _broker_failed(self, exc: BaseException) -> None:
         if not self._down_logged:
             log.error(
-                "cluster broker lost (%s): local play goes on, cross-node messages are "
-                "dropped and counted until it is back",
-                _why(exc),
+                "cluster broker lost (%s): local play goes on, logins are refused and "
+                "cross-node messages are dropped and counted until it is back",
+                why(exc),
             )
             self._down_logged = True
+        self.bus.fail_all(exc)
         self._set_up(False)
 
-    # -- the ordered writer --------------------------------------------------
+    # -- registration and the broker's run ------------------------------------
 
-    def _enqueue(self, add: Callable[[Any], Any], fut: Any = None, delivery: int = 0) -> bool:
-        if not self.connected or len(self._queue) >= self.queue_max:
-            if delivery:
-                self.stats.dropped += 1
-            if fut is not None and not fut.done():
-                fut.set_exception(ClusterDown("broker unavailable or queue full"))
+    async def _register(self, fresh: bool = False) -> None:
+        """(Re-)announce everything this node holds, under a new node epoch.
+
+        Everything goes through the ordered bus once the lease is taken, so
+        the node's own later changes land after this whole truth, not beside it.
+        """
+        self.node_epoch = self.clock.next()
+        if fresh:
+            # A previous incarnation under this node_id (restarted within its
+            # lease) left bindings and members whose links are gone: drop them.
+            await self.keeper.reap(self.node_id, force=True)
+        run = await self.keeper.take(self.node_epoch, _new_id())
+        self._check_run(run)
+        self._register_needed = False
+        self.bus.up = True
+        await self.membership.resync()
+        await self.ownership.validate()
+        await self.membership.load_interest()
+
+    def _check_run(self, run: str) -> bool:
+        """Compare the broker's run id with this node's; True when its data was lost."""
+        if self.run_id is None:
+            self.run_id = run
             return False
-        self._queue.append((add, fut, delivery))
-        if not self._wake.is_set():
-            self._wake.set()
+        if run == self.run_id:
+            return False
+        self.run_id = run
+        self._post_loss_run = run
+        self.stats.broker_resets += 1
+        self.ownership.recovering = True
+        self._register_needed = True
+        written = self.server.store.write_back()
+        log.warning(
+            "the cluster broker lost its data (new run %s): node %s re-registers and "
+            "writes back the %d player states it holds",
+            run,
+            self.node_id,
+            written,
+        )
         return True
 
-    async def _call(self, add: Callable[[Any], Any]) -> Any:
-        """Run one command through the ordered queue; ClusterDown when it cannot."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue(add, fut)
-        try:
-            return await asyncio.wait_for(fut, self.timeout)
-        except TimeoutError:
-            raise ClusterDown("the broker did not answer within cluster_timeout") from None
-        except BROKER_ERRORS as exc:
-            raise ClusterDown(_why(exc)) from exc
+    def _run_seen(self, run: str) -> bool:
+        """BIND saw ``run``: True while it is a run that began with a data loss."""
+        self._check_run(run)
+        return run == self._post_loss_run
 
-    async def _writer(self) -> None:
-        queue = self._queue
+    # -- the keeper loop ----------------------------------------------------
+
+    async def _keeper(self) -> None:
+        backoff = 0.1
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + self.validate_every
+        rounds = 0
         while True:
-            if not queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [queue.popleft() for _ in range(min(len(queue), BATCH))]
-            pipe = self._redis.pipeline(transaction=False)
-            for add, _, _ in batch:
-                add(pipe)
+            if not self.connected:
+                try:
+                    await self._abandon.bounded(self._register(), self.io_timeout)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    self._broker_failed(exc)
+                    await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                    backoff = min(backoff * 2, self.backoff_max)
+                    continue
+                backoff = 0.1
+                self.stats.reconnects += 1
+                self._set_up(True)
+                next_check = loop.time() + self.validate_every
             try:
-                results = await self._bounded(pipe.execute(raise_on_error=False), self.io_timeout)
+                if await self._abandon.bounded(self._beat(), self.io_timeout):
+                    next_check = loop.time() + self.validate_every
+                elif loop.time() >= next_check:
+                    next_check = loop.time() + self.validate_every
+                    await self._abandon.bounded(self._check(rounds), self.io_timeout)
+                    rounds += 1
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                lost = sum(item[2] for item in batch) + sum(item[2] for item in queue)
-                self.stats.dropped += lost
-                for _, fut, _ in [*batch, *queue]:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(ClusterDown(_why(exc)))
-                queue.clear()
                 self._broker_failed(exc)
                 continue
-            for (_, fut, delivery), result in zip(batch, results, strict=True):
-                failed = isinstance(result, Exception)
-                if delivery:
-                    if failed:
-                        self.stats.dropped += 1
-                    else:
-                        self.stats.published += 1
-                if fut is not None and not fut.done():
-                    if failed:
-                        fut.set_exception(ClusterDown(str(result)))
-                    else:
-                        fut.set_result(result)
-                elif failed:
-                    log.warning("cluster command failed: %s", result)
+            await asyncio.sleep(self.heartbeat)
+
+    async def _beat(self) -> bool:
+        """Refresh the lease and reap; True when the node had to re-register."""
+        held, run = await self.keeper.refresh(self.node_epoch)
+        if run is not None:
+            self._check_run(run)
+        again = not held or run is None or self._register_needed
+        if again:
+            if not held:
+                # The lease expired: this node was paused or cut off for longer
+                # than cluster_lease, and may have been reaped. Fence: take a
+                # new epoch and re-register; bindings a newer login took since
+                # are given up (their links get the replaced answer).
+                self.stats.fenced += 1
+                log.warning(
+                    "node %s lost its lease: re-registering under a new epoch", self.node_id
+                )
+            self._lease_ok = False
+            await self._register()
+            self._lease_ok = True
+        elif self.membership.stale:
+            await self.membership.resync()
+        await self.keeper.reap_if_leader()
+        return again
+
+    async def _check(self, rounds: int) -> None:
+        """The periodic check: every binding held here still ours in Redis."""
+        await self.ownership.validate()
+        if rounds % PRUNE_EVERY == 0:
+            live = set(await self.nodes())
+            self.dispatch.forget_origins(live)
+
+    def _on_reaped(self, node: str, groups: list[str]) -> None:
+        for name in groups:
+            data = self.membership.interest_envelope(False, name, node)
+            self.bus.enqueue(lambda pipe, d=data: (pipe.publish(self.keys.ctl, d), 1)[1])
+            self.membership.forget(name, node)
+        if node != self.node_id:
+            self.stats.reaped += 1
+            self.dispatch.forget_origin(node)
+
+    # -- the listener's callbacks ---------------------------------------------
+
+    def _on_message(self, channel: str, data: Any) -> None:
+        self.dispatch.on_message(channel, data)
+
+    def _on_subscribed(self, channel: str) -> None:
+        self.membership.subscribed_to(channel)
+
+    def _on_subscribed_all(self, first: bool) -> None:
+        """Subscribed again: check what may have been missed meanwhile."""
+        for channel in list(self.dispatch.last):
+            if channel not in self.listener.subscribed:
+                self.dispatch.forget_channel(channel)
+        if first:
+            return
+        self.stats.reconnects += 1
+        self._spawn(self._recheck())
+
+    async def _recheck(self) -> None:
+        try:
+            await self._abandon.bounded(self.membership.load_interest(), self.io_timeout)
+            await self._abandon.bounded(self.ownership.validate(), self.io_timeout)
+        except (*BROKER_ERRORS, ClusterDown) as exc:
+            log.warning("re-check after resubscribing failed (%s): the keeper retries", why(exc))
+            self._register_needed = True
+
+    # -- the ordered publisher ------------------------------------------------
 
     def _publish(self, channel: str, kind: env.Kind, body: bytes) -> bool:
         seq = self._seq.get(channel, 0) + 1
         self._seq[channel] = seq  # taken even if dropped: receivers then see the gap
         data = env.pack(kind, self._origin, seq, self.node_epoch, body)
-        return self._enqueue(lambda pipe: pipe.publish(channel, data), None, 1)
+        return self.bus.enqueue(lambda pipe: (pipe.publish(channel, data), 1)[1], None, 1)
 
     # -- groups -------------------------------------------------------------
 
-    def _member(self, link: Link) -> str:
-        return f"{self.node_id}/{link.id}"
-
-    def _interest_envelope(self, joined: bool, group: str, node: str | None = None) -> bytes:
-        body = env.pack_interest(joined, node or self.node_id, group)
-        return env.pack(env.Kind.INTEREST, self._origin, 0, self.node_epoch, body)
-
     def group_joined(self, group: Group, link: Link, label: str) -> None:
-        name = group.name
-        channel = self._group_prefix + name
-        if len(group) == 1:
-            if channel not in self._subscribing:
-                self._subscribing[channel] = asyncio.get_running_loop().create_future()
-            self._want(channel, True)
-        args = [
-            self.prefix,
-            self.node_id,
-            name,
-            self._member(link),
-            label,
-            self._interest_envelope(True, name),
-        ]
-        self._member_change(channel, lambda pipe: self._eval(pipe, "JOIN", args))
+        self.membership.joined(group, link, label)
 
     def group_left(self, group: Group, link: Link) -> None:
-        name = group.name
-        channel = self._group_prefix + name
-        if len(group) == 0:
-            self._want(channel, False)
-        args = [
-            self.prefix,
-            self.node_id,
-            name,
-            self._member(link),
-            self._interest_envelope(False, name),
-        ]
-        self._member_change(channel, lambda pipe: self._eval(pipe, "LEAVE", args))
-
-    def _member_change(self, channel: str, add: Callable[[Any], Any]) -> None:
-        if channel in self._subscribing:
-            self._held.setdefault(channel, []).append((add, None, 0))
-        else:
-            self._enqueue(add)
-
-    def _subscribed_to(self, channel: str) -> None:
-        """Redis confirmed a SUBSCRIBE: release the membership changes held for it."""
-        fut = self._subscribing.pop(channel, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-        for add, _, _ in self._held.pop(channel, ()):
-            self._enqueue(add)
-
-    async def _joined(self, group: Group) -> None:
-        """Wait (bounded) until this node's membership of ``group`` reached Redis's queue."""
-        fut = self._subscribing.get(self._group_prefix + group.name)
-        if fut is not None and self.connected and self._pubsub is not None:
-            await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+        self.membership.left(group, link)
 
     def group_publish(self, group: Group, frame: bytes) -> None:
-        if self.interest.get(group.name):
-            self._publish(self._group_prefix + group.name, env.Kind.GROUP, frame)
+        if self.membership.interest.get(group.name):
+            self._publish(self.keys.group_channel(group.name), env.Kind.GROUP, frame)
+
+    def _deliver_group(self, name: str, frame: bytes) -> None:
+        group = self.server._groups.get(name)
+        if group is not None:
+            group.deliver(frame)
 
     async def group_size(self, group: Group) -> int:
-        key = f"{self.prefix}:gmembers:{group.name}"
         try:
-            await self._joined(group)
-            return int(await self._call(lambda pipe: pipe.hlen(key)))
+            await self.membership.joined_known(group, self.listener.listening)
+            return int(await self.bus.call(self.membership.size_command(group)))
         except (ClusterDown, TimeoutError):
             return len(group)
 
     async def group_labels(self, group: Group) -> list[str]:
-        key = f"{self.prefix}:gmembers:{group.name}"
         try:
-            await self._joined(group)
-            values = await self._call(lambda pipe: pipe.hvals(key))
+            await self.membership.joined_known(group, self.listener.listening)
+            values = await self.bus.call(self.membership.labels_command(group))
         except (ClusterDown, TimeoutError):
             return group.local_labels()
-        return [_text(v) for v in values]
+        return [text(v) for v in values]
 
     # -- bindings -----------------------------------------------------------
 
     async def bind(self, key: str, link: Link) -> BindResult:
-        args = [self.prefix, self.node_id, str(link.id), key]
-        try:
-            epoch, prev, alive = await self._call(lambda pipe: self._eval(pipe, "BIND", args))
-        except ClusterDown as exc:
-            # Single-node semantics until the broker is back; re-registration
-            # then settles who holds the key (the newer epoch wins).
-            log.warning("binding %r on this node only: %s", key, exc)
-            return BindResult(self.clock.next())
-        self.clock.last = max(self.clock.last, int(epoch))
-        return BindResult(int(epoch), _text(prev) if prev else None, bool(alive))
+        return await self.ownership.bind(key, link)
 
     def unbind(self, key: str, link: Link, epoch: int) -> None:
-        args = [self.prefix, self.node_id, str(link.id), key, str(epoch)]
-        self._enqueue(lambda pipe: self._eval(pipe, "UNBIND", args))
+        self.ownership.unbind(key, link, epoch)
+
+    def give_back(self, key: str, link: Link, result: BindResult) -> None:
+        self.ownership.give_back(key, link, result)
 
     async def kick(self, key: str, epoch: int, node: str, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters[(key, epoch)] = waiter
         try:
-            if not self._publish(f"{self.prefix}:to:{node}", env.Kind.KICK,
-                                 env.pack_kick(key, epoch, self.node_id)):  # fmt: skip
+            body = env.pack_kick(key, epoch, self.node_id)
+            if not self._publish(self.keys.to(node), env.Kind.KICK, body):
                 return False
             await asyncio.wait_for(waiter, timeout)
             return True
@@ -458,21 +524,28 @@ class RedisCluster(Cluster):
         finally:
             self._waiters.pop((key, epoch), None)
 
-    async def locate(self, key: str) -> str | None:
-        bk = f"{self.prefix}:bind:{key}"
+    def _released(self, key: str, epoch: int) -> None:
+        waiter = self._waiters.get((key, epoch))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _release(self, key: str, epoch: int, reply_to: str) -> None:
         try:
-            node = await self._call(lambda pipe: pipe.hget(bk, "node"))
-        except ClusterDown:
-            return None
-        return _text(node) if node else None
+            await self.server.bindings.release_for(key, epoch)
+        finally:
+            self._publish(self.keys.to(reply_to), env.Kind.RELEASED, env.pack_released(key, epoch))
+
+    async def locate(self, key: str) -> str | None:
+        return await self.ownership.locate(key)
 
     def send_to(self, node: str, key: str, frame: bytes) -> bool:
-        return self._publish(f"{self.prefix}:to:{node}", env.Kind.PUSH, env.pack_key(key, frame))
+        return self._publish(self.keys.to(node), env.Kind.PUSH, env.pack_key(key, frame))
 
     async def lead(self, name: str) -> int | None:
-        args = [self.prefix, self.node_id, name, str(self.lease_ms)]
+        keys = [self.keys.lead(name), self.keys.seq(name)]
+        args = [self.node_id, str(self.lease_ms)]
         try:
-            number = await self._call(lambda pipe: self._eval(pipe, "LEAD", args))
+            number = await self.bus.call(lambda pipe: self.bus.eval(pipe, "LEAD", keys, args))
         except ClusterDown:
             number = self._lead_local.get(name, 0) + 1  # alone: lead locally, keep counting
             self._lead_local[name] = number
@@ -483,294 +556,6 @@ class RedisCluster(Cluster):
         self._lead_local[name] = int(number)
         return int(number)
 
-    # -- registration, lease, reaper ---------------------------------------
 
-    async def _register(self) -> None:
-        """(Re-)announce everything this node holds, under a new node epoch."""
-        self.node_epoch = self.clock.next()
-        r = self._redis
-        pipe = r.pipeline(transaction=False)
-        info = json.dumps({"epoch": self.node_epoch, "started": time.time()})
-        pipe.set(self._lease_key, info, px=self.lease_ms)
-        pipe.sadd(f"{self.prefix}:nodes", self.node_id)
-        for group in list(self.server.groups.values()):
-            if not len(group):
-                continue
-            args: list[Any] = [
-                self.prefix,
-                self.node_id,
-                group.name,
-                self._interest_envelope(True, group.name),
-            ]
-            for link_id, label in group._labels.items():
-                args += [f"{self.node_id}/{link_id}", label]
-            self._eval(pipe, "RESYNC_GROUP", args)
-        players = list(self.server.bindings.players.values())
-        for player in players:
-            args = [self.prefix, self.node_id, str(player.link.id), player.key, str(player.epoch)]
-            self._eval(pipe, "REBIND", args)
-        results = await pipe.execute()
-        for player, kept in zip(players, results[-len(players) :] if players else [], strict=True):
-            if not kept:
-                log.info("%r logged in elsewhere while this node was cut off", player.key)
-                self.server.bindings.rebound_elsewhere(player.key)
-        await self._load_interest()
-
-    async def _load_interest(self) -> None:
-        p = self.prefix
-        names = [_text(g) for g in await self._redis.smembers(f"{p}:groups")]
-        interest: dict[str, set[str]] = {}
-        if names:
-            pipe = self._redis.pipeline(transaction=False)
-            for name in names:
-                pipe.hkeys(f"{p}:gnodes:{name}")
-            for name, nodes in zip(names, await pipe.execute(), strict=True):
-                others = {_text(n) for n in nodes} - {self.node_id}
-                if others:
-                    interest[name] = others
-        self.interest = interest
-
-    async def _keeper(self) -> None:
-        backoff = 0.1
-        while True:
-            if not self.connected:
-                try:
-                    await self._bounded(self._register(), self.io_timeout)
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:
-                    self._broker_failed(exc)
-                    await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-                    backoff = min(backoff * 2, BACKOFF_MAX)
-                    continue
-                backoff = 0.1
-                self.stats.reconnects += 1
-                self._set_up(True)
-                self._subs_changed.set()
-            try:
-                await self._bounded(self._beat(), self.io_timeout)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                self._broker_failed(exc)
-                continue
-            await asyncio.sleep(self.heartbeat)
-
-    async def _beat(self) -> None:
-        info = json.dumps({"epoch": self.node_epoch, "at": time.time()})
-        if not await self._redis.set(self._lease_key, info, px=self.lease_ms, xx=True):
-            # The lease expired: this node was paused or cut off for longer
-            # than cluster_lease, and may have been reaped. Fence: take a new
-            # epoch and re-register; bindings that a newer login took since
-            # are given up (their links get the replaced answer).
-            self.stats.fenced += 1
-            self._lease_ok = False
-            log.warning("node %s lost its lease: re-registering under a new epoch", self.node_id)
-            await self._register()
-            self._lease_ok = True
-        lock = self._scripts["REAPER_LOCK"]
-        if await lock(args=[self.prefix, self.node_id, str(self.lease_ms)]):
-            await self._reap_dead()
-
-    async def _reap_dead(self) -> None:
-        r = self._redis
-        nodes = [_text(n) for n in await r.smembers(f"{self.prefix}:nodes")]
-        others = [n for n in nodes if n != self.node_id]
-        if not others:
-            return
-        pipe = r.pipeline(transaction=False)
-        for node in others:
-            pipe.exists(f"{self.prefix}:node:{node}")
-        for node, alive in zip(others, await pipe.execute(), strict=True):
-            if not alive:
-                await self._reap(node, force=False)
-
-    async def _reap(self, node: str, force: bool) -> None:
-        args = [self.prefix, node, "1" if force else "0"]
-        result = await self._scripts["REAP"](args=args)
-        if not result:
-            return
-        removed, groups = int(result[0]), [_text(g) for g in result[1]]
-        if node != self.node_id:
-            self.stats.reaped += 1
-            log.warning(
-                "reaped node %s: its lease expired (%d bindings, %d groups)",
-                node,
-                removed,
-                len(groups),
-            )
-        pipe = self._redis.pipeline(transaction=False)
-        for name in groups:
-            pipe.publish(self._ctl, self._interest_envelope(False, name, node))
-            self._forget_interest(name, node)
-        await pipe.execute()
-
-    # -- the listener -------------------------------------------------------
-
-    def _want(self, channel: str, wanted: bool) -> None:
-        if wanted:
-            self._wanted.add(channel)
-        else:
-            self._wanted.discard(channel)
-        self._subs_changed.set()
-
-    async def _sync_subs(self) -> None:
-        """Make the pub/sub connection's channels follow ``_wanted``."""
-        while True:
-            await self._subs_changed.wait()
-            self._subs_changed.clear()
-            pubsub = self._pubsub
-            if pubsub is None:
-                continue
-            add = self._wanted - self._subscribed
-            drop = self._subscribed - self._wanted
-            try:
-                if add:
-                    await pubsub.subscribe(*add)
-                    self._subscribed |= add
-                if drop:
-                    await pubsub.unsubscribe(*drop)
-                    self._subscribed -= drop
-                    for channel in drop:
-                        self._last.pop(channel, None)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                log.debug("subscription change failed (%s); the listener resubscribes", exc)
-
-    async def _listener(self) -> None:
-        backoff = 0.1
-        first = True
-        while True:
-            if not self.connected:
-                await self._up.wait()
-            pubsub = self._sub_redis.pubsub()
-            try:
-                channels = set(self._wanted)
-                await self._bounded(pubsub.subscribe(*channels), self.io_timeout)
-                self._pubsub = pubsub
-                self._subscribed = channels
-                self._subs_changed.set()
-                if not first:
-                    self.stats.reconnects += 1
-                    await self._bounded(self._load_interest(), self.timeout)
-                first = False
-                backoff = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    kind = message.get("type")
-                    if kind == "message":
-                        self._on_message(_text(message["channel"]), message["data"])
-                    elif kind == "subscribe":
-                        self._subscribed_to(_text(message["channel"]))
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                log.warning("cluster listener lost its connection (%s); resubscribing", _why(exc))
-            finally:
-                self._pubsub = None
-                self._subscribed = set()
-                await _quietly(pubsub.aclose())
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-            backoff = min(backoff * 2, BACKOFF_MAX)
-
-    def _on_message(self, channel: str, data: Any) -> None:
-        stats = self.stats
-        if not isinstance(data, bytes | bytearray):
-            stats.junk += 1
-            return
-        try:
-            e = env.unpack(bytes(data))
-            if e.origin == self.node_id:
-                return  # our own broadcast, already delivered locally
-            stats.received += 1
-            if e.seq:
-                self._track(channel, e)
-            self._dispatch(channel, e)
-        except env.EnvelopeError as exc:
-            stats.junk += 1
-            if stats.junk <= 10 or stats.junk % 1000 == 0:
-                log.warning("junk on cluster channel %s (%d so far): %s", channel, stats.junk, exc)
-        except Exception:
-            log.exception("failed to handle an envelope on %s", channel)
-
-    def _track(self, channel: str, e: env.Envelope) -> None:
-        seen = self._last.setdefault(channel, {})
-        last = seen.get(e.origin)
-        if last is not None:
-            epoch, seq = last
-            if epoch != e.epoch or e.seq != seq + 1:
-                self.stats.gaps += 1
-        seen[e.origin] = (e.epoch, e.seq)
-
-    def _dispatch(self, channel: str, e: env.Envelope) -> None:
-        kind = e.kind
-        if kind is env.Kind.GROUP:
-            if not channel.startswith(self._group_prefix):
-                raise env.EnvelopeError("group envelope on a non-group channel")
-            self._check_frame(e.body)
-            group = self.server._groups.get(channel[len(self._group_prefix) :])
-            if group is not None:
-                group.deliver(e.body)
-        elif kind is env.Kind.PUSH:
-            key, frame = env.unpack_key(e.body)
-            self._check_frame(frame)
-            self.server.bindings.deliver(key, frame)
-        elif kind is env.Kind.KICK:
-            key, epoch, reply_to = env.unpack_kick(e.body)
-            self._spawn(self._release(key, epoch, reply_to))
-        elif kind is env.Kind.RELEASED:
-            key, epoch = env.unpack_released(e.body)
-            waiter = self._waiters.get((key, epoch))
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        elif kind is env.Kind.INTEREST:
-            joined, node, group_name = env.unpack_interest(e.body)
-            if node == self.node_id:
-                return
-            if joined:
-                self.interest.setdefault(group_name, set()).add(node)
-            else:
-                self._forget_interest(group_name, node)
-
-    def _forget_interest(self, group: str, node: str) -> None:
-        nodes = self.interest.get(group)
-        if nodes is not None:
-            nodes.discard(node)
-            if not nodes:
-                del self.interest[group]
-
-    def _check_frame(self, frame: bytes) -> None:
-        """A frame from the bus must be one whole TLV frame of a known message."""
-        if len(frame) < 8:
-            raise env.EnvelopeError("frame shorter than a TLV header")
-        msg_id = int.from_bytes(frame[:4], "big")
-        if int.from_bytes(frame[4:8], "big") != len(frame) - 8:
-            raise env.EnvelopeError("TLV length does not match the frame")
-        if msg_id not in self.server.catalog:
-            raise env.EnvelopeError(f"unknown message id {msg_id} in a frame")
-
-    async def _release(self, key: str, epoch: int, reply_to: str) -> None:
-        try:
-            await self.server.bindings.release_for(key, epoch)
-        finally:
-            self._publish(
-                f"{self.prefix}:to:{reply_to}", env.Kind.RELEASED, env.pack_released(key, epoch)
-            )
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-async def _quietly(coro: Any) -> None:
-    try:
-        await asyncio.wait_for(coro, 2.0)
-    except BaseException:  # closing a connection that is already broken
-        pass
+def _new_id() -> str:
+    return os.urandom(8).hex()

@@ -1,23 +1,9 @@
-"""The cluster's Redis layout and the Lua scripts that change it atomically.
+"""The Lua scripts that change the cluster's Redis state atomically.
 
-Keys (``P`` is ``cluster_prefix``)::
-
-    P:node:<id>         string, TTL = lease   the node's lease (refreshed ~1/s)
-    P:nodes             set                    every registered node (the reaper walks it)
-    P:nodegroups:<id>   set                    groups where the node has members
-    P:nodebinds:<id>    set                    keys the node holds
-    P:bind:<key>        hash node, link, epoch who holds a login
-    P:epoch:<key>       string                 the key's newest fencing epoch
-    P:groups            set                    groups with members on any node
-    P:gnodes:<group>    hash node -> count     which nodes need a group's messages
-    P:gmembers:<group>  hash node/link -> label every member, cluster-wide
-    P:lead:<name>       string, TTL = lease    which node leads ``name`` (RoomTick)
-    P:seq:<name>        counter                the numbers the leaders hand out
-    P:reaper            string, TTL = lease    the one node reaping dead nodes
-
-Channels: ``P:group:<group>`` (broadcasts), ``P:to:<node>`` (pushes, kicks,
-hand-over answers), ``P:ctl`` (interest: a node's first member joined a
-group or its last left).
+Every script gets the keys it touches directly as ``KEYS``, built by
+:class:`~.keys.Keys` (the one module naming the layout). Scripts that walk
+keys only known inside Redis (a reaped node's groups and bindings) also get
+the prefix and build those names with the shapes :mod:`.keys` documents.
 
 Epochs are microseconds of Redis's own clock (``TIME``), bumped past the
 stored one: strictly increasing per key, and still larger than every epoch
@@ -30,9 +16,11 @@ from __future__ import annotations
 # with string.format('%d'). Doubles hold integers exactly up to 2**53, and
 # microseconds since 1970 stay below that until the year 2255.
 _EPOCH = """
-local function next_epoch(key)
+local function now_us()
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function next_epoch(key, now)
   local cur = tonumber(redis.call('GET', key) or '0')
   if cur >= now then now = cur + 1 end
   redis.call('SET', key, string.format('%d', now))
@@ -40,175 +28,269 @@ local function next_epoch(key)
 end
 """
 
-#: KEYS: none. ARGV: prefix, node, link, key.
-#: Returns {epoch, previous node or false, previous node alive (0/1)}.
+#: KEYS: bind, epoch, this node's binds, run. ARGV: prefix, node, link, key, run id.
+#: Returns {epoch, previous node or false, previous node alive (0/1),
+#: milliseconds since the broker's run began, its id (it begins here when missing),
+#: previous link or false, previous epoch or false}.
 BIND = (
     _EPOCH
     + """
+local bk, ek, mine, rk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local p, node, link, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local bk = p .. ':bind:' .. key
-local e = next_epoch(p .. ':epoch:' .. key)
-local prev = redis.call('HGET', bk, 'node')
+local now = now_us()
+local run = redis.call('HMGET', rk, 'id', 'born')
+local id, born = run[1], run[2]
+if not id then
+  id, born = ARGV[5], string.format('%d', math.floor(now / 1000))
+  redis.call('HSET', rk, 'id', id, 'born', born)
+end
+local e = next_epoch(ek, now)
+local was = redis.call('HMGET', bk, 'node', 'link', 'epoch')
+local prev = was[1]
 redis.call('HSET', bk, 'node', node, 'link', link, 'epoch', string.format('%d', e))
-redis.call('SADD', p .. ':nodebinds:' .. node, key)
+redis.call('SADD', mine, key)
 local alive = 0
 if prev and prev ~= node then
   redis.call('SREM', p .. ':nodebinds:' .. prev, key)
   alive = redis.call('EXISTS', p .. ':node:' .. prev)
 end
-return {e, prev or false, alive}
+return {e, prev or false, alive, math.floor(now / 1000) - tonumber(born), id, was[2] or false, was[3] or false}
 """
 )
 
-#: Re-registration of a binding this node still holds (after a broker
-#: restart, an outage or a lost lease). ARGV: prefix, node, link, key, epoch.
-#: Returns 1 when the key is this node's again, 0 when a newer login holds it.
-REBIND = """
-local p, node, link, key, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local bk = p .. ':bind:' .. key
-local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
-if cur[1] and not (cur[1] == node and cur[2] == link) and tonumber(cur[3]) > epoch then
-  return 0
+#: Check (and where still allowed, re-take) the bindings this node holds.
+#: KEYS: run, this node's binds, then bind and epoch key per binding. ARGV:
+#: node, 1 if the broker lost its data since this node took them, the run id
+#: this node knows, a run id to start with when there is none, then key, link,
+#: epoch per binding. Returns {-1, run id} without touching anything when the
+#: run is not the one the node knows (the broker lost its data: the node
+#: recovers first), else 1 (still this link's) or 0 (lost) per binding.
+#:
+#: A binding is kept when Redis still names this link at this epoch; re-taken
+#: when it is gone (reaped, or lost with the broker's data) and no newer login
+#: took the account meanwhile (its epoch key is not newer); lost otherwise.
+VALIDATE = """
+local rk, mine = KEYS[1], KEYS[2]
+local node, recovering = ARGV[1], ARGV[2] == '1'
+local run = redis.call('HGET', rk, 'id')
+if not run then
+  local t = redis.call('TIME')
+  run = ARGV[4]
+  redis.call('HSET', rk, 'id', run, 'born', string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
 end
-redis.call('HSET', bk, 'node', node, 'link', link, 'epoch', ARGV[5])
-local ek = p .. ':epoch:' .. key
-if tonumber(redis.call('GET', ek) or '0') < epoch then redis.call('SET', ek, ARGV[5]) end
-redis.call('SADD', p .. ':nodebinds:' .. node, key)
-return 1
+if run ~= ARGV[3] then return {-1, run} end
+local out = {}
+for i = 1, (#KEYS - 2) / 2 do
+  local bk, ek = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local key, link, epoch = ARGV[3 * i + 2], ARGV[3 * i + 3], ARGV[3 * i + 4]
+  local want = tonumber(epoch)
+  local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
+  local ok = 0
+  if cur[1] then
+    if cur[1] == node and cur[2] == link and cur[3] == epoch then
+      ok = 1
+    elseif tonumber(cur[3]) < want then
+      ok = 2
+    end
+  else
+    local stored = redis.call('GET', ek)
+    if (stored and tonumber(stored) <= want) or (not stored and recovering) then ok = 2 end
+  end
+  if ok == 2 then
+    redis.call('HSET', bk, 'node', node, 'link', link, 'epoch', epoch)
+    if tonumber(redis.call('GET', ek) or '0') < want then redis.call('SET', ek, epoch) end
+    redis.call('PERSIST', ek)
+    redis.call('SADD', mine, key)
+    ok = 1
+  end
+  out[i] = ok
+end
+return out
 """
 
-#: ARGV: prefix, node, link, key, epoch. Drops the binding only if it is still ours.
+#: KEYS: bind, epoch, this node's binds. ARGV: node, link, epoch ('*': any),
+#: key, epoch key TTL ms. Drops the binding only if it is still this link's;
+#: the epoch key then expires (kept long enough to fence any straggler).
 UNBIND = """
-local p, node, link, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local bk = p .. ':bind:' .. key
+local bk, ek, mine = KEYS[1], KEYS[2], KEYS[3]
 local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
-if cur[1] == node and cur[2] == link and cur[3] == ARGV[5] then
+if cur[1] == ARGV[1] and cur[2] == ARGV[2] and (ARGV[3] == '*' or cur[3] == ARGV[3]) then
   redis.call('DEL', bk)
-  redis.call('SREM', p .. ':nodebinds:' .. node, key)
+  redis.call('SREM', mine, ARGV[4])
+  redis.call('PEXPIRE', ek, ARGV[5])
   return 1
 end
 return 0
 """
 
-#: ARGV: prefix, node, group, member field (node/link), label, interest envelope.
-#: Publishes the envelope on P:ctl when this is the node's first member.
+#: Give a binding back to the holder BIND replaced (a login refused because
+#: that holder, alive, did not hand over). KEYS: bind, this node's binds, the
+#: previous node's binds. ARGV: node, link, epoch, previous node, link, epoch,
+#: key. Only while the binding is still this link's; 1 when given back.
+RESTORE = """
+local bk = KEYS[1]
+local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then return 0 end
+redis.call('HSET', bk, 'node', ARGV[4], 'link', ARGV[5], 'epoch', ARGV[6])
+redis.call('SREM', KEYS[2], ARGV[7])
+redis.call('SADD', KEYS[3], ARGV[7])
+return 1
+"""
+
+#: KEYS: group members, group nodes, groups, this node's groups.
+#: ARGV: node, group, member field (node/link), label, interest envelope, ctl channel.
+#: Publishes the envelope on the ctl channel when this is the node's first member.
 JOIN = """
-local p, node, g = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HSET', p .. ':gmembers:' .. g, ARGV[4], ARGV[5]) == 0 then return -1 end
-local n = redis.call('HINCRBY', p .. ':gnodes:' .. g, node, 1)
+local mk, gn, groups, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local node, g = ARGV[1], ARGV[2]
+if redis.call('HSET', mk, ARGV[3], ARGV[4]) == 0 then return -1 end
+local n = redis.call('HINCRBY', gn, node, 1)
 if n == 1 then
-  redis.call('SADD', p .. ':groups', g)
-  redis.call('SADD', p .. ':nodegroups:' .. node, g)
-  redis.call('PUBLISH', p .. ':ctl', ARGV[6])
+  redis.call('SADD', groups, g)
+  redis.call('SADD', mine, g)
+  redis.call('PUBLISH', ARGV[6], ARGV[5])
 end
 return n
 """
 
-#: ARGV: prefix, node, group, member field, interest envelope.
-#: Publishes the envelope on P:ctl when the node's last member left.
+#: KEYS: as JOIN. ARGV: node, group, member field, interest envelope, ctl channel.
+#: Publishes the envelope when the node's last member left.
 LEAVE = """
-local p, node, g = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HDEL', p .. ':gmembers:' .. g, ARGV[4]) == 0 then return -1 end
-local gn = p .. ':gnodes:' .. g
+local mk, gn, groups, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local node, g = ARGV[1], ARGV[2]
+if redis.call('HDEL', mk, ARGV[3]) == 0 then return -1 end
 local n = redis.call('HINCRBY', gn, node, -1)
 if n <= 0 then
   redis.call('HDEL', gn, node)
-  if redis.call('HLEN', gn) == 0 then redis.call('SREM', p .. ':groups', g) end
-  redis.call('SREM', p .. ':nodegroups:' .. node, g)
-  redis.call('PUBLISH', p .. ':ctl', ARGV[5])
+  if redis.call('HLEN', gn) == 0 then redis.call('SREM', groups, g) end
+  redis.call('SREM', mine, g)
+  redis.call('PUBLISH', ARGV[5], ARGV[4])
 end
 return n
 """
 
-#: Re-registration of a group's local members. ARGV: prefix, node, group,
-#: interest envelope, then field, label pairs. Replaces the node's members.
+#: Replace the node's members of one group with its whole local truth (none:
+#: the node leaves the group). KEYS: as JOIN. ARGV: node, group, join
+#: envelope, leave envelope, ctl channel, then field, label pairs.
 RESYNC_GROUP = """
-local p, node, g = ARGV[1], ARGV[2], ARGV[3]
-local mk = p .. ':gmembers:' .. g
-local mine = node .. '/'
+local mk, gn, groups, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local node, g = ARGV[1], ARGV[2]
+local prefix = node .. '/'
 for _, f in ipairs(redis.call('HKEYS', mk)) do
-  if string.sub(f, 1, #mine) == mine then redis.call('HDEL', mk, f) end
+  if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', mk, f) end
 end
 local n = 0
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('HSET', mk, ARGV[i], ARGV[i + 1])
   n = n + 1
 end
-redis.call('HSET', p .. ':gnodes:' .. g, node, n)
-redis.call('SADD', p .. ':groups', g)
-redis.call('SADD', p .. ':nodegroups:' .. node, g)
-redis.call('PUBLISH', p .. ':ctl', ARGV[4])
+if n > 0 then
+  redis.call('HSET', gn, node, n)
+  redis.call('SADD', groups, g)
+  redis.call('SADD', mine, g)
+  redis.call('PUBLISH', ARGV[5], ARGV[3])
+else
+  redis.call('HDEL', gn, node)
+  if redis.call('HLEN', gn) == 0 then redis.call('SREM', groups, g) end
+  redis.call('SREM', mine, g)
+  redis.call('PUBLISH', ARGV[5], ARGV[4])
+end
 return n
 """
 
-#: Remove a node's bindings, memberships and registration. ARGV: prefix,
-#: node, 1 to remove it even if its lease is still there (its own graceful
-#: stop). Returns false when the node came back, else {bindings removed,
-#: groups it left}.
+#: Remove a node's bindings, memberships and registration. KEYS: its lease,
+#: nodes, its groups, its binds, groups. ARGV: prefix, node, 1 to remove it
+#: even if its lease is still there (its own stop or restart), epoch key TTL
+#: ms. Returns false when the node came back, else {bindings removed, groups
+#: it left}.
 REAP = """
+local lease, nodes, ngroups, nbinds, groups = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local p, node, force = ARGV[1], ARGV[2], ARGV[3]
-if force ~= '1' and redis.call('EXISTS', p .. ':node:' .. node) == 1 then return false end
-local mine = node .. '/'
+if force ~= '1' and redis.call('EXISTS', lease) == 1 then return false end
+local prefix = node .. '/'
 local left = {}
-for _, g in ipairs(redis.call('SMEMBERS', p .. ':nodegroups:' .. node)) do
+for _, g in ipairs(redis.call('SMEMBERS', ngroups)) do
   local mk = p .. ':gmembers:' .. g
   for _, f in ipairs(redis.call('HKEYS', mk)) do
-    if string.sub(f, 1, #mine) == mine then redis.call('HDEL', mk, f) end
+    if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', mk, f) end
   end
   local gn = p .. ':gnodes:' .. g
   redis.call('HDEL', gn, node)
-  if redis.call('HLEN', gn) == 0 then redis.call('SREM', p .. ':groups', g) end
+  if redis.call('HLEN', gn) == 0 then redis.call('SREM', groups, g) end
   table.insert(left, g)
 end
 local n = 0
-for _, k in ipairs(redis.call('SMEMBERS', p .. ':nodebinds:' .. node)) do
+for _, k in ipairs(redis.call('SMEMBERS', nbinds)) do
   local bk = p .. ':bind:' .. k
   if redis.call('HGET', bk, 'node') == node then
     redis.call('DEL', bk)
+    redis.call('PEXPIRE', p .. ':epoch:' .. k, ARGV[4])
     n = n + 1
   end
 end
-redis.call('DEL', p .. ':nodegroups:' .. node, p .. ':nodebinds:' .. node, p .. ':node:' .. node)
-redis.call('SREM', p .. ':nodes', node)
+redis.call('DEL', ngroups, nbinds, lease)
+redis.call('SREM', nodes, node)
 return {n, left}
 """
 
-#: ARGV: prefix, node, name, lease ms. The next number if this node leads, else false.
+#: KEYS: lead, seq. ARGV: node, lease ms. The next number if this node leads, else false.
 LEAD = """
-local p, node, name = ARGV[1], ARGV[2], ARGV[3]
-local k = p .. ':lead:' .. name
+local k = KEYS[1]
 local cur = redis.call('GET', k)
-if cur == node then
-  redis.call('PEXPIRE', k, ARGV[4])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', k, ARGV[2])
 elseif not cur then
-  redis.call('SET', k, node, 'PX', ARGV[4])
+  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
 else
   return false
 end
-return redis.call('INCR', p .. ':seq:' .. name)
+return redis.call('INCR', KEYS[2])
 """
 
-#: ARGV: prefix. The registered nodes whose lease is current.
+#: KEYS: nodes. ARGV: prefix. The registered nodes whose lease is current.
 LIVE_NODES = """
-local p = ARGV[1]
 local live = {}
-for _, n in ipairs(redis.call('SMEMBERS', p .. ':nodes')) do
-  if redis.call('EXISTS', p .. ':node:' .. n) == 1 then table.insert(live, n) end
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. ':node:' .. n) == 1 then table.insert(live, n) end
 end
 return live
 """
 
-#: ARGV: prefix, node, lease ms. Take or keep the reaper lock; 1 if held.
+#: KEYS: reaper. ARGV: node, lease ms. Take or keep the reaper lock; 1 if held.
 REAPER_LOCK = """
-local k = ARGV[1] .. ':reaper'
+local k = KEYS[1]
 local cur = redis.call('GET', k)
-if cur == ARGV[2] then
-  redis.call('PEXPIRE', k, ARGV[3])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', k, ARGV[2])
   return 1
 end
 if not cur then
-  redis.call('SET', k, ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0
 """
+
+#: KEYS: run. ARGV: run id to start with when missing. Returns the run id.
+RUN = """
+local id = redis.call('HGET', KEYS[1], 'id')
+if id then return id end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'born', string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+return ARGV[1]
+"""
+
+ALL = (
+    "BIND",
+    "VALIDATE",
+    "UNBIND",
+    "JOIN",
+    "LEAVE",
+    "RESYNC_GROUP",
+    "REAP",
+    "LEAD",
+    "LIVE_NODES",
+    "REAPER_LOCK",
+    "RUN",
+    "RESTORE",
+)

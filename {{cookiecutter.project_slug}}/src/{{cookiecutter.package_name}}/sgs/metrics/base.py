@@ -49,7 +49,7 @@ class NullMetrics(Metrics):
 
 
 def readiness(server: Server) -> tuple[bool, str]:
-    """(ready, why): listening and accepting, not draining, and holding the cluster lease.
+    """(ready, why): listening and accepting, not draining, holding the cluster lease and hearing the broker.
 
     A load balancer or orchestrator stops sending players as soon as this
     turns False; the process itself may still be healthy (finishing a drain,
@@ -60,6 +60,6 @@ def readiness(server: Server) -> tuple[bool, str]:
     if not server.is_serving:
         return False, "not listening yet"
     cluster = server.cluster
-    if not cluster.is_local and not cluster.lease_held:
-        return False, "the node's cluster lease is lost"
+    if not cluster.is_local:
+        return cluster.ready
     return True, "ready"

@@ -70,4 +70,7 @@ def make_store(settings: ServerSettings) -> PlayerStore:
         flush_interval=settings.store_flush_interval,
         sync=settings.store_sync,
         max_dirty=settings.store_max_dirty,
+        # A cluster keeps states it handed off for two leases, so a broker that
+        # loses its data meanwhile gets them back (see PlayerStore.write_back).
+        retain=2 * settings.cluster_lease if settings.cluster_url else 0.0,
     )

@@ -37,6 +37,23 @@ class Backend(ABC):
         writes are refused, and the data is returned (None for a new player).
         """
 
+    async def reclaim(
+        self, key: str, epoch: int, cached_epoch: int
+    ) -> tuple[int, dict[str, Any] | None]:
+        """Claim ``key`` at ``epoch`` for a node that holds it cached at ``cached_epoch``.
+
+        Returns the epoch stored before the claim (-1: none) and, only when
+        that is newer than ``cached_epoch`` (another owner wrote since), the
+        stored data. FencedError as :meth:`claim`. This default reads, then
+        claims; backends that can do both atomically override it.
+        """
+        row = await self.get(key)
+        await self.claim(key, epoch)
+        if row is None:
+            return -1, None
+        data, stored = row
+        return stored, data if stored > cached_epoch else None
+
     @abstractmethod
     async def write(self, batch: Sequence[Row]) -> list[str]:
         """Write ``(key, data, epoch)`` rows in ONE transaction; return the fenced keys.

@@ -29,6 +29,15 @@ class MemoryBackend(Backend):
         self._rows[key] = (text, epoch)
         return loads(text)
 
+    async def reclaim(
+        self, key: str, epoch: int, cached_epoch: int
+    ) -> tuple[int, dict[str, Any] | None]:
+        text, stored = self._rows.get(key, (None, -1))
+        if stored > epoch:
+            raise FencedError(key, epoch, stored)
+        self._rows[key] = (text, epoch)
+        return stored, loads(text) if stored > cached_epoch else None
+
     async def write(self, batch: Sequence[Row]) -> list[str]:
         encoded = [(key, dumps(data), epoch) for key, data, epoch in batch]  # all or nothing
         fenced: list[str] = []

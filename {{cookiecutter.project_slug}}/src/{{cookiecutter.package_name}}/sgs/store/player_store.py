@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ class StoreStats:
     keys_flushed: int = 0
     failures: int = 0  # transactions that failed (each retried later)
     fenced: int = 0  # states dropped / logins refused because a newer owner holds them
+    stale: int = 0  # cached states found older than the stored one at a login (not used)
     refused: int = 0  # loads refused: backend down or too many unflushed states
     invalid: int = 0  # states found not JSON-able (a bug in game code)
     dirty: int = 0  # states with changes not yet durable (updated on read)
@@ -75,7 +76,13 @@ class PlayerStore:
     """Per-player state owned by this node, made durable through ``backend``."""
 
     def __init__(
-        self, backend: Backend, *, flush_interval: float, sync: str, max_dirty: int
+        self,
+        backend: Backend,
+        *,
+        flush_interval: float,
+        sync: str,
+        max_dirty: int,
+        retain: float = 0.0,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"store_sync must be one of {SYNC_MODES}, got {sync!r}")
@@ -85,6 +92,10 @@ class PlayerStore:
         self.flush_interval = flush_interval
         self.sync_always = sync == "always"
         self.max_dirty = max_dirty
+        # Seconds an evicted (durable) state is remembered, unowned, so a
+        # broker data loss can be repaired by writing it back. 0: not kept.
+        self.retain = retain
+        self._recent: dict[str, tuple[float, PlayerState]] = {}
         self.healthy = True  # False from a failed backend call until the next success
         self._stats = StoreStats()
         self._states: dict[str, PlayerState] = {}
@@ -101,6 +112,9 @@ class PlayerStore:
         self._wake_flag = False
         self._sleep_fut: asyncio.Future[None] | None = None
         self._sleep_wakeable = False
+        #: Told ``(key, epoch)`` when the backend fences a write, before the
+        #: batch's commit waiters are settled (the bindings drop that player).
+        self.on_fenced: Callable[[str, int], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------
     @property
@@ -175,14 +189,19 @@ class PlayerStore:
         return not lost
 
     # -- the owner's API ----------------------------------------------------
-    async def load(self, key: str, epoch: int) -> PlayerState:
+    async def load(self, key: str, epoch: int, *, verify: bool = False) -> PlayerState:
         """The state of ``key``, owned from now on at ``epoch``.
 
         A state still in memory (owned, or released and waiting for its flush)
-        is newer than the backend's copy, so it wins and takes the new epoch.
-        Otherwise the backend claims the key (FencedError if a newer login owns
-        it). StoreUnavailable when the backend is down or more than
-        ``max_dirty`` states wait to be flushed.
+        is newer than the backend's copy when nobody else owned the player
+        since, so it wins and takes the new epoch. With ``verify`` (a cluster,
+        where another node may have owned it meanwhile) that is checked: the
+        backend claims the key and says whether its stored epoch is newer than
+        the cached one; then the cache is stale, dropped, and the stored state
+        is used (no resurrection). A stored copy older than the cache (the
+        broker lost it) is written back. Otherwise the backend claims the key
+        (FencedError if a newer login owns it). StoreUnavailable when the
+        backend is down or more than ``max_dirty`` states wait to be flushed.
         """
         while True:
             state = self._states.get(key)
@@ -190,6 +209,12 @@ class PlayerStore:
                 if epoch < state.epoch:
                     self._stats.fenced += 1
                     raise FencedError(key, epoch, state.epoch)
+                if verify:
+                    fresh = await self._reclaim(state, epoch)
+                    if fresh is not None:
+                        return fresh
+                    if self._states.get(key) is not state:
+                        continue  # changed hands while the backend answered
                 state.epoch = epoch
                 self._released.discard(key)
                 return state
@@ -225,7 +250,57 @@ class PlayerStore:
             self.healthy = True
         state = PlayerState(key, epoch, data, self._dirty)
         self._states[key] = state
+        self._recent.pop(key, None)  # owned again: the stored copy is the one to keep
         return state
+
+    async def _reclaim(self, state: PlayerState, epoch: int) -> PlayerState | None:
+        """Claim a cached key at ``epoch``; a fresh state when the stored one is newer."""
+        key = state.key
+        try:
+            stored_epoch, data = await self.backend.reclaim(key, epoch, state.epoch)
+        except FencedError:
+            self._stats.fenced += 1
+            raise
+        except Exception as exc:
+            self._stats.refused += 1
+            raise StoreUnavailable(f"cannot load player {key!r}: {exc}") from exc
+        if stored_epoch > state.epoch:
+            log.warning(
+                "player %r: the cached state (epoch %d) is older than the stored one (epoch %d): "
+                "another node owned it since; using the stored state",
+                key,
+                state.epoch,
+                stored_epoch,
+            )
+            self._stats.stale += 1
+            self._drop(state)
+            fresh = PlayerState(key, epoch, data, self._dirty)
+            self._states[key] = fresh
+            return fresh
+        if stored_epoch < state.epoch:
+            state.touch()  # the stored copy is gone or older (the broker lost it): write back
+        return None
+
+    def write_back(self) -> int:
+        """The broker lost its data: write every state held here again; how many.
+
+        Owned states are marked changed. States handed off within ``retain``
+        seconds (their new owner may not have loaded them before the loss)
+        come back unowned, to be written and evicted: each write carries the
+        epoch it was owned at, so a newer owner's write back wins.
+        """
+        now = asyncio.get_running_loop().time() if self._recent else 0.0
+        for key, (at, old) in list(self._recent.items()):
+            if key not in self._states and now - at <= self.retain:
+                state = PlayerState(key, old.epoch, old.data, self._dirty)
+                self._states[key] = state
+                self._released.add(key)
+        self._recent.clear()
+        for state in self._states.values():
+            state.touch()
+        if self._states:
+            self._wake()
+        return len(self._states)
 
     def get(self, key: str) -> PlayerState | None:
         """The state of ``key`` if this node holds it in memory."""
@@ -237,20 +312,27 @@ class PlayerStore:
         if state is None:
             return
         if not state.dirty:
-            self._drop(state)
+            self._drop(state, durable=True)
             return
         self._released.add(key)
         self._wake()
 
-    async def hand_off(self, key: str, timeout: float) -> bool:
+    async def hand_off(
+        self, key: str, timeout: float, *, before: int | None = None, evict: bool = False
+    ) -> bool:
         """Another node is about to load ``key``: flush it now and evict it.
 
         True when the state is durable (or was not here). False when it could
         not be flushed within ``timeout`` or a newer owner fenced it; the state
-        then stays in memory and its flush keeps being retried.
+        then stays in memory and its flush keeps being retried, unless
+        ``evict`` (ownership is lost for sure): then it is dropped anyway.
+        ``before``: only a state owned at an older epoch is handed off (a
+        stale KICK never evicts a newer local state).
         """
         state = self._states.get(key)
         if state is None:
+            return True
+        if before is not None and state.epoch >= before:
             return True
         self._released.add(key)
         loop = asyncio.get_running_loop()
@@ -266,11 +348,14 @@ class PlayerStore:
             except StoreError:
                 continue  # the flush task retries with backoff; wait for that try
         if state.dirty:
+            if evict and self._states.get(key) is state and key in self._released:
+                self._stats.fenced += 1
+                self._drop(state)
             return False
         # Evict only if nobody on this node loaded it again meanwhile (load()
         # takes the key out of _released and keeps using the same object).
         if self._states.get(key) is state and key in self._released:
-            self._drop(state)
+            self._drop(state, durable=True)
         return True
 
     @property
@@ -300,7 +385,7 @@ class PlayerStore:
         return self._stats
 
     # -- internals ----------------------------------------------------------
-    def _drop(self, state: PlayerState) -> None:
+    def _drop(self, state: PlayerState, *, durable: bool = False) -> None:
         """Forget ``state``: evicted once durable, or fenced by a newer owner."""
         key = state.key
         if self._states.get(key) is state:
@@ -308,7 +393,21 @@ class PlayerStore:
             self._dirty.discard(key)
             self._released.discard(key)
             self._invalid.discard(key)
+            if durable and self.retain > 0:
+                self._remember(state)
         state._dirty = None
+
+    def _remember(self, state: PlayerState) -> None:
+        """Keep an evicted, durable state for ``retain`` seconds (bounded by max_dirty)."""
+        now = asyncio.get_running_loop().time()
+        recent = self._recent
+        recent.pop(state.key, None)
+        recent[state.key] = (now, state)
+        while recent:
+            key, (at, _) = next(iter(recent.items()))
+            if now - at <= self.retain and len(recent) <= self.max_dirty:
+                break
+            del recent[key]
 
     def _next_batch(self) -> asyncio.Future[None]:
         if self._waiters is None:
@@ -426,13 +525,15 @@ class PlayerStore:
                         epoch,
                     )
                     self._drop(state)
+                    if self.on_fenced is not None:
+                        self.on_fenced(state.key, epoch)
                 continue
             if version > state._durable:
                 state._durable = version
             if current and not state.dirty:
                 self._dirty.discard(state.key)
                 if state.key in self._released:
-                    self._drop(state)
+                    self._drop(state, durable=True)
 
     def _failed(self, exc: BaseException, rows: int) -> None:
         self._stats.failures += 1

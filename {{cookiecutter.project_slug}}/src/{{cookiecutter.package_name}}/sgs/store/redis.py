@@ -32,6 +32,18 @@ redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
 return {1, redis.call('HGET', KEYS[1], 'data') or ''}
 """
 
+# KEYS[1] hash; ARGV[1] epoch, ARGV[2] cached epoch -> {1, stored epoch text or
+# "-1", data or "" (only when stored is newer than cached)} or {0, stored epoch}.
+RECLAIM = """
+local raw = redis.call('HGET', KEYS[1], 'epoch')
+if raw and tonumber(raw) > tonumber(ARGV[1]) then return {0, raw} end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
+if raw and tonumber(raw) > tonumber(ARGV[2]) then
+  return {1, raw, redis.call('HGET', KEYS[1], 'data') or ''}
+end
+return {1, raw or '-1', ''}
+"""
+
 # KEYS[1] hash; ARGV[1] data, ARGV[2] epoch -> 1 written, 0 fenced
 WRITE = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '-1')
@@ -54,6 +66,7 @@ class RedisBackend(Backend):
         self._client: Any = None
         self._claim: Any = None
         self._write: Any = None
+        self._reclaim: Any = None
 
     def key(self, player: str) -> str:
         return f"{self.prefix}:player:{player}"
@@ -76,6 +89,7 @@ class RedisBackend(Backend):
             raise StoreConfigError(f"store_url {mask_url(self.url)!r}: {exc}") from exc
         self._claim = self._client.register_script(CLAIM)
         self._write = self._client.register_script(WRITE)
+        self._reclaim = self._client.register_script(RECLAIM)
         try:
             await self._client.ping()
         except (AuthenticationError, ResponseError) as exc:  # wrong password, ACL: config
@@ -114,6 +128,21 @@ class RedisBackend(Backend):
         if not ok:
             raise FencedError(key, epoch, int(value))
         return loads(value)
+
+    async def reclaim(
+        self, key: str, epoch: int, cached_epoch: int
+    ) -> tuple[int, dict[str, Any] | None]:
+        from redis.exceptions import RedisError
+
+        try:
+            reply = await self._reclaim(
+                keys=[self.key(key)], args=[epoch, cached_epoch], client=self.client
+            )
+        except RedisError as exc:
+            raise self._unavailable(exc) from exc
+        if not reply[0]:
+            raise FencedError(key, epoch, int(reply[1]))
+        return int(reply[1]), loads(reply[2])
 
     async def write(self, batch: Sequence[Row]) -> list[str]:
         from redis.exceptions import RedisError

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from ..errors import HandlerError
+
 
 class PlayerState(MutableMapping[str, Any]):
     """``key``'s JSON-able data, owned at ``epoch`` by this node."""
@@ -38,11 +40,12 @@ class PlayerState(MutableMapping[str, Any]):
         return self.data[name]
 
     def __setitem__(self, name: str, value: Any) -> None:
+        dirty = self._dirty
+        if dirty is None:
+            raise _detached(self.key)
         self.data[name] = value
         self._version += 1  # touch(), inlined: this runs on most requests
-        dirty = self._dirty
-        if dirty is not None:
-            dirty.add(self.key)
+        dirty.add(self.key)
 
     # Straight to the dict: MutableMapping's generic versions go through
     # __getitem__ and an exception for a missing key.
@@ -53,6 +56,8 @@ class PlayerState(MutableMapping[str, Any]):
         return name in self.data
 
     def __delitem__(self, name: str) -> None:
+        if self._dirty is None:
+            raise _detached(self.key)
         del self.data[name]
         self.touch()
 
@@ -67,10 +72,16 @@ class PlayerState(MutableMapping[str, Any]):
 
     # -- change tracking ----------------------------------------------------
     def touch(self) -> None:
-        """Mark the state changed; call it after mutating a nested value in place."""
+        """Mark the state changed; call it after mutating a nested value in place.
+
+        Raises ``HandlerError("replaced")`` once the store let go of the state
+        (another login owns the player now): a change that can never be made
+        durable must not be answered as a success.
+        """
+        if self._dirty is None:
+            raise _detached(self.key)
         self._version += 1
-        if self._dirty is not None:
-            self._dirty.add(self.key)
+        self._dirty.add(self.key)
 
     @property
     def dirty(self) -> bool:
@@ -81,3 +92,7 @@ class PlayerState(MutableMapping[str, Any]):
     def attached(self) -> bool:
         """False once the store evicted or fenced it: changes then go nowhere."""
         return self._dirty is not None
+
+
+def _detached(key: str) -> HandlerError:
+    return HandlerError("replaced", f"{key}: this state is no longer owned here")

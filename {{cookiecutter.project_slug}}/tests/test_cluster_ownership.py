@@ -1,0 +1,556 @@
+"""Cluster correctness under faults, unit by unit, over a real redis-server.
+
+Each test drives one part of the cluster (or two nodes in this process) into
+a fault that production Redis deployments see (a pause longer than the
+timeout, dropped pub/sub connections, a restart without data, a node reaped
+while alive) and checks the invariant it must keep: one owner per account,
+no acknowledged state lost, no resurrection, no ghost member, no deaf node.
+The process-level fault suite (SIGSTOP, a black-hole proxy, seeded
+schedules) is tests/test_cluster_faults.py and tests/chaos/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+
+from redis_server import RedisServer
+from test_cluster import PREFIX, TIMEOUT, client, node, wait_until
+
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    Error,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    RemoteError,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster import (
+    scripts,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.base import (
+    ClusterStats,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.bus import (
+    CommandBus,
+    OutcomeUnknown,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.dispatch import (
+    Dispatch,
+    Handlers,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.envelope import (
+    Kind,
+    pack,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.keys import (
+    Keys,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.listener import (
+    Listener,
+)
+from {{ cookiecutter.package_name }}.sgs.store import (
+    MemoryBackend,
+)
+from {{ cookiecutter.package_name }}.sgs.store.player_store import (
+    PlayerStore,
+)
+from {{ cookiecutter.package_name }}.sgs.store.redis import (
+    RedisBackend,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
+
+LEASE = 2.0
+
+
+def raw(redis_server: RedisServer) -> redis_sync.Redis:
+    return redis_sync.Redis(port=redis_server.port)
+
+
+@contextlib.asynccontextmanager
+async def bus_on(redis_server: RedisServer, **kw: Any) -> AsyncIterator[CommandBus]:
+    """A command bus alone, with its writer task, on its own connection."""
+    conn = aioredis.Redis.from_url(redis_server.url, socket_timeout=5.0)
+    failures: list[BaseException] = []
+    bus = CommandBus(
+        conn,
+        limit=kw.pop("limit", 100),
+        timeout=kw.pop("timeout", 1.0),
+        io_timeout=kw.pop("io_timeout", 2.0),
+        on_failure=failures.append,
+        stats=ClusterStats(),
+    )
+    bus.up = True
+    writer = asyncio.ensure_future(bus.writer())
+    try:
+        yield bus
+    finally:
+        writer.cancel()
+        with contextlib.suppress(BaseException):
+            await writer
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(conn.aclose(), 2.0)
+
+
+def bind_elsewhere(r: redis_sync.Redis, key: str, node_name: str) -> int:
+    """Bind ``key`` to ``node_name`` with the cluster's own BIND script (as another node would)."""
+    k = Keys(PREFIX)
+    keys = [k.bind(key), k.epoch(key), k.node_binds(node_name), k.run]
+    epoch, *_ = r.eval(scripts.BIND, len(keys), *keys, PREFIX, node_name, "x.1", key, "run")
+    return int(epoch)
+
+
+# -- the ordered bus: unknown is not no ------------------------------------------------
+
+
+async def test_bus_keeps_order_and_a_paused_broker_makes_the_outcome_unknown(
+    redis_server: RedisServer,
+) -> None:
+    async with bus_on(redis_server, timeout=0.3) as bus:
+        replies = await asyncio.gather(
+            *(bus.call(lambda pipe, i=i: (pipe.rpush("order", i), 1)[1]) for i in range(50))
+        )
+        assert replies == list(range(1, 51)), "one queue, one order"
+        with raw(redis_server) as r:
+            r.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        with pytest.raises(OutcomeUnknown):
+            await bus.call(lambda pipe: (pipe.set("late", "1"), 1)[1])
+        # The command was sent: it runs once the pause ends.
+        with raw(redis_server) as r:
+            await wait_until(lambda: r.get("late") == b"1", what="the late command to run")
+
+
+# -- the subscriber never goes deaf quietly --------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def listener_on(
+    redis_server: RedisServer, heard: list[tuple[str, Any]], checks: list[bool]
+) -> AsyncIterator[Listener]:
+    conn = aioredis.Redis.from_url(redis_server.url, socket_keepalive=True)
+    up = asyncio.Event()
+    up.set()
+    listener = Listener(
+        conn,
+        channels={"t:ctl"},
+        heartbeat=0.2,
+        io_timeout=1.0,
+        up=up,
+        on_message=lambda channel, data: heard.append((channel, data)),
+        on_subscribed=lambda channel: None,
+        on_subscribed_all=checks.append,
+    )
+    tasks = [asyncio.ensure_future(listener.run()), asyncio.ensure_future(listener.sync())]
+    try:
+        yield listener
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(conn.aclose(), 2.0)
+
+
+async def test_listener_resubscribes_after_client_kill_pubsub_and_rechecks(
+    redis_server: RedisServer,
+) -> None:
+    heard: list[tuple[str, Any]] = []
+    checks: list[bool] = []
+    async with listener_on(redis_server, heard, checks) as listener:
+        await wait_until(lambda: listener.listening, what="subscribed")
+        assert checks == [True]
+        with raw(redis_server) as r:
+            r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await wait_until(lambda: checks == [True, False], what="a re-check after resubscribing")
+            await wait_until(lambda: listener.listening, what="listening again")
+            r.publish("t:ctl", b"after")
+        await wait_until(lambda: ("t:ctl", b"after") in heard, what="messages flow again")
+        assert listener.reconnects == 1
+
+
+async def test_listener_notices_a_silent_broker_within_its_io_timeout(
+    redis_server: RedisServer,
+) -> None:
+    """A broker that answers nothing (CLIENT PAUSE: a half-open peer looks the same)."""
+    heard: list[tuple[str, Any]] = []
+    checks: list[bool] = []
+    async with listener_on(redis_server, heard, checks) as listener:
+        await wait_until(lambda: listener.listening, what="subscribed")
+        with raw(redis_server) as r:
+            r.execute_command("CLIENT", "PAUSE", "4000", "ALL")
+        started = time.monotonic()
+        await wait_until(lambda: not listener.listening, what="the listener to notice")
+        assert time.monotonic() - started < 3.0, "io_timeout (1 s) plus one heartbeat"
+        await wait_until(lambda: listener.listening, timeout=15, what="listening again")
+        assert checks[-1] is False, "re-checked what it may have missed"
+
+
+# -- dispatch prunes its per-origin sequence table -------------------------------------
+
+
+def test_dispatch_counts_gaps_and_forgets_origins_that_are_gone() -> None:
+    stats = ClusterStats()
+    got: list[bytes] = []
+    handlers = Handlers(
+        group=lambda name, frame: got.append(frame),
+        push=lambda key, frame: None,
+        kick=lambda key, epoch, node: None,
+        released=lambda key, epoch: None,
+        interest=lambda joined, node, group: None,
+        known_message=lambda msg_id: msg_id == 7,
+    )
+    d = Dispatch(node_id="me", group_prefix="p:group:", stats=stats, handlers=handlers)
+    frame = (7).to_bytes(4, "big") + (2).to_bytes(4, "big") + b"{}"
+    for origin, seq in (("a", 1), ("a", 2), ("a", 4), ("b", 1)):
+        d.on_message("p:group:g", pack(Kind.GROUP, origin.encode(), seq, 1, frame))
+    assert len(got) == 4 and stats.gaps == 1
+    d.forget_origin("a")
+    assert d.last == {"p:group:g": {"b": (1, 1)}}
+    d.forget_origins({"c"})
+    assert d.last == {}
+
+
+# -- one owner: a binding lost while its KICK was missed --------------------------------
+
+
+async def test_a_node_that_missed_the_kick_replaces_its_link_within_a_lease(
+    redis_server: RedisServer,
+) -> None:
+    """Another node took the account and no KICK arrived: validation finds it."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c:
+            errors: list[Error] = []
+            c.on_error(errors.append)
+            await c.login("alice")
+            with raw(redis_server) as r:
+                bind_elsewhere(r, "alice", "silent-node")  # no lease: nobody kicks
+            started = time.monotonic()
+            await c.wait_closed(TIMEOUT)
+            assert time.monotonic() - started < LEASE + 1.0 + 0.5
+            assert [e.code for e in errors] == ["replaced"]
+        assert "alice" not in a.bindings.players
+        assert a.store.get("alice") is None, "the lost owner's cached state is evicted"
+        assert a.cluster.ownership.lost >= 1
+
+
+async def test_a_binding_only_the_reaper_removed_is_taken_back(
+    redis_server: RedisServer,
+) -> None:
+    """A node reaped while alive (a long pause) keeps an account nobody else took."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c:
+            await c.login("bea")
+            node_id = a.cluster.node_id
+            with raw(redis_server) as r:
+                k = Keys(PREFIX)
+                r.delete(k.bind("bea"))  # what REAP does to a paused node's bindings
+                await wait_until(
+                    lambda: r.hget(k.bind("bea"), "node") == node_id.encode(),
+                    what="the binding to be taken back",
+                )
+            assert (await c.business(1, 2, 3)).result == 5
+            assert not c.closed
+
+
+# -- no resurrection: a login reads the newest stored state ------------------------------
+
+
+async def test_a_login_after_losing_ownership_reads_the_newer_owners_state(
+    redis_server: RedisServer,
+) -> None:
+    """A paused node brings back old state: here the pause is a forced reap of node A."""
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        async with client(a) as first:
+            await first.login("alice")
+            for _ in range(3):
+                await first.business(1, 1, 1)
+            await wait_until(lambda: not a.store.get("alice").dirty, what="a flush")
+            # A is reaped as after a pause past its lease (its lease, bindings gone).
+            with raw(redis_server) as r:
+                k = Keys(PREFIX)
+                node_id = a.cluster.node_id
+                r.eval(
+                    scripts.REAP,
+                    5,
+                    k.lease(node_id),
+                    k.nodes,
+                    k.node_groups(node_id),
+                    k.node_binds(node_id),
+                    k.groups,
+                    PREFIX,
+                    node_id,
+                    "1",
+                    "60000",
+                )
+            async with client(b) as second:
+                assert (await second.login("alice")).counter == 3
+                for _ in range(5):
+                    await second.business(1, 1, 1)
+                await wait_until(lambda: not b.store.get("alice").dirty, what="B's flush")
+                await first.wait_closed(TIMEOUT)
+                async with client(a) as third:
+                    user = await third.login("alice")
+                    assert user.counter == 8, "no resurrection of A's cached 3"
+                    await second.wait_closed(TIMEOUT)
+        stored = await a.store.backend.get("alice")
+        assert stored is not None and stored[0]["counter"] == 8
+
+
+async def test_reclaim_returns_the_stored_state_only_when_it_is_newer(
+    redis_server: RedisServer,
+) -> None:
+    for backend in (MemoryBackend(), RedisBackend(redis_server.url, prefix="t")):
+        await backend.open()
+        try:
+            assert await backend.claim("k", 10) is None
+            await backend.write([("k", {"n": 1}, 10)])
+            assert await backend.reclaim("k", 11, 10) == (10, None), "the cache is current"
+            await backend.claim("k", 20)  # another owner
+            await backend.write([("k", {"n": 2}, 20)])
+            assert await backend.reclaim("k", 21, 11) == (20, {"n": 2}), "the cache is stale"
+            assert await backend.reclaim("new", 5, 4) == (-1, None), "nothing stored"
+        finally:
+            await backend.close()
+
+
+# -- a fenced write is never acknowledged ------------------------------------------------
+
+
+async def test_a_fenced_commit_tells_the_bindings_before_the_waiters_settle() -> None:
+    backend = MemoryBackend()
+    store = PlayerStore(backend, flush_interval=60.0, sync="always", max_dirty=100)
+    await store.start()
+    order: list[str] = []
+    store.on_fenced = lambda key, epoch: order.append(f"fenced {key} {epoch}")
+    try:
+        state = await store.load("k", 10)
+        await backend.claim("k", 20)  # a newer owner claimed the player
+        state["n"] = 1
+        commit = asyncio.ensure_future(store.commit())
+        commit.add_done_callback(lambda _: order.append("settled"))
+        await commit
+        assert order == ["fenced k 10", "settled"]
+        assert store.get("k") is None, "the fenced state is dropped"
+    finally:
+        await store.stop(1.0)
+
+
+async def test_store_sync_always_never_acknowledges_a_fenced_write(
+    redis_server: RedisServer,
+) -> None:
+    async with node(redis_server.url, "a", cluster_lease=LEASE, store_sync="always") as a:
+        async with client(a) as c:
+            errors: list[Error] = []
+            c.on_error(errors.append)
+            await c.login("carl")
+            assert (await c.business(1, 1, 1)).result == 2
+            with raw(redis_server) as r:  # a newer owner claims the state in the store
+                r.hset(f"{PREFIX}:player:carl", "epoch", str(a.bindings.players["carl"].epoch + 1))
+            with pytest.raises((RemoteError, ConnectionError, asyncio.TimeoutError, EOFError)):
+                await asyncio.wait_for(c.business(1, 1, 1), TIMEOUT)
+            await c.wait_closed(TIMEOUT)
+            assert "replaced" in [e.code for e in errors]
+        stored = await a.store.backend.get("carl")
+        assert stored is not None and stored[0]["counter"] == 1, "the refused write stayed out"
+
+
+# -- unknown is not no: a bind the broker did not confirm ---------------------------------
+
+
+async def test_a_login_during_a_broker_pause_is_refused_and_leaves_one_owner(
+    redis_server: RedisServer,
+) -> None:
+    """A slow broker makes two owners: no, the bind timed out, so the login is refused."""
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        async with client(a) as first, client(b) as second:
+            await first.login("dora")
+            with raw(redis_server) as r:
+                r.execute_command("CLIENT", "PAUSE", "1800", "ALL")
+            with pytest.raises(RemoteError) as refused:
+                await second.login("dora")
+            assert refused.value.error.code == "cluster_unavailable"
+            await asyncio.sleep(LEASE + 1.5)  # past the pause and one validation
+            served = [c for c in (first, second) if not c.closed]
+            assert len(served) <= 1, "never two owners"
+            if not first.closed:
+                assert (await first.business(1, 1, 1)).result == 2
+            with raw(redis_server) as r:
+                holder = r.hget(f"{PREFIX}:bind:dora", "node")
+            assert holder in (None, a.cluster.node_id.encode())
+            assert b.cluster.ownership.refused == 1
+
+
+# -- broker data loss: every owner writes back ---------------------------------------------
+
+
+async def test_redis_restarted_empty_keeps_an_online_players_state(
+    redis_server: RedisServer,
+) -> None:
+    """Redis restarted empty forgets online players: no, the owner writes back."""
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        async with client(a) as first:
+            await first.login("erin")
+            for _ in range(5):
+                await first.business(1, 1, 1)
+            await wait_until(lambda: not a.store.get("erin").dirty, what="a flush")
+            redis_server.restart()  # empty: persistence is off
+            await wait_until(
+                lambda: a.cluster.stats.broker_resets >= 1 and a.cluster.connected,
+                what="A to notice the data loss",
+            )
+            await wait_until(lambda: b.cluster.connected, what="B back")
+            async with client(b) as second:
+                deadline = time.monotonic() + TIMEOUT
+                while True:  # logins during the reconnect may be refused: retry
+                    try:
+                        user = await second.login("erin")
+                        break
+                    except RemoteError as exc:
+                        assert exc.error.code in ("cluster_unavailable", "store_unavailable")
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.2)
+                assert user.counter == 5
+                await first.wait_closed(TIMEOUT)
+
+
+# -- convergence: no ghost after a leave during an outage ----------------------------------
+
+
+async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServer) -> None:
+    """A leave during an outage leaves a ghost: no, the resync writes the whole truth."""
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        async with client(a) as ca, client(b) as cb:
+            await ca.login("fay")
+            await cb.login("gus")
+            await ca.join("x")
+            redis_server.pause()
+            try:
+                await asyncio.sleep(LEASE + 0.5)
+                await asyncio.wait_for(ca.leave(), TIMEOUT)  # answered locally
+            finally:
+                redis_server.resume()
+            await wait_until(lambda: a.cluster.connected and a.cluster.lease_held, what="A back")
+            await wait_until(lambda: b.cluster.connected, what="B back")
+            with raw(redis_server) as r:
+                await wait_until(
+                    lambda: r.hlen(f"{PREFIX}:gmembers:room:x") == 0, what="the ghost to go"
+                )
+            assert (await cb.join("x")).members == ["gus"]
+
+
+# -- a restart under the same node_id within its lease -------------------------------------
+
+
+async def test_a_restarted_node_id_drops_its_previous_incarnations_traces(
+    redis_server: RedisServer,
+) -> None:
+    async with node(redis_server.url, "same", cluster_lease=LEASE) as first:
+        node_id = first.cluster.node_id
+        async with client(first) as c:
+            await c.login("hal")
+            await c.join("y")
+        old = first.cluster.incarnation
+    with raw(redis_server) as r:
+        # What a crash leaves: the lease still runs, the binding and the
+        # membership stay until a reaper would remove them.
+        r.set(f"{PREFIX}:node:{node_id}", "{}", px=int(LEASE * 1000))
+        r.hset(f"{PREFIX}:bind:ivy", mapping={"node": node_id, "link": f"{old}.99", "epoch": 1})
+        r.sadd(f"{PREFIX}:nodebinds:{node_id}", "ivy")
+        r.hset(f"{PREFIX}:gmembers:room:y", f"{node_id}/{old}.99", "ivy")
+        r.hset(f"{PREFIX}:gnodes:room:y", node_id, 1)
+        r.sadd(f"{PREFIX}:nodegroups:{node_id}", "room:y")
+    async with running_same(redis_server, node_id) as second:
+        assert second.cluster.incarnation != old
+        with raw(redis_server) as r:
+            assert r.hget(f"{PREFIX}:bind:ivy", "node") is None
+            assert r.hlen(f"{PREFIX}:gmembers:room:y") == 0
+
+
+@contextlib.asynccontextmanager
+async def running_same(redis_server: RedisServer, node_id: str) -> AsyncIterator[Server]:
+    async with running_server(
+        router, cluster_url=redis_server.url, node_id=node_id, cluster_lease=LEASE
+    ) as server:
+        yield server
+
+
+# -- pruning: epoch keys expire once nobody holds the account ------------------------------
+
+
+async def test_an_unbound_accounts_epoch_key_expires(redis_server: RedisServer) -> None:
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c:
+            await c.login("jon")
+            with raw(redis_server) as r:
+                assert r.pttl(f"{PREFIX}:epoch:jon") == -1, "held: no expiry"
+            await c.logout()
+        with raw(redis_server) as r:
+            await wait_until(
+                lambda: r.pttl(f"{PREFIX}:epoch:jon") > 0, what="the epoch key to get a TTL"
+            )
+        assert a.bindings.players == {}
+
+
+# -- a stale KICK changes nothing ------------------------------------------------------
+
+
+async def test_a_stale_kick_neither_drops_nor_evicts_the_newer_local_login(
+    redis_server: RedisServer,
+) -> None:
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c:
+            await c.login("kim")
+            await c.business(1, 1, 1)
+            player = a.bindings.players["kim"]
+            await a.bindings.release_for("kim", player.epoch - 1)  # older than what is held
+            assert a.bindings.players.get("kim") is player
+            assert a.store.get("kim") is player.state, "the newer state stays cached"
+            assert (await c.business(1, 1, 1)).result == 2
+            assert not c.closed
+
+
+async def test_write_back_returns_recently_handed_off_states_and_the_newer_epoch_wins() -> None:
+    """A state handed off just before the broker lost its data is written again."""
+    backend = MemoryBackend()
+    store = PlayerStore(backend, flush_interval=0.05, sync="write_behind", max_dirty=100, retain=30)
+    await store.start()
+    try:
+        state = await store.load("gone", 10)
+        state["n"] = 5
+        other = await store.load("moved", 10)
+        other["n"] = 1
+        assert await store.hand_off("gone", 5.0) and await store.hand_off("moved", 5.0)
+        assert store.get("gone") is None, "evicted once durable"
+        backend._rows.clear()  # the broker restarted empty
+        await backend.claim("moved", 20)  # ... and a newer owner already wrote back its own
+        await backend.write([("moved", {"n": 2}, 20)])
+        assert store.write_back() == 2
+        await wait_until(lambda: not store.unsaved, what="the write back")
+        assert await backend.get("gone") == ({"n": 5}, 10)
+        assert await backend.get("moved") == ({"n": 2}, 20), "the older epoch is fenced"
+        assert store.get("gone") is None and store.get("moved") is None
+    finally:
+        await store.stop(1.0)
