@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import abc
-import types
-import typing
 from collections.abc import Callable
 from typing import Any
-
-from pydantic import BaseModel
 
 from ..connector import HEADER
 from ..errors import DecodeError, UnknownMessageError
 from ..message import Catalog, Message
 
 _pack_header = HEADER.pack
-_SCALARS = (str, int, float, bool, bytes)
-
-
-def is_plain(model: type[BaseModel], allow_optional: bool = True) -> bool:
-    """True when every field is a scalar or a list of scalars.
-
-    For such a model the instance ``__dict__`` already is the document a
-    codec writes, so the hot path can skip pydantic's serializer.
-    """
-    for info in model.model_fields.values():
-        tp: Any = info.annotation
-        origin = typing.get_origin(tp)
-        if origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if not allow_optional or len(args) != 1:
-                return False
-            tp = args[0]
-            origin = typing.get_origin(tp)
-        if origin is list:
-            (tp,) = typing.get_args(tp) or (str,)
-        if tp not in _SCALARS:
-            return False
-    return True
 
 
 class Codec(abc.ABC):

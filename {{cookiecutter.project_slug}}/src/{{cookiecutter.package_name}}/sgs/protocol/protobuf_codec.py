@@ -1,7 +1,7 @@
 """Real protobuf wire encoding, with descriptors built from the message declarations.
 
 No ``protoc`` step and no generated ``_pb2`` modules to keep in sync: the
-pydantic declarations are the single source, a proto3 schema is derived from
+message declarations (msgspec Structs) are the single source, a proto3 schema is derived from
 them at start-up (field numbers follow declaration order), and
 :func:`render_proto` writes the same schema as a ``.proto`` file for client
 developers in other languages.
@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from pydantic import BaseModel
 
 from ..connector import HEADER
-from ..message import Catalog, Message
+from ..message import Catalog, Message, field_types, has_constraints
 from .base import Codec
 
 _pack_header = HEADER.pack
@@ -43,11 +43,11 @@ class _Field:
     type_name: str  # proto spelling: "int64", or a message name
     repeated: bool
     optional: bool
-    nested: type[BaseModel] | None
+    nested: type[msgspec.Struct] | None
     is_enum: bool
 
 
-def _resolve(owner: type[BaseModel], name: str, annotation: Any) -> tuple[Any, bool, bool]:
+def _resolve(owner: type[msgspec.Struct], name: str, annotation: Any) -> tuple[Any, bool, bool]:
     """Strip ``X | None`` and ``list[X]``: (inner type, repeated, optional)."""
     optional = False
     origin = typing.get_origin(annotation)
@@ -66,7 +66,7 @@ def _resolve(owner: type[BaseModel], name: str, annotation: Any) -> tuple[Any, b
     return annotation, False, optional
 
 
-def _scalar_of(owner: type[BaseModel], name: str, tp: Any) -> tuple[int, str, bool]:
+def _scalar_of(owner: type[msgspec.Struct], name: str, tp: Any) -> tuple[int, str, bool]:
     if typing.get_origin(tp) is Literal:
         values = typing.get_args(tp)
         tp = type(values[0])
@@ -85,11 +85,11 @@ class ProtoSchema:
     def __init__(self, catalog: Catalog, package: str = "sgs") -> None:
         self.package = package
         self.catalog = catalog
-        self.fields: dict[type[BaseModel], list[_Field]] = {}
-        self.order: list[type[BaseModel]] = []
+        self.fields: dict[type[msgspec.Struct], list[_Field]] = {}
+        self.order: list[type[msgspec.Struct]] = []
         for cls in catalog:
             self._collect(cls)
-        names: dict[str, type[BaseModel]] = {}
+        names: dict[str, type[msgspec.Struct]] = {}
         for model in self.order:
             other = names.setdefault(model.__name__, model)
             if other is not model:
@@ -99,21 +99,21 @@ class ProtoSchema:
         self.file = self._file_proto()
         pool = descriptor_pool.DescriptorPool()
         pool.Add(self.file)
-        self.classes: dict[type[BaseModel], Any] = {
+        self.classes: dict[type[msgspec.Struct], Any] = {
             model: message_factory.GetMessageClass(
                 pool.FindMessageTypeByName(f"{package}.{model.__name__}")
             )
             for model in self.order
         }
 
-    def _collect(self, model: type[BaseModel]) -> None:
+    def _collect(self, model: type[msgspec.Struct]) -> None:
         if model in self.fields:
             return
         self.fields[model] = []  # guards recursion
         specs: list[_Field] = []
-        for number, (name, info) in enumerate(model.model_fields.items(), start=1):
-            tp, repeated, optional = _resolve(model, name, info.annotation)
-            if isinstance(tp, type) and issubclass(tp, BaseModel):
+        for number, (name, annotation) in enumerate(field_types(model).items(), start=1):
+            tp, repeated, optional = _resolve(model, name, annotation)
+            if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
                 self._collect(tp)
                 specs.append(
                     _Field(
@@ -181,9 +181,9 @@ class ProtobufCodec(Codec):
         self.schema = ProtoSchema(catalog, package)
         self._classes = self.schema.classes
         self._fields = self.schema.fields
-        # Models made of plain scalars (and lists of them) skip the generic walk:
-        # their pydantic __dict__ is already the protobuf constructor's kwargs.
-        self._flat: dict[type[BaseModel], tuple[tuple[str, ...], tuple[str, ...]]] = {
+        # Messages made of plain scalars (and lists of them) skip the generic
+        # walk: each field maps one to one onto the protobuf message's field.
+        self._flat: dict[type[msgspec.Struct], tuple[tuple[str, ...], tuple[str, ...]]] = {
             model: (
                 tuple(f.name for f in fields if not f.repeated),
                 tuple(f.name for f in fields if f.repeated),
@@ -191,13 +191,13 @@ class ProtobufCodec(Codec):
             for model, fields in self._fields.items()
             if all(f.nested is None and not f.is_enum and not f.optional for f in fields)
         }
-        self._frame_encoders: dict[type[BaseModel], Callable[[Any], bytes]] = {
+        self._frame_encoders: dict[type[msgspec.Struct], Callable[[Any], bytes]] = {
             model: self._frame_encoder(model)
             for model in self._flat
             if getattr(model, "__msg_id__", None) is not None
         }
 
-    def _frame_encoder(self, cls: type[BaseModel]) -> Callable[[Any], bytes]:
+    def _frame_encoder(self, cls: type[msgspec.Struct]) -> Callable[[Any], bytes]:
         """A generated function writing one frame of ``cls`` through a reused message.
 
         Setting the fields of one kept protobuf object and serializing it is
@@ -206,10 +206,10 @@ class ProtobufCodec(Codec):
         leaks from one message into the next.
         """
         scalars, repeated = self._flat[cls]
-        lines = ["def encode(msg):", "    d = msg.__dict__"]
-        lines += [f"    pb.{name} = d[{name!r}]" for name in scalars]
+        lines = ["def encode(msg):"]
+        lines += [f"    pb.{name} = msg.{name}" for name in scalars]
         for name in repeated:
-            lines += [f"    pb.ClearField({name!r})", f"    pb.{name}.extend(d[{name!r}])"]
+            lines += [f"    pb.ClearField({name!r})", f"    pb.{name}.extend(msg.{name})"]
         lines += [
             "    value = pb.SerializeToString()",
             "    return pack(MSG_ID, len(value)) + value",
@@ -233,23 +233,27 @@ class ProtobufCodec(Codec):
         scalars, repeated = flat
         # Generated once per message type, like dataclasses does for __init__:
         # straight-line attribute reads cost a fraction of a loop or a
-        # comprehension, and this runs for every message received.
-        items = [f"{name!r}: pb.{name}" for name in scalars]
-        items += [f"{name!r}: list(pb.{name})" for name in repeated]
-        source = (
-            "def decode(data):\n"
-            "    pb = parse(data)\n"
-            "    return validate(" + "{" + ", ".join(items) + "}" + ")\n"
-        )
+        # comprehension, and this runs for every message received. upb has
+        # already typed every value as the declaration says (int64, string,
+        # ...), so they go straight into the Struct; a class with constraints
+        # or a __post_init__ check goes through msgspec.convert, which runs both.
+        items = [f"{name}=pb.{name}" for name in scalars]
+        items += [f"{name}=list(pb.{name})" for name in repeated]
+        if has_constraints(cls):
+            call = "convert(dict(" + ", ".join(items) + "), cls)"
+        else:
+            call = "cls(" + ", ".join(items) + ")"
+        source = f"def decode(data):\n    pb = parse(data)\n    return {call}\n"
         namespace: dict[str, Any] = {
             "parse": self._classes[cls].FromString,
-            "validate": cls.__pydantic_validator__.validate_python,
+            "convert": msgspec.convert,
+            "cls": cls,
         }
         exec(compile(source, f"<protobuf decoder {cls.__name__}>", "exec"), namespace)
         decode: Callable[[bytes], Message] = namespace["decode"]
         return decode
 
-    def _to_pb(self, obj: BaseModel) -> Any:
+    def _to_pb(self, obj: msgspec.Struct) -> Any:
         kwargs: dict[str, Any] = {}
         for spec in self._fields[type(obj)]:
             value = getattr(obj, spec.name)
@@ -262,7 +266,7 @@ class ProtobufCodec(Codec):
             kwargs[spec.name] = value
         return self._classes[type(obj)](**kwargs)
 
-    def _to_dict(self, model: type[BaseModel], pb: Any) -> dict[str, Any]:
+    def _to_dict(self, model: type[msgspec.Struct], pb: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for spec in self._fields[model]:
             if spec.optional and not pb.HasField(spec.name):
@@ -280,9 +284,6 @@ class ProtobufCodec(Codec):
         return out
 
     def encode_value(self, msg: Message) -> bytes:
-        cls = type(msg)
-        if cls in self._flat:
-            return self._classes[cls](**msg.__dict__).SerializeToString()
         return self._to_pb(msg).SerializeToString()
 
     def encode_frame(self, msg: Message) -> bytes:
@@ -294,4 +295,4 @@ class ProtobufCodec(Codec):
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
         pb = self._classes[cls].FromString(data)
-        return cls.__pydantic_validator__.validate_python(self._to_dict(cls, pb))
+        return msgspec.convert(self._to_dict(cls, pb), cls, strict=False)
