@@ -20,7 +20,7 @@ import msgspec
 
 from ..connector import HEADER
 from ..message import Catalog, Message, field_types
-from .base import Codec
+from .base import Codec, typed_frame_encoder
 
 _pack_header = HEADER.pack
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
@@ -51,6 +51,11 @@ class JsonCodec(Codec):
         if not self._is_plain(cls):
             return super().fast_decoder(cls)
         return self._decoder(cls)
+
+    def frame_encoder(self, cls: type[Message] | None) -> Callable[[Message], bytes]:
+        if cls is None or cls.__msg_id__ is None or not self._is_plain(cls):
+            return self.encode_frame
+        return typed_frame_encoder(cls, self._encode, self.encode_frame)
 
     def encode_frame(self, msg: Message) -> bytes:
         if type(msg) in self._plain:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import msgspec
 
 from ..message import Catalog, Message
-from .base import Codec
+from .base import Codec, typed_frame_encoder
 
 
 class MsgpackCodec(Codec):
@@ -19,6 +19,11 @@ class MsgpackCodec(Codec):
         self._decoders: dict[type[Message], Callable[[bytes], Message]] = {}
         for cls in catalog:
             self._decoder(cls)
+
+    def frame_encoder(self, cls: type[Message] | None) -> Callable[[Message], bytes]:
+        if cls is None or cls.__msg_id__ is None:
+            return self.encode_frame
+        return typed_frame_encoder(cls, self._encode, self.encode_frame)
 
     def encode_value(self, msg: Message) -> bytes:
         return self._encode(msg)

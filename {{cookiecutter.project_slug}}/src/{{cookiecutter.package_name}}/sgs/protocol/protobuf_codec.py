@@ -206,7 +206,7 @@ class ProtobufCodec(Codec):
         leaks from one message into the next.
         """
         scalars, repeated = self._flat[cls]
-        lines = ["def encode(msg):"]
+        lines = ["def encode(msg):", "    if type(msg) is not CLS:", "        return generic(msg)"]
         lines += [f"    pb.{name} = msg.{name}" for name in scalars]
         for name in repeated:
             lines += [f"    pb.ClearField({name!r})", f"    pb.{name}.extend(msg.{name})"]
@@ -218,6 +218,8 @@ class ProtobufCodec(Codec):
             "pb": self._classes[cls](),
             "pack": _pack_header,
             "MSG_ID": cls.__msg_id__,  # type: ignore[attr-defined]
+            "CLS": cls,
+            "generic": self.encode_frame,
         }
         exec(
             compile("\n".join(lines) + "\n", f"<protobuf encoder {cls.__name__}>", "exec"),
@@ -285,6 +287,10 @@ class ProtobufCodec(Codec):
 
     def encode_value(self, msg: Message) -> bytes:
         return self._to_pb(msg).SerializeToString()
+
+    def frame_encoder(self, cls: type[Message] | None) -> Callable[[Message], bytes]:
+        encode = self._frame_encoders.get(cls) if cls is not None else None
+        return encode if encode is not None else self.encode_frame
 
     def encode_frame(self, msg: Message) -> bytes:
         encode = self._frame_encoders.get(type(msg))
