@@ -27,7 +27,7 @@ catalog = Catalog()
 class Score(Message, msg_id=2001, catalog=catalog):
     player: str
     points: Annotated[int, msgspec.Meta(ge=0, le=100)]
-    tags: list[str] = []
+    tags: list[Annotated[str, msgspec.Meta(max_length=8)]] = []
 
     def __post_init__(self) -> None:
         if self.player == "nobody":
@@ -52,6 +52,7 @@ DOCUMENT_ROWS: dict[str, tuple[Any, Any]] = {
     "wrong type: fraction for int": ({"player": "ann", "points": 7.5}, REFUSED),
     "wrong type: str for list": ({"player": "ann", "points": 7, "tags": "a"}, REFUSED),
     "wrong item type in list": ({"player": "ann", "points": 7, "tags": ["a", 1]}, REFUSED),
+    "list item too long": ({"player": "ann", "points": 7, "tags": ["a" * 9]}, REFUSED),
     "missing field": ({"player": "ann"}, REFUSED),
     "null for a required field": ({"player": None, "points": 7}, REFUSED),
     "above maximum": ({"player": "ann", "points": 101}, REFUSED),
@@ -97,6 +98,12 @@ PROTOBUF_ROWS: list[tuple[str, bytes, Any]] = [
     ("above maximum", _pb(player="ann", points=101), REFUSED),
     ("below minimum", _pb(player="ann", points=-1), REFUSED),
     ("__post_init__ check", _pb(player="nobody", points=7), REFUSED),
+    ("list item too long", _pb(player="ann", points=7, tags=["a" * 9]), REFUSED),
+    (
+        "list items",
+        _pb(player="ann", points=7, tags=["x", "y"]),
+        Score(player="ann", points=7, tags=["x", "y"]),
+    ),
     ("truncated varint", b"\x10\xff", REFUSED),
     ("length past the end", b"\x0a\x09ann", REFUSED),
     ("invalid utf-8 in a string", b"\x0a\x02\xff\xfe", REFUSED),

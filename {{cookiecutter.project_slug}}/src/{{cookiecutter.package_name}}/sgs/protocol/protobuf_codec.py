@@ -54,22 +54,30 @@ class _Field:
 
 
 def _resolve(owner: type[msgspec.Struct], name: str, annotation: Any) -> tuple[Any, bool, bool]:
-    """Strip ``X | None`` and ``list[X]``: (inner type, repeated, optional)."""
+    """Strip ``X | None``, ``list[X]`` and ``Annotated``: (inner type, repeated, optional)."""
     optional = False
+    annotation = _plain(annotation)
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:
             raise TypeError(f"{owner.__qualname__}.{name}: unions are not supported by protobuf")
         optional = True
-        annotation = args[0]
+        annotation = _plain(args[0])
         origin = typing.get_origin(annotation)
     if origin in (list, tuple, set, frozenset):
         args = typing.get_args(annotation)
         if optional:
             raise TypeError(f"{owner.__qualname__}.{name}: optional lists are not supported")
-        return (args[0] if args else str), True, False
+        return (_plain(args[0]) if args else str), True, False
     return annotation, False, optional
+
+
+def _plain(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` constraints (they are checked on decode, not in the schema)."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
 
 
 def _scalar_of(owner: type[msgspec.Struct], name: str, tp: Any) -> tuple[int, str, bool]:
