@@ -19,7 +19,12 @@ import msgpack
 import msgspec
 import pytest
 
-from {{ cookiecutter.package_name }}.sgs import Catalog, DecodeError, Message, get_codec
+from {{ cookiecutter.package_name }}.sgs import (
+    Catalog,
+    DecodeError,
+    Message,
+    get_codec,
+)
 
 catalog = Catalog()
 

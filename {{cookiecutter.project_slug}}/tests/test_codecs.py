@@ -13,13 +13,17 @@ from hypothesis import strategies as st
 
 import fwkit
 
-from {{ cookiecutter.package_name }} import messages
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
 from {{ cookiecutter.package_name }}.sgs import (
     DecodeError,
     UnknownMessageError,
     get_codec,
 )
-from {{ cookiecutter.package_name }}.sgs.message import field_types
+from {{ cookiecutter.package_name }}.sgs.message import (
+    field_types,
+)
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 

@@ -22,8 +22,13 @@ import fwkit
 from golden_frames import FRAMES
 from golden_samples import samples
 
-from {{ cookiecutter.package_name }} import messages
-from {{ cookiecutter.package_name }}.sgs import Codec, get_codec
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Codec,
+    get_codec,
+)
 
 CATALOGUES = {"game": messages.catalog, "framework-tests": fwkit.catalog}
 SAMPLES = samples()

@@ -7,9 +7,18 @@ from typing import Annotated
 import msgspec
 import pytest
 
-from {{ cookiecutter.package_name }} import messages
-from {{ cookiecutter.package_name }}.sgs import Catalog, Message, default_catalog
-from {{ cookiecutter.package_name }}.sgs.message import field_types, has_constraints
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Catalog,
+    Message,
+    default_catalog,
+)
+from {{ cookiecutter.package_name }}.sgs.message import (
+    field_types,
+    has_constraints,
+)
 
 
 def test_msg_id_and_reply_keywords_register_the_class() -> None:

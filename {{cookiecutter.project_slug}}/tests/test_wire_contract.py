@@ -14,15 +14,25 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }} import messages
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
 from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
 )
-from {{ cookiecutter.package_name }}.sgs.message import field_types
-from {{ cookiecutter.package_name }}.sgs.protocol import render_proto
-from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.sgs.message import (
+    field_types,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    render_proto,
+)
+from {{ cookiecutter.package_name }}.sgs.settings import (
+    ResourceModel,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 HEADER = struct.Struct(">II")
 TIMEOUT = 5.0
