@@ -37,6 +37,7 @@ SHADOWED_MODULES = frozenset(
         "hatchling",
         "hypothesis",
         "msgpack",
+        "msgspec",
         "pydantic",
         "pydantic_core",
         "pydantic_settings",

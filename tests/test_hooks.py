@@ -24,7 +24,7 @@ INVALID = [
     ({"package_name": "x" * 61}, "package_name", "x" * 61),
     *[
         ({"package_name": name}, "package_name", name)
-        for name in ("asyncio", "uvloop", "pydantic", "google", "msgpack", "bson", "sgs")
+        for name in ("asyncio", "uvloop", "pydantic", "msgspec", "google", "msgpack", "bson", "sgs")
     ],
     *[
         ({"package_name": name}, "package_name", name)

@@ -14,9 +14,9 @@ messages between them is the cost of one message, with start-up and imports
 cancelled out.
 
 Besides the framework and the ``json`` baseline (the same game logic by
-hand), the ``pydantic`` column counts only what validating a request,
-building the reply model and serializing it cost, through the app's own
-message classes. It is the floor under the framework's figure: the
+hand), the ``messages`` column counts only what decoding and validating a
+request, building the reply and encoding it cost (msgspec, through the app's
+own message classes). It is the floor under the framework's figure: the
 baseline divided by it is the best ratio any dispatch code could reach.
 
 Needs valgrind (``apt-get install valgrind``); the kernel's share of a real
@@ -49,7 +49,7 @@ from .workloads import CodecBytes, JsonBaselineBytes, business_cycle, echo_cycle
 LINKS = 50
 DEPTH = 8
 FLOWS = ("echo", "business")
-SERVERS = ("framework", "json", "pydantic")
+SERVERS = ("framework", "json", "messages")
 PROTOCOLS = ("json", "protobuf", "msgpack", "bson")
 RESULTS = Path(__file__).resolve().parent / "results"
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
@@ -136,8 +136,10 @@ async def _baseline(package: str, flow: str, rounds: int) -> int:
     return await _exercise(links, JsonBaselineBytes(), flow, rounds)
 
 
-def _pydantic(package: str, flow: str, rounds: int) -> int:
-    """Validate each request, build its reply model, serialize it: nothing else."""
+def _messages(package: str, flow: str, rounds: int) -> int:
+    """Decode and validate each request, build its reply, encode it: nothing else."""
+    import msgspec
+
     messages = importlib.import_module(f"{package}.messages")
     echo = flow == "echo"
     req, resp = (
@@ -145,7 +147,8 @@ def _pydantic(package: str, flow: str, rounds: int) -> int:
         if echo
         else (messages.BusinessReq, messages.BusinessResp)
     )
-    decode, encode = req.__pydantic_validator__.validate_json, resp.__pydantic_serializer__.to_json
+    decode = msgspec.json.Decoder(req, strict=False).decode
+    encode = msgspec.json.Encoder().encode
     values = [[step.request[8:] for step in group] for group in _groups(flow, JsonBaselineBytes())]
     n = 0
     for r in range(rounds * LINKS):
@@ -163,8 +166,8 @@ def child(flow: str, server: str, protocol: str, rounds: int) -> None:
     """One measured process (run under valgrind by :func:`count`)."""
     ensure_importable()
     package = find_package()
-    if server == "pydantic":
-        n = _pydantic(package, flow, rounds)
+    if server == "messages":
+        n = _messages(package, flow, rounds)
     else:
         import uvloop
 
@@ -246,15 +249,15 @@ def render(results: dict[tuple[str, str, str], float]) -> str:
     lines = [
         "## Instructions per message (valgrind, in-process, 50 links x 8 frames per read)",
         "",
-        "| flow | protocol | framework | json baseline | pydantic alone | baseline / framework"
-        " | ceiling: baseline / pydantic |",
+        "| flow | protocol | framework | json baseline | messages alone | baseline / framework"
+        " | ceiling: baseline / messages |",
         "|---|---|---|---|---|---|---|",
     ]
     for (flow, server, protocol), ir in results.items():
         if server != "framework":
             continue
         base = results.get((flow, "json", "json"))
-        floor = results.get((flow, "pydantic", "json"))
+        floor = results.get((flow, "messages", "json"))
         ratio = f"{base / ir:.2f}x" if base and protocol == "json" else ""
         ceiling = f"{base / floor:.2f}x" if base and floor and protocol == "json" else ""
         if protocol != "json":
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
     p.add_argument("--child", nargs=4, metavar=("FLOW", "SERVER", "PROTOCOL", "ROUNDS"))
     p.add_argument("--flows", default=",".join(FLOWS), help="echo,business")
-    p.add_argument("--servers", default=",".join(SERVERS), help="framework,json,pydantic")
+    p.add_argument("--servers", default=",".join(SERVERS), help="framework,json,messages")
     p.add_argument("--protocols", default="json,protobuf,msgpack", help="the framework's, on echo")
     p.add_argument("--rounds", type=int, default=50, help="reads per link in the longer run")
     p.add_argument("--out", type=Path, default=RESULTS)

@@ -133,6 +133,7 @@ class _Inbound:
                 rate_limit_messages=0,
                 chat_rate_limit=0,
                 auth_timeout=0,
+                metrics_port=0,  # no HTTP port: another server may hold the default
             )
             server = create_server(settings)
             self.loop.run_until_complete(server.start())

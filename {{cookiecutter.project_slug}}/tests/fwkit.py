@@ -10,8 +10,6 @@ import asyncio
 import socket
 import struct
 
-from pydantic import BaseModel
-
 from {{ cookiecutter.package_name }}.sgs import (
     Catalog,
     Context,
@@ -30,7 +28,7 @@ MODELS = ["per_link", "shared_logic", "shared_logic_send", "shared_all"]
 PROTOCOLS = ["json", "protobuf", "msgpack", "bson"]
 
 
-class Item(BaseModel):
+class Item(Message):
     name: str
     qty: int
 

@@ -203,7 +203,7 @@ def test_instruction_count_harness_checks_every_reply() -> None:
         ("business", "framework"),
         ("echo", "json"),
         ("business", "json"),
-        ("business", "pydantic"),
+        ("business", "messages"),
     ]:
         cmd = [sys.executable, "-m", "benchmarks.instructions", "--child", flow, server]
         proc = subprocess.run(

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from {{ cookiecutter.package_name }} import (
@@ -167,6 +168,27 @@ def test_proto_writes_the_catalogue_schema(isolated: Path) -> None:
     custom = isolated / "out" / "game.proto"
     assert cli.main(["proto", "--out", str(custom)]) == 0
     assert custom.read_text(encoding="utf-8") == schema
+
+
+def test_json_schema_describes_every_message(isolated: Path) -> None:
+    assert cli.main(["json-schema"]) == 0
+    schema = json.loads((isolated / "proto" / "messages.schema.json").read_text(encoding="utf-8"))
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    defs = schema["$defs"]
+    assert [ref["$ref"] for ref in schema["oneOf"]] == [f"#/$defs/{m.__name__}" for m in catalog]
+    for message in catalog:
+        entry = defs[message.__name__]
+        assert entry["x-msg-id"] == message.__msg_id__
+        fields = msgspec.structs.fields(message)
+        assert list(entry.get("properties", {})) == [f.name for f in fields]
+        assert entry.get("required", []) == [f.name for f in fields if f.required]
+        if message.__reply__ is not None:
+            assert entry["x-reply"] == message.__reply__.__name__
+    user = defs["LoginResp"]["properties"]["user"]["$ref"].rsplit("/", 1)[1]
+    assert defs[user]["properties"]["counter"]["type"] == "integer"
+    custom = isolated / "out" / "game.json"
+    assert cli.main(["json-schema", "--out", str(custom)]) == 0
+    assert json.loads(custom.read_text(encoding="utf-8")) == schema
 
 
 # --- healthcheck -------------------------------------------------------------------

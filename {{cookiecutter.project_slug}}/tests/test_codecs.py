@@ -6,18 +6,23 @@ import types
 import typing
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 import fwkit
 
-from {{ cookiecutter.package_name }} import messages
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
 from {{ cookiecutter.package_name }}.sgs import (
     DecodeError,
     UnknownMessageError,
     get_codec,
+)
+from {{ cookiecutter.package_name }}.sgs.message import (
+    field_types,
 )
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -32,7 +37,7 @@ def strategy_for(annotation: Any) -> st.SearchStrategy[Any]:
         return st.lists(strategy_for(typing.get_args(annotation)[0]), max_size=4)
     if origin is typing.Literal:
         return st.sampled_from(typing.get_args(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         return model_strategy(annotation)
     simple: dict[Any, st.SearchStrategy[Any]] = {
         bool: st.booleans(),
@@ -44,8 +49,8 @@ def strategy_for(annotation: Any) -> st.SearchStrategy[Any]:
     return simple[annotation]
 
 
-def model_strategy(model: type[BaseModel]) -> st.SearchStrategy[Any]:
-    fields = {name: strategy_for(info.annotation) for name, info in model.model_fields.items()}
+def model_strategy(model: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
+    fields = {name: strategy_for(tp) for name, tp in field_types(model).items()}
     return st.fixed_dictionaries(fields).map(lambda d: model(**d))
 
 

@@ -72,7 +72,7 @@ async def test_compiled_classes_speak_with_the_server(tmp_path: Path) -> None:
     assert list(reply.tags) == ["a", "b"] and reply.weight == 2.5 and reply.sealed
     assert reply.blob == b"\x00\xff"
     assert not reply.HasField("note")  # optional and unset stays unset
-    # And our codec reads protoc's bytes into the same pydantic message.
+    # And our codec reads protoc's bytes into the same message.
     ours = server.codec.decode(Bag.__msg_id__, value)
     assert ours == Bag(
         owner="ana",

@@ -14,14 +14,25 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }} import messages
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
 from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
 )
-from {{ cookiecutter.package_name }}.sgs.protocol import render_proto
-from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.sgs.message import (
+    field_types,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    render_proto,
+)
+from {{ cookiecutter.package_name }}.sgs.settings import (
+    ResourceModel,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 HEADER = struct.Struct(">II")
 TIMEOUT = 5.0
@@ -86,12 +97,12 @@ class RawPeer:
 
 def test_catalogue_ids_and_field_names() -> None:
     declared = {
-        cls.__msg_id__: (cls.__name__, list(cls.model_fields))
+        cls.__msg_id__: (cls.__name__, list(field_types(cls)))
         for cls in messages.catalog
         if cls.__msg_id__ in CONTRACT
     }
     assert declared == CONTRACT
-    assert list(messages.User.model_fields) == ["account_id", "counter"]
+    assert list(field_types(messages.User)) == ["account_id", "counter"]
     for msg_id, (name, _) in CONTRACT.items():
         assert getattr(messages, name).__msg_id__ == msg_id
 

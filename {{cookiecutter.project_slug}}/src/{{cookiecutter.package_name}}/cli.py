@@ -1,4 +1,4 @@
-"""The server command: serve, healthcheck, print-config, proto.
+"""The server command: serve, healthcheck, print-config, proto, json-schema.
 
 The client command (ping, echo, login, chat, robots) lives in client_cli.py
 and is re-exported here so both console scripts point at this module.
@@ -36,6 +36,7 @@ PROG = "{{ cookiecutter.project_slug }}"
 PACKAGE = "{{ cookiecutter.package_name }}"
 DEFAULT_PROTO_OUT = Path("proto") / "messages.proto"
 DEFAULT_JS_OUT = Path("web") / "catalog.js"
+DEFAULT_SCHEMA_OUT = Path("proto") / "messages.schema.json"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger(PACKAGE)
@@ -121,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"output file (default {DEFAULT_PROTO_OUT})",
     )
     proto.set_defaults(func=cmd_proto)
+
+    schema = commands.add_parser(
+        "json-schema", help="write the JSON Schema of the catalogue (json protocol)"
+    )
+    schema.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_SCHEMA_OUT,
+        help=f"output file (default {DEFAULT_SCHEMA_OUT})",
+    )
+    schema.set_defaults(func=cmd_json_schema)
 
     web = commands.add_parser("web-catalog", help="write the JS message catalogue for web/")
     web.add_argument(
@@ -297,6 +309,18 @@ def cmd_proto(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_proto(catalog, package=PACKAGE), encoding="utf-8")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_json_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of every message, for client developers in other languages."""
+    from .messages import catalog
+    from .sgs.schema import render_json_schema
+
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_json_schema(catalog, title=PACKAGE), encoding="utf-8")
     print(f"wrote {out}")
     return EXIT_OK
 

@@ -34,8 +34,6 @@ re-exported here.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from .sgs import Message, default_catalog
 from .sgs.builtins import Error, PingReq, PongResp
 
@@ -63,8 +61,8 @@ __all__ = [
 ]
 
 
-class User(BaseModel):
-    """A player as the server reports it; nested inside LoginResp."""
+class User(Message):
+    """A player as the server reports it; nested inside LoginResp (no msg_id: never alone)."""
 
     account_id: str
     counter: int = 0

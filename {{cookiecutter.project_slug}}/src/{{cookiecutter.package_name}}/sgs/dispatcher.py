@@ -290,7 +290,6 @@ class LogicWorker(_Task):
         """
         server = self.server
         table = server._table
-        encode = server.codec.encode_frame
         write = link.write_frame
         ctx = link.ctx
         n = len(frames)
@@ -311,7 +310,7 @@ class LogicWorker(_Task):
                 self._protocol_error(link, self._unroutable(msg_id))
                 i += 1
                 continue
-            msg_type, decode, handler, meter, is_async = entry
+            msg_type, decode, handler, meter, is_async, encode = entry
             if is_async:
                 break
             i += 1
@@ -357,7 +356,7 @@ class LogicWorker(_Task):
             return
         msg_id, payload = frame
         server = self.server
-        _, decode, handler, meter, _ = server._table[msg_id]
+        _, decode, handler, meter, _, encode = server._table[msg_id]
         try:
             msg = decode(payload)
         except Exception:
@@ -370,7 +369,7 @@ class LogicWorker(_Task):
         try:
             resp = await handler(link.ctx, msg)
             if resp is not None:
-                link.write_frame(server.codec.encode_frame(resp))
+                link.write_frame(encode(resp))
         except HandlerError as exc:
             self._refused(link, exc, msg_id)
         except Exception:

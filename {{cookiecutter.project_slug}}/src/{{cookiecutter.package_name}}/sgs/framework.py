@@ -244,7 +244,8 @@ class Server:
         self.store.on_fenced = self.bindings.fenced  # a refused write: its link is replaced
         codec = self.codec
         # One tuple per message id, unpacked once per message by the worker:
-        # (type, decoder, composed call, meter, the call gives a coroutine).
+        # (type, decoder, composed call, meter, the call gives a coroutine,
+        # the frame encoder chosen for the declared reply type).
         self._table = {
             msg_id: (
                 msg_type,
@@ -252,6 +253,7 @@ class Server:
                 route.call,
                 TypeMeter(msg_type.__name__, msg_id, route.slow),
                 route.is_async,
+                codec.frame_encoder(msg_type.__reply__),
             )
             for msg_id, (msg_type, route) in self.router.compile(self.settings).items()
         }

@@ -1,7 +1,7 @@
 """Real protobuf wire encoding, with descriptors built from the message declarations.
 
 No ``protoc`` step and no generated ``_pb2`` modules to keep in sync: the
-pydantic declarations are the single source, a proto3 schema is derived from
+message declarations (msgspec Structs) are the single source, a proto3 schema is derived from
 them at start-up (field numbers follow declaration order), and
 :func:`render_proto` writes the same schema as a ``.proto`` file for client
 developers in other languages.
@@ -10,20 +10,26 @@ developers in other languages.
 from __future__ import annotations
 
 import enum
+import sys
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+import msgspec
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from pydantic import BaseModel
 
 from ..connector import HEADER
-from ..message import Catalog, Message
+from ..message import Catalog, Message, field_types, has_constraints
 from .base import Codec
 
 _pack_header = HEADER.pack
+# Before 3.12 a class whose metaclass is written in Python (Message's
+# MessageMeta) is called without vectorcall: about 1k instructions more per
+# construction than msgspec.structs.replace on a template, which is what the
+# generated decoders use there. From 3.12 the call is the cheaper one.
+_SLOW_METACLASS_CALL = sys.version_info < (3, 12)
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[type, tuple[int, str]] = {
@@ -43,30 +49,38 @@ class _Field:
     type_name: str  # proto spelling: "int64", or a message name
     repeated: bool
     optional: bool
-    nested: type[BaseModel] | None
+    nested: type[msgspec.Struct] | None
     is_enum: bool
 
 
-def _resolve(owner: type[BaseModel], name: str, annotation: Any) -> tuple[Any, bool, bool]:
-    """Strip ``X | None`` and ``list[X]``: (inner type, repeated, optional)."""
+def _resolve(owner: type[msgspec.Struct], name: str, annotation: Any) -> tuple[Any, bool, bool]:
+    """Strip ``X | None``, ``list[X]`` and ``Annotated``: (inner type, repeated, optional)."""
     optional = False
+    annotation = _plain(annotation)
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:
             raise TypeError(f"{owner.__qualname__}.{name}: unions are not supported by protobuf")
         optional = True
-        annotation = args[0]
+        annotation = _plain(args[0])
         origin = typing.get_origin(annotation)
     if origin in (list, tuple, set, frozenset):
         args = typing.get_args(annotation)
         if optional:
             raise TypeError(f"{owner.__qualname__}.{name}: optional lists are not supported")
-        return (args[0] if args else str), True, False
+        return (_plain(args[0]) if args else str), True, False
     return annotation, False, optional
 
 
-def _scalar_of(owner: type[BaseModel], name: str, tp: Any) -> tuple[int, str, bool]:
+def _plain(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` constraints (they are checked on decode, not in the schema)."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _scalar_of(owner: type[msgspec.Struct], name: str, tp: Any) -> tuple[int, str, bool]:
     if typing.get_origin(tp) is Literal:
         values = typing.get_args(tp)
         tp = type(values[0])
@@ -85,11 +99,11 @@ class ProtoSchema:
     def __init__(self, catalog: Catalog, package: str = "sgs") -> None:
         self.package = package
         self.catalog = catalog
-        self.fields: dict[type[BaseModel], list[_Field]] = {}
-        self.order: list[type[BaseModel]] = []
+        self.fields: dict[type[msgspec.Struct], list[_Field]] = {}
+        self.order: list[type[msgspec.Struct]] = []
         for cls in catalog:
             self._collect(cls)
-        names: dict[str, type[BaseModel]] = {}
+        names: dict[str, type[msgspec.Struct]] = {}
         for model in self.order:
             other = names.setdefault(model.__name__, model)
             if other is not model:
@@ -99,21 +113,21 @@ class ProtoSchema:
         self.file = self._file_proto()
         pool = descriptor_pool.DescriptorPool()
         pool.Add(self.file)
-        self.classes: dict[type[BaseModel], Any] = {
+        self.classes: dict[type[msgspec.Struct], Any] = {
             model: message_factory.GetMessageClass(
                 pool.FindMessageTypeByName(f"{package}.{model.__name__}")
             )
             for model in self.order
         }
 
-    def _collect(self, model: type[BaseModel]) -> None:
+    def _collect(self, model: type[msgspec.Struct]) -> None:
         if model in self.fields:
             return
         self.fields[model] = []  # guards recursion
         specs: list[_Field] = []
-        for number, (name, info) in enumerate(model.model_fields.items(), start=1):
-            tp, repeated, optional = _resolve(model, name, info.annotation)
-            if isinstance(tp, type) and issubclass(tp, BaseModel):
+        for number, (name, annotation) in enumerate(field_types(model).items(), start=1):
+            tp, repeated, optional = _resolve(model, name, annotation)
+            if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
                 self._collect(tp)
                 specs.append(
                     _Field(
@@ -181,9 +195,9 @@ class ProtobufCodec(Codec):
         self.schema = ProtoSchema(catalog, package)
         self._classes = self.schema.classes
         self._fields = self.schema.fields
-        # Models made of plain scalars (and lists of them) skip the generic walk:
-        # their pydantic __dict__ is already the protobuf constructor's kwargs.
-        self._flat: dict[type[BaseModel], tuple[tuple[str, ...], tuple[str, ...]]] = {
+        # Messages made of plain scalars (and lists of them) skip the generic
+        # walk: each field maps one to one onto the protobuf message's field.
+        self._flat: dict[type[msgspec.Struct], tuple[tuple[str, ...], tuple[str, ...]]] = {
             model: (
                 tuple(f.name for f in fields if not f.repeated),
                 tuple(f.name for f in fields if f.repeated),
@@ -191,13 +205,13 @@ class ProtobufCodec(Codec):
             for model, fields in self._fields.items()
             if all(f.nested is None and not f.is_enum and not f.optional for f in fields)
         }
-        self._frame_encoders: dict[type[BaseModel], Callable[[Any], bytes]] = {
+        self._frame_encoders: dict[type[msgspec.Struct], Callable[[Any], bytes]] = {
             model: self._frame_encoder(model)
             for model in self._flat
             if getattr(model, "__msg_id__", None) is not None
         }
 
-    def _frame_encoder(self, cls: type[BaseModel]) -> Callable[[Any], bytes]:
+    def _frame_encoder(self, cls: type[msgspec.Struct]) -> Callable[[Any], bytes]:
         """A generated function writing one frame of ``cls`` through a reused message.
 
         Setting the fields of one kept protobuf object and serializing it is
@@ -206,10 +220,10 @@ class ProtobufCodec(Codec):
         leaks from one message into the next.
         """
         scalars, repeated = self._flat[cls]
-        lines = ["def encode(msg):", "    d = msg.__dict__"]
-        lines += [f"    pb.{name} = d[{name!r}]" for name in scalars]
+        lines = ["def encode(msg):", "    if type(msg) is not CLS:", "        return generic(msg)"]
+        lines += [f"    pb.{name} = msg.{name}" for name in scalars]
         for name in repeated:
-            lines += [f"    pb.ClearField({name!r})", f"    pb.{name}.extend(d[{name!r}])"]
+            lines += [f"    pb.ClearField({name!r})", f"    pb.{name}.extend(msg.{name})"]
         lines += [
             "    value = pb.SerializeToString()",
             "    return pack(MSG_ID, len(value)) + value",
@@ -218,6 +232,8 @@ class ProtobufCodec(Codec):
             "pb": self._classes[cls](),
             "pack": _pack_header,
             "MSG_ID": cls.__msg_id__,  # type: ignore[attr-defined]
+            "CLS": cls,
+            "generic": self.encode_frame,
         }
         exec(
             compile("\n".join(lines) + "\n", f"<protobuf encoder {cls.__name__}>", "exec"),
@@ -233,23 +249,36 @@ class ProtobufCodec(Codec):
         scalars, repeated = flat
         # Generated once per message type, like dataclasses does for __init__:
         # straight-line attribute reads cost a fraction of a loop or a
-        # comprehension, and this runs for every message received.
-        items = [f"{name!r}: pb.{name}" for name in scalars]
-        items += [f"{name!r}: list(pb.{name})" for name in repeated]
-        source = (
-            "def decode(data):\n"
-            "    pb = parse(data)\n"
-            "    return validate(" + "{" + ", ".join(items) + "}" + ")\n"
-        )
+        # comprehension, and this runs for every message received. upb has
+        # already typed every value as the declaration says (int64, string,
+        # ...), so they go straight into the Struct; a class with constraints
+        # or a __post_init__ check goes through msgspec.convert, which runs both.
+        # One protobuf object per type is parsed into again and again
+        # (ParseFromString clears it first): a new one per message costs
+        # about 1.9k instructions more. Values read from it are copies.
+        items = [f"{name}=pb.{name}" for name in scalars]
+        items += [f"{name}=list(pb.{name})" for name in repeated]
+        if has_constraints(cls):
+            call = "convert(dict(" + ", ".join(items) + "), cls)"
+        elif _SLOW_METACLASS_CALL:
+            call = "replace(template" + "".join(", " + item for item in items) + ")"
+        else:
+            call = "cls(" + ", ".join(items) + ")"
+        source = f"def decode(data):\n    parse(data)\n    return {call}\n"
+        pb = self._classes[cls]()
         namespace: dict[str, Any] = {
-            "parse": self._classes[cls].FromString,
-            "validate": cls.__pydantic_validator__.validate_python,
+            "pb": pb,
+            "parse": pb.ParseFromString,
+            "convert": msgspec.convert,
+            "replace": msgspec.structs.replace,
+            "template": cls(**dict.fromkeys(field_types(cls))),
+            "cls": cls,
         }
         exec(compile(source, f"<protobuf decoder {cls.__name__}>", "exec"), namespace)
         decode: Callable[[bytes], Message] = namespace["decode"]
         return decode
 
-    def _to_pb(self, obj: BaseModel) -> Any:
+    def _to_pb(self, obj: msgspec.Struct) -> Any:
         kwargs: dict[str, Any] = {}
         for spec in self._fields[type(obj)]:
             value = getattr(obj, spec.name)
@@ -262,7 +291,7 @@ class ProtobufCodec(Codec):
             kwargs[spec.name] = value
         return self._classes[type(obj)](**kwargs)
 
-    def _to_dict(self, model: type[BaseModel], pb: Any) -> dict[str, Any]:
+    def _to_dict(self, model: type[msgspec.Struct], pb: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for spec in self._fields[model]:
             if spec.optional and not pb.HasField(spec.name):
@@ -280,10 +309,11 @@ class ProtobufCodec(Codec):
         return out
 
     def encode_value(self, msg: Message) -> bytes:
-        cls = type(msg)
-        if cls in self._flat:
-            return self._classes[cls](**msg.__dict__).SerializeToString()
         return self._to_pb(msg).SerializeToString()
+
+    def frame_encoder(self, cls: type[Message] | None) -> Callable[[Message], bytes]:
+        encode = self._frame_encoders.get(cls) if cls is not None else None
+        return encode if encode is not None else self.encode_frame
 
     def encode_frame(self, msg: Message) -> bytes:
         encode = self._frame_encoders.get(type(msg))
@@ -294,4 +324,4 @@ class ProtobufCodec(Codec):
 
     def decode_value(self, cls: type[Message], data: bytes) -> Message:
         pb = self._classes[cls].FromString(data)
-        return cls.__pydantic_validator__.validate_python(self._to_dict(cls, pb))
+        return msgspec.convert(self._to_dict(cls, pb), cls, strict=False)

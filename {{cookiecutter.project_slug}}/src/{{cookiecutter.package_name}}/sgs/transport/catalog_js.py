@@ -13,29 +13,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+import msgspec
 
-from ..message import Catalog, Message
+from ..message import Catalog, Message, field_types
 from ..protocol.protobuf_codec import render_proto
 
 
-def _default(field: Any) -> Any:
+def _default(field: msgspec.structs.FieldInfo, annotation: Any) -> Any:
     """The value a JS constructor puts in a field left out (JSON-able)."""
-    if field.default is not PydanticUndefined:
+    if field.default is not msgspec.NODEFAULT:
         try:
             json.dumps(field.default)
         except TypeError:
             return None
         return field.default
-    if field.default_factory is not None:
+    if field.default_factory is not msgspec.NODEFAULT:
         try:
             value = field.default_factory()
             json.dumps(value)
             return value
         except Exception:
             return None
-    annotation = field.annotation
     origin = getattr(annotation, "__origin__", None)
     if annotation is str:
         return ""
@@ -47,9 +45,7 @@ def _default(field: Any) -> Any:
         return []
     if origin is dict or annotation is dict:
         return {}
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return None
-    return None
+    return None  # a nested message, or a type JSON has no literal for
 
 
 def render_js_catalog(catalog: Catalog, protocol: str = "json", ws_path: str = "/") -> str:
@@ -90,8 +86,9 @@ def _package(catalog: Catalog) -> str:
 
 
 def _render_class(cls: type[Message]) -> list[str]:
-    fields = cls.model_fields
-    defaults = {name: _default(f) for name, f in fields.items()}
+    types = field_types(cls)
+    fields = {f.name: f for f in msgspec.structs.fields(cls)}
+    defaults = {name: _default(f, types[name]) for name, f in fields.items()}
     reply = cls.__reply__.__name__ if cls.__reply__ is not None else None
     body = [
         "export class " + cls.__name__ + " {",  # (no f-string: the file must hold no double brace)

@@ -1,0 +1,81 @@
+"""The messages the golden-bytes test encodes: every catalogue message, with edge values.
+
+Each sample is built through the public constructors only (keyword arguments,
+nested messages as instances), so the same list works for any message layer.
+The labels are the keys of ``golden_frames.FRAMES``: never rename one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fwkit
+
+from {{ cookiecutter.package_name }} import messages as m
+
+#: Strings a codec could escape or encode differently: non-ASCII, quotes,
+#: backslashes, control characters, a character outside the BMP.
+TRICKY = 'h\u00e9llo "q" \\ \t\n\x01 \u2713 \U0001f3b2 </script>'
+#: Bytes whose standard base64 holds "+" and "/" (url-safe base64 differs).
+BLOB = b"\xfb\xff\xbf\x00\x01"
+
+
+def samples() -> list[tuple[str, str, Any]]:
+    """(label, catalogue, message) for every message of both catalogues."""
+    game: list[tuple[str, Any]] = [
+        ("LoginReq", m.LoginReq(account_id="player-1")),
+        ("LoginReq.tricky", m.LoginReq(account_id=TRICKY)),
+        ("LoginResp", m.LoginResp(user=m.User(account_id="player-1", counter=3))),
+        ("LoginResp.default", m.LoginResp(user=m.User(account_id=""))),
+        ("BusinessReq", m.BusinessReq(key=7, value1=40, value2=2)),
+        ("BusinessReq.wide", m.BusinessReq(key=-1, value1=2**31, value2=-(2**63))),
+        ("BusinessResp", m.BusinessResp(key=7, result=42)),
+        ("BusinessResp.wide", m.BusinessResp(key=2**63 - 1, result=-(2**31) - 1)),
+        ("LogoutReq", m.LogoutReq()),
+        ("LogoutResp", m.LogoutResp()),
+        ("PingReq", m.PingReq(client_time_ms=1_700_000_000_123)),
+        ("PingReq.default", m.PingReq()),
+        ("PongResp", m.PongResp(client_time_ms=1, server_time_ms=1_700_000_000_456)),
+        ("PongResp.default", m.PongResp()),
+        ("EchoReq", m.EchoReq(text="hello")),
+        ("EchoReq.empty", m.EchoReq(text="")),
+        ("EchoReq.tricky", m.EchoReq(text=TRICKY)),
+        ("EchoResp", m.EchoResp(text="hello")),
+        ("EchoResp.long", m.EchoResp(text="x" * 300)),
+        ("JoinRoomReq", m.JoinRoomReq(room="lobby")),
+        ("JoinRoomResp", m.JoinRoomResp(room="lobby", members=["a", "b", TRICKY])),
+        ("JoinRoomResp.empty", m.JoinRoomResp(room="", members=[])),
+        ("SayReq", m.SayReq(text="hi all")),
+        ("RoomMessage", m.RoomMessage(room="lobby", sender="a", text=TRICKY)),
+        ("LeaveRoomReq", m.LeaveRoomReq()),
+        ("LeaveRoomResp", m.LeaveRoomResp(room="lobby")),
+        ("RoomTick", m.RoomTick(room="lobby", tick=12, members=2)),
+        ("RoomTick.zero", m.RoomTick(room="", tick=0, members=0)),
+        ("Error", m.Error(code="decode_error", message="bad value", msg_id=9)),
+        ("Error.default", m.Error(code="rate_limited")),
+    ]
+    bag = fwkit.Bag(
+        owner="o",
+        items=[fwkit.Item(name="sword", qty=1), fwkit.Item(name=TRICKY, qty=-5)],
+        tags=["x", "y"],
+        note="fragile",
+        weight=2.5,
+        sealed=True,
+        blob=BLOB,
+    )
+    framework: list[tuple[str, Any]] = [
+        ("fw.EchoReq", fwkit.EchoReq(seq=1, text="a")),
+        ("fw.EchoResp", fwkit.EchoResp(seq=2**40, text=TRICKY)),
+        ("fw.SlowReq", fwkit.SlowReq(seq=3, delay=0.25)),
+        ("fw.SlowReq.pad", fwkit.SlowReq(seq=3, delay=1e-3, pad="p")),
+        ("fw.BoomReq", fwkit.BoomReq()),
+        ("fw.DenyReq", fwkit.DenyReq()),
+        ("fw.Bag", bag),
+        ("fw.Bag.default", fwkit.Bag(owner="", items=[], tags=[])),
+        ("fw.Bag.floats", fwkit.Bag(owner="f", items=[], tags=[], weight=-1234.5678)),
+        ("fw.BagReq", fwkit.BagReq(bag=bag)),
+        ("fw.KickReq", fwkit.KickReq()),
+    ]
+    return [(label, "game", msg) for label, msg in game] + [
+        (label, "framework-tests", msg) for label, msg in framework
+    ]
