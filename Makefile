@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_VENV := build/.venv
-PYTEST_ARGS ?= -n auto
+PYTEST_ARGS ?= -n auto --dist worksteal
 # pip >= 25.1 understands [dependency-groups] (pip install --group).
 PIP_MIN := pip>=25.1
 

@@ -146,7 +146,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Start the long tests (baked-repo installs, Docker engine) first.
 
     xdist hands out tests in collection order, so a long test collected last
-    would run alone at the end while the other workers sit idle.
+    would run alone at the end while the other workers sit idle. The first
+    chunk a worker gets holds every long test, so the Makefile runs xdist with
+    ``--dist worksteal``: an idle worker takes half of a busy one's queue, and
+    two baked repos' suites run at once.
     """
     items.sort(
         key=lambda item: (

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import msgspec
+
 from .jobs import IdleJob, LoadJob, Member, ReqRepJob, RoomJob, Step
 from .scenarios import Scenario
 from .wire import ROOM_TICK, frame, json_value
@@ -73,7 +75,9 @@ class CodecBytes(JsonBaselineBytes):
         self.name = protocol
 
     def _encode(self, msg_id: int, obj: dict[str, Any]) -> bytes:
-        return frame(msg_id, self.codec.encode(self.classes[msg_id](**obj)))
+        # convert, not cls(**obj): a Struct's constructor takes nested values as
+        # they are, so a nested dict (LoginResp's user) must be made a Struct first.
+        return frame(msg_id, self.codec.encode(msgspec.convert(obj, self.classes[msg_id])))
 
     def request(self, msg_id: int, obj: dict[str, Any]) -> bytes:
         return self._encode(msg_id, obj)
