@@ -13,6 +13,24 @@ from ..message import Catalog, Message
 _pack_header = HEADER.pack
 
 
+class DecoderCache(dict[type[Message], Callable[[bytes], Message]]):
+    """One msgspec decoder per type, made by ``make`` on first use: the catalogue's
+    types are warmed at start, and a router may route a type from outside the
+    catalogue, which gets its decoder on first use."""
+
+    def __init__(
+        self, make: Callable[[type[Message]], Callable[[bytes], Message]], catalog: Catalog
+    ) -> None:
+        super().__init__()
+        self._make = make
+        for cls in catalog:
+            self[cls] = make(cls)
+
+    def __missing__(self, cls: type[Message]) -> Callable[[bytes], Message]:
+        decode = self[cls] = self._make(cls)
+        return decode
+
+
 class Codec(abc.ABC):
     """Encodes and decodes the messages of one catalogue.
 

@@ -20,7 +20,7 @@ import msgspec
 
 from ..connector import HEADER
 from ..message import Catalog, Message, field_types
-from .base import Codec, typed_frame_encoder
+from .base import Codec, DecoderCache, typed_frame_encoder
 
 _pack_header = HEADER.pack
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
@@ -33,9 +33,9 @@ class JsonCodec(Codec):
     def __init__(self, catalog: Catalog) -> None:
         super().__init__(catalog)
         self._encode = msgspec.json.Encoder().encode
-        self._decoders: dict[type[Message], Callable[[bytes], Message]] = {}
-        for cls in catalog:
-            self._decoder(cls)
+        self._decoders = DecoderCache(
+            lambda cls: msgspec.json.Decoder(cls, strict=False).decode, catalog
+        )
         # Types without a bytes field anywhere: msgspec's own bytes are the wire's.
         self._plain = {cls for cls in catalog if not _holds_bytes(cls, set())}
 
@@ -50,7 +50,7 @@ class JsonCodec(Codec):
     def fast_decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
         if not self._is_plain(cls):
             return super().fast_decoder(cls)
-        return self._decoder(cls)
+        return self._decoders[cls]
 
     def frame_encoder(self, cls: type[Message] | None) -> Callable[[Message], bytes]:
         if cls is None or cls.__msg_id__ is None or not self._is_plain(cls):
@@ -75,15 +75,7 @@ class JsonCodec(Codec):
         if not self._is_plain(cls):
             data = _standard_base64(cls, msgspec.json.decode(data))
             return msgspec.convert(data, cls, strict=False)
-        return self._decoder(cls)(data)
-
-    def _decoder(self, cls: type[Message]) -> Callable[[bytes], Message]:
-        """One msgspec decoder per type, built once (a router may route a type from
-        outside the catalogue: it gets its decoder on first use)."""
-        decode = self._decoders.get(cls)
-        if decode is None:
-            decode = self._decoders[cls] = msgspec.json.Decoder(cls, strict=False).decode
-        return decode
+        return self._decoders[cls](data)
 
 
 def _holds_bytes(tp: Any, seen: set[Any]) -> bool:
