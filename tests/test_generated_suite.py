@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,12 +64,6 @@ def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def readme_robots_command(readme: str, slug: str, port: int) -> list[str]:
     """The README's first robots command line, pointed at ``port``."""
     line = next(ln for ln in readme.splitlines() if f"{slug}-client" in ln and "robots" in ln)
@@ -77,36 +73,67 @@ def readme_robots_command(readme: str, slug: str, port: int) -> list[str]:
     return [*args, "--robots", "3", "--requests", "5"]
 
 
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+
 def serve_and_run_readme_client(repo_path: Path, slug: str, env: dict[str, str]) -> str:
-    """Start `<slug> serve`, run the README's client line against it, SIGTERM, exit 0."""
-    port = free_port()
+    """Start `<slug> serve`, run the README's client line against it, SIGTERM, exit 0.
+
+    The server binds port 0 and the test reads the bound port from its log:
+    picking a "free" port first races with the other bake's ephemeral ports.
+    """
     bin_dir = repo_path / ".venv" / "bin"
     server = subprocess.Popen(
-        # --ws-port: the default (port + 1) may be a client's ephemeral port on a busy machine
-        [str(bin_dir / slug), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--ws-port", str(free_port())],
+        [str(bin_dir / slug), "serve", "--host", "127.0.0.1", "--port", "0"],
         cwd=repo_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: queue.Queue[str | None] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert server.stdout is not None
+        for line in server.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     try:
-        health = [str(bin_dir / slug), "healthcheck", "--port", str(port)]
+        port = 0
         deadline = time.monotonic() + 30
+        while not port:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError("server never listened:\n" + "".join(output)) from None
+            assert line is not None, f"server exited {server.wait()}:\n" + "".join(output)
+            output.append(line)
+            if found := LISTENING.search(line):
+                port = int(found.group(1))
+        health = [str(bin_dir / slug), "healthcheck", "--port", str(port)]
         while run(health, cwd=repo_path, env=env).returncode != 0:
-            assert server.poll() is None and time.monotonic() < deadline, "server never healthy"
+            assert server.poll() is None and time.monotonic() < deadline, (
+                "server never healthy:\n" + "".join(output)
+            )
             time.sleep(0.3)
         readme = (repo_path / "README.md").read_text(encoding="utf-8")
         robots = run(readme_robots_command(readme, slug, port), cwd=repo_path, env=env)
         assert robots.returncode == 0, robots.stdout + robots.stderr
         assert "errors 0" in " ".join(robots.stdout.split()), robots.stdout
         server.send_signal(signal.SIGTERM)
-        log, _ = server.communicate(timeout=30)
+        server.wait(timeout=30)
     finally:
         if server.poll() is None:
             server.kill()
-            server.communicate()
+            server.wait()
+        reader.join(timeout=10)
+    while (line := lines.get_nowait() if not lines.empty() else None) is not None:
+        output.append(line)
+    log = "".join(output)
     assert server.returncode == 0, log
     return log
 
