@@ -51,6 +51,55 @@ def samples() -> list[tuple[str, str, Any]]:
         ("LeaveRoomResp", m.LeaveRoomResp(room="lobby")),
         ("RoomTick", m.RoomTick(room="lobby", tick=12, members=2)),
         ("RoomTick.zero", m.RoomTick(room="", tick=0, members=0)),
+        (
+            "RoomJoined",
+            m.RoomJoined(
+                room_id="r1", room_type="arena", clients=2, max_clients=8, metadata='{"mode":"ffa"}'
+            ),
+        ),
+        ("RoomJoined.default", m.RoomJoined(room_id="", room_type="")),
+        ("JoinOrCreate", m.JoinOrCreate(room_type="arena", options='{"mode":"ffa"}', filters="{}")),
+        ("JoinOrCreate.default", m.JoinOrCreate(room_type="arena")),
+        ("CreateRoom", m.CreateRoom(room_type="chat", options=TRICKY)),
+        ("JoinById", m.JoinById(room_id="r1", options="")),
+        ("RoomLeft", m.RoomLeft(room_id="r1")),
+        ("LeaveRoom", m.LeaveRoom()),
+        (
+            "RoomList",
+            m.RoomList(
+                rooms=[
+                    m.RoomInfo(
+                        room_id="r1",
+                        room_type="arena",
+                        clients=1,
+                        max_clients=8,
+                        metadata='{"mode":"ffa"}',
+                        locked=True,
+                        private=False,
+                        owner="node-a",
+                    ),
+                    m.RoomInfo(room_id="r2", room_type="chat"),
+                ]
+            ),
+        ),
+        ("RoomList.empty", m.RoomList(rooms=[])),
+        ("ListRooms", m.ListRooms(room_type="arena", filters='{"mode":"ffa"}')),
+        ("ListRooms.default", m.ListRooms()),
+        ("RoomClosed", m.RoomClosed(room_id="r1", reason="owner node lost")),
+        ("MoveReq", m.MoveReq(direction="left", seq=2**40)),
+        ("MoveReq.default", m.MoveReq(direction="up")),
+        (
+            "ArenaState",
+            m.ArenaState(
+                room_id="r1",
+                tick=7,
+                players=[
+                    m.ArenaPlayer(name="a", x=0, y=31, seq=3),
+                    m.ArenaPlayer(name=TRICKY, x=5, y=5),
+                ],
+            ),
+        ),
+        ("ArenaState.empty", m.ArenaState(room_id="", tick=0, players=[])),
         ("Error", m.Error(code="decode_error", message="bad value", msg_id=9)),
         ("Error.default", m.Error(code="rate_limited")),
     ]

@@ -57,6 +57,17 @@ CONTRACT: dict[int, tuple[str, list[str]]] = {
     15: ("LeaveRoomReq", []),
     16: ("LeaveRoomResp", ["room"]),
     17: ("RoomTick", ["room", "tick", "members"]),
+    18: ("RoomJoined", ["room_id", "room_type", "clients", "max_clients", "metadata"]),
+    19: ("JoinOrCreate", ["room_type", "options", "filters"]),
+    20: ("CreateRoom", ["room_type", "options"]),
+    21: ("JoinById", ["room_id", "options"]),
+    22: ("RoomLeft", ["room_id"]),
+    23: ("LeaveRoom", []),
+    24: ("RoomList", ["rooms"]),
+    25: ("ListRooms", ["room_type", "filters"]),
+    26: ("RoomClosed", ["room_id", "reason"]),
+    27: ("MoveReq", ["direction", "seq"]),
+    28: ("ArenaState", ["room_id", "tick", "players"]),
     99: ("Error", ["code", "message", "msg_id"]),
 }
 
@@ -116,6 +127,11 @@ def test_replies_are_declared() -> None:
         messages.EchoReq: messages.EchoResp,
         messages.JoinRoomReq: messages.JoinRoomResp,
         messages.LeaveRoomReq: messages.LeaveRoomResp,
+        messages.JoinOrCreate: messages.RoomJoined,
+        messages.CreateRoom: messages.RoomJoined,
+        messages.JoinById: messages.RoomJoined,
+        messages.LeaveRoom: messages.RoomLeft,
+        messages.ListRooms: messages.RoomList,
     }
     for request, reply in pairs.items():
         assert request.__reply__ is reply

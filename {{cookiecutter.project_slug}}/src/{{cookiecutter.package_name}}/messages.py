@@ -29,15 +29,45 @@ re-exported here.
 | 15 | LeaveRoomReq  | (none)                                   | 16    |
 | 16 | LeaveRoomResp | room: str                                |       |
 | 17 | RoomTick      | room: str, tick: int, members: int       | pushed once a second |
+| 18-26 | matchmaking (the framework's, `sgs/rooms/messages.py`): RoomJoined, JoinOrCreate, CreateRoom, JoinById, RoomLeft, LeaveRoom, RoomList, ListRooms, RoomClosed | | |
+| 27 | MoveReq       | direction: str, seq: int                 | none: applied at the arena's next tick |
+| 28 | ArenaState    | room_id: str, tick: int, players: list[ArenaPlayer] | pushed every arena tick |
 | 99 | Error         | code: str, message: str, msg_id: int     | for a failed request |
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from .sgs import Message, default_catalog
 from .sgs.builtins import Error, PingReq, PongResp
+from .sgs.rooms.messages import (
+    CreateRoom,
+    JoinById,
+    JoinOrCreate,
+    LeaveRoom,
+    ListRooms,
+    RoomClosed,
+    RoomInfo,
+    RoomJoined,
+    RoomLeft,
+    RoomList,
+)
 
 __all__ = [
+    "ArenaPlayer",
+    "ArenaState",
+    "CreateRoom",
+    "JoinById",
+    "JoinOrCreate",
+    "LeaveRoom",
+    "ListRooms",
+    "MoveReq",
+    "RoomClosed",
+    "RoomInfo",
+    "RoomJoined",
+    "RoomLeft",
+    "RoomList",
     "BusinessReq",
     "BusinessResp",
     "EchoReq",
@@ -151,6 +181,37 @@ class RoomTick(Message, msg_id=17):
     room: str
     tick: int
     members: int
+
+
+# --- arena: a real-time match on the rooms API (sgs/rooms) ----------------
+
+
+class MoveReq(Message, msg_id=27):
+    """One input: a step in ``direction``, applied by the room's owner at its next tick.
+
+    ``seq`` is the client's own counter; ArenaState echoes the last one applied
+    per player, so a client sees its inputs were taken in order.
+    """
+
+    direction: Literal["up", "down", "left", "right"]
+    seq: int = 0
+
+
+class ArenaPlayer(Message):
+    """One player's place on the field (nested in ArenaState)."""
+
+    name: str
+    x: int
+    y: int
+    seq: int = 0
+
+
+class ArenaState(Message, msg_id=28):
+    """Pushed to every member at every arena tick: the whole field (full state)."""
+
+    room_id: str
+    tick: int
+    players: list[ArenaPlayer]
 
 
 #: The catalogue the server and the client are built with. Declaring a Message

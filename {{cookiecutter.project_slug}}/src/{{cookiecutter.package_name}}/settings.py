@@ -124,6 +124,12 @@ class Settings(ServerSettings):
         5.0, ge=0, description="SayReq messages a second per link; 0 disables."
     )
     chat_rate_burst: PositiveInt = Field(10, description="SayReq messages a link may send at once.")
+    arena_max_players: PositiveInt = Field(
+        8, le=1000, description="Players in one arena match (the arena room's max_clients)."
+    )
+    arena_tick_rate: float = Field(
+        20.0, gt=0, le=120.0, description="Arena ticks a second: inputs applied, state pushed."
+    )
     auth_timeout: float = Field(
         15.0,
         ge=0,

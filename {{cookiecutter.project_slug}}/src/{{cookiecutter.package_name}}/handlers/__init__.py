@@ -12,10 +12,11 @@ import functools
 
 from ..sgs import Link, Router, Server
 from ..sgs.middleware import timing_middleware
-from . import auth, business, echo, rooms
+from ..sgs.rooms import Rooms
+from . import arena, auth, business, echo, rooms
 from .state import GameState, state_of
 
-__all__ = ["ROOM_TICK_INTERVAL", "GameState", "router", "setup", "state_of"]
+__all__ = ["ROOM_TICK_INTERVAL", "GameState", "room_types", "router", "setup", "state_of"]
 
 #: Seconds between two RoomTick pushes.
 ROOM_TICK_INTERVAL = 1.0
@@ -35,6 +36,9 @@ members.use(timing_middleware())
 members.use(auth.require_login)
 members.include(business.router)
 members.include(rooms.router)
+# Matches with a lifecycle (sgs/rooms): JoinOrCreate & co, and each room type's messages.
+room_types = Rooms(arena.Arena)
+members.include(room_types.router)
 
 router = Router()
 router.include(public)
@@ -55,3 +59,4 @@ def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
     server.on_connect(functools.partial(auth.start_login_clock, server))
     server.on_replaced(functools.partial(auth.replaced, state))
     server.every(tick_interval, functools.partial(rooms.tick_rooms, server))
+    room_types.attach(server)

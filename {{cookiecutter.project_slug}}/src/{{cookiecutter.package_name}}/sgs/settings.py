@@ -223,6 +223,20 @@ class ServerSettings(BaseSettings):
     cluster_publish_queue: PositiveInt = Field(
         10_000, le=1_000_000, description="Envelopes waiting for the broker before drops."
     )
+    # -- rooms (sgs/rooms) ----------------------------------------------------
+    seat_reservation_timeout: float = Field(
+        15.0,
+        gt=0,
+        le=3600.0,
+        description="Seconds a seat reserved by matchmaking stays valid before it is freed.",
+    )
+    empty_grace: float = Field(
+        2.0,
+        ge=0,
+        le=3600.0,
+        description="Seconds an auto_dispose room stays without members before it is disposed "
+        "(a room type may set its own).",
+    )
     workers: PositiveInt = Field(
         1, le=256, description="Server processes on this host (SO_REUSEPORT); >1 needs cluster_url."
     )

@@ -1,0 +1,76 @@
+"""The sample game's arena (a room type on sgs/rooms), end to end on one node."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from {{ cookiecutter.package_name }}.handlers import router, setup
+from {{ cookiecutter.package_name }}.messages import (
+    ArenaState,
+    JoinOrCreate,
+    LoginReq,
+    MoveReq,
+    RoomJoined,
+    catalog,
+)
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.sgs import Client, RemoteError
+from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.testing import running_server
+
+T = 5.0
+
+
+async def player(port: int, protocol: str, name: str) -> tuple[Client, list[ArenaState]]:
+    client = await Client("127.0.0.1", port, protocol=protocol, catalog=catalog).connect()
+    states: list[ArenaState] = []
+    client.on(ArenaState, states.append)
+    await client.request(LoginReq(account_id=name), timeout=T)
+    return client, states
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_arena_applies_inputs_in_order_and_every_member_gets_every_tick(
+    protocol: str,
+) -> None:
+    settings = Settings(store_url="memory://", arena_max_players=2, ws_port=0)
+    async with running_server(router, setup=setup, settings=settings, protocol=protocol) as server:
+        (a, a_states), (b, b_states) = [
+            await player(server.port, protocol, name) for name in ("ann", "bob")
+        ]
+        joined = [await c.request(JoinOrCreate(room_type="arena"), timeout=T) for c in (a, b)]
+        assert all(isinstance(j, RoomJoined) for j in joined)
+        assert joined[0].room_id == joined[1].room_id and joined[1].clients == 2
+        assert joined[1].max_clients == 2
+        for seq in range(1, 41):
+            await a.send(MoveReq(direction="right" if seq % 2 else "down", seq=seq))
+            await asyncio.sleep(0.01)  # about 5 inputs a tick: well under the queue's bound
+        deadline = asyncio.get_running_loop().time() + T
+        while asyncio.get_running_loop().time() < deadline:
+            if b_states and _seq_of(b_states[-1], "ann") == 40:
+                break
+            await asyncio.sleep(0.02)
+        for states in (a_states, b_states):
+            seqs = [_seq_of(s, "ann") for s in states if _seq_of(s, "ann") is not None]
+            assert seqs == sorted(seqs) and seqs[-1] == 40  # applied in order, all of them
+        ticks_b = [s.tick for s in b_states]
+        assert ticks_b == list(range(ticks_b[0], ticks_b[0] + len(ticks_b)))  # none missed
+        # A third player finds the arena full and gets one of its own.
+        c, _ = await player(server.port, protocol, "cid")
+        third = await c.request(JoinOrCreate(room_type="arena"), timeout=T)
+        assert third.room_id != joined[0].room_id
+        d, _ = await player(server.port, protocol, "dan")  # in no room: refused
+        with pytest.raises(RemoteError) as info:
+            await d.request(MoveReq(direction="up"), timeout=T, reply=RoomJoined)
+        assert info.value.error.code == "not_in_room"
+        for client in (a, b, c, d):
+            await client.close()
+
+
+def _seq_of(state: ArenaState, name: str) -> int | None:
+    for p in state.players:
+        if p.name == name:
+            return p.seq
+    return None
