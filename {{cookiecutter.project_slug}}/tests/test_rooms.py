@@ -1,4 +1,4 @@
-"""Rooms on one node (no broker): lifecycle, matchmaking, refusals, seats, one-at-a-time.
+"""Rooms on one node, alone (LocalDirectory) or as a cluster node (the Redis directory).
 
 Every test runs real servers on 127.0.0.1 with real clients; the room type is
 ``roomkit.Lab``, whose hooks record what they saw.
@@ -42,6 +42,17 @@ from {{ cookiecutter.package_name }}.sgs.rooms import (
 from {{ cookiecutter.package_name }}.sgs.rooms.directory import CREATE, WAIT
 
 CODECS = pytest.mark.parametrize("protocol", PROTOCOLS)
+
+
+@pytest.fixture(params=["local", "redis"])
+def broker(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Settings for one node alone (LocalDirectory), or a cluster node (the Redis directory)."""
+    if request.param == "local":
+        return {}
+    redis = request.getfixturevalue("redis_server")
+    return {"cluster_url": redis.url, "cluster_lease": 1.5, "store_url": "memory://"}
+
+
 T = 5.0
 
 
@@ -56,8 +67,10 @@ async def error_code(call) -> str:
 
 
 @CODECS
-async def test_join_or_create_fills_rooms_of_max_clients(protocol: str) -> None:
-    async with lab_server(protocol=protocol) as server:
+async def test_join_or_create_fills_rooms_of_max_clients(
+    protocol: str, broker: dict[str, object]
+) -> None:
+    async with lab_server(protocol=protocol, **broker) as server:
         clients = [await lab_client(server, protocol).connect() for _ in range(6)]
         joined = await asyncio.gather(
             *(c.request(JoinOrCreate(room_type="lab"), timeout=T) for c in clients)
@@ -80,8 +93,8 @@ async def test_join_or_create_fills_rooms_of_max_clients(protocol: str) -> None:
 
 
 @CODECS
-async def test_every_refusal_code(protocol: str) -> None:
-    async with lab_server(protocol=protocol, seat_reservation_timeout=0.4) as server:
+async def test_every_refusal_code(protocol: str, broker: dict[str, object]) -> None:
+    async with lab_server(protocol=protocol, seat_reservation_timeout=0.4, **broker) as server:
         a, b, c, d = [await lab_client(server, protocol).connect() for _ in range(4)]
         assert await error_code(a.request(JoinOrCreate(room_type="nope"), timeout=T)) == (
             "no_such_room"
@@ -123,8 +136,10 @@ async def test_every_refusal_code(protocol: str) -> None:
             await client.close()
 
 
-async def test_private_room_is_never_listed_nor_matched_but_joins_by_id() -> None:
-    async with lab_server() as server:
+async def test_private_room_is_never_listed_nor_matched_but_joins_by_id(
+    broker: dict[str, object],
+) -> None:
+    async with lab_server(**broker) as server:
         a, b, c = [await lab_client(server, "json").connect() for _ in range(3)]
         hidden = await a.request(CreateRoom(room_type="lab", options=opts(private=True)), timeout=T)
         listing = await b.request(ListRooms(), timeout=T)
@@ -144,8 +159,8 @@ async def test_private_room_is_never_listed_nor_matched_but_joins_by_id() -> Non
             await client.close()
 
 
-async def test_filters_match_metadata() -> None:
-    async with lab_server() as server:
+async def test_filters_match_metadata(broker: dict[str, object]) -> None:
+    async with lab_server(**broker) as server:
         a, b, c = [await lab_client(server, "json").connect() for _ in range(3)]
         red = await a.request(
             CreateRoom(room_type="lab", options=opts(meta={"team": "red"})), timeout=T
@@ -161,8 +176,8 @@ async def test_filters_match_metadata() -> None:
             await client.close()
 
 
-async def test_seat_expires_frees_the_seat_and_is_used_once() -> None:
-    async with lab_server(seat_reservation_timeout=0.3) as server:
+async def test_seat_expires_frees_the_seat_and_is_used_once(broker: dict[str, object]) -> None:
+    async with lab_server(seat_reservation_timeout=0.3, **broker) as server:
         manager = manager_of(server)
         directory = manager.directory
         a, b = [await lab_client(server, "json").connect() for _ in range(2)]
@@ -180,8 +195,10 @@ async def test_seat_expires_frees_the_seat_and_is_used_once() -> None:
         await b.close()
 
 
-async def test_reserved_seat_keeps_an_empty_room_until_it_expires_then_disposes() -> None:
-    async with lab_server(seat_reservation_timeout=0.5) as server:
+async def test_reserved_seat_keeps_an_empty_room_until_it_expires_then_disposes(
+    broker: dict[str, object],
+) -> None:
+    async with lab_server(seat_reservation_timeout=0.5, **broker) as server:
         manager = manager_of(server)
         a = await lab_client(server, "json").connect()
         room_id = (await a.request(CreateRoom(room_type="lab"), timeout=T)).room_id

@@ -192,6 +192,15 @@ class Cluster(ABC):
     def send_to(self, node: str, key: str, frame: bytes) -> bool:
         """Carry ``frame`` to the link bound to ``key`` on ``node``."""
 
+    # -- rooms (sgs/rooms) ----------------------------------------------------
+
+    #: Called with (origin node, body) for each room operation another node sent here.
+    on_room: Any = None
+
+    def room_send(self, node: str, body: bytes) -> bool:
+        """Carry a room operation to ``node``'s rooms, in this node's order (no broker: False)."""
+        return False
+
     # -- once per cluster --------------------------------------------------
 
     @abstractmethod

@@ -32,6 +32,7 @@ class Handlers:
     released: Callable[[str, int], None]  # key, epoch
     interest: Callable[[bool, str, str], None]  # joined, node, group
     known_message: Callable[[int], bool]  # a message id this server can carry
+    room: Callable[[str, bytes], object] = lambda origin, body: None  # origin node, room op
 
 
 class Dispatch:
@@ -113,6 +114,8 @@ class Dispatch:
         elif kind is env.Kind.RELEASED:
             key, epoch = env.unpack_released(e.body)
             h.released(key, epoch)
+        elif kind is env.Kind.ROOM:
+            h.room(e.origin, e.body)
         elif kind is env.Kind.INTEREST:
             joined, node, group_name = env.unpack_interest(e.body)
             h.interest(joined, node, group_name)

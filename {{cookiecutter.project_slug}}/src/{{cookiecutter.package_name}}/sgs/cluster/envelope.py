@@ -34,6 +34,7 @@ class Kind(enum.IntEnum):
     KICK = 3  # body: key, new epoch, reply node: release key (a newer login won)
     RELEASED = 4  # body: key, epoch: the old owner flushed and let go
     INTEREST = 5  # body: op, node, group: a node's first member joined / last left
+    ROOM = 6  # body: a room operation for the rooms of the receiving node (sgs/rooms/remote.py)
 
 
 class EnvelopeError(ValueError):

@@ -19,6 +19,12 @@ build those names with the same shapes as this module::
     P:lead:<name>       string, TTL = lease    which node leads ``name`` (RoomTick)
     P:seq:<name>        counter                the numbers the leaders hand out
     P:reaper            string, TTL = lease    the one node reaping dead nodes
+    P:room:<id>         hash                   a listed room: type clients max metadata locked private owner
+    P:rseats:<id>       hash seat -> expiry ms its reserved seats (the broker's clock)
+    P:rooms:<type>      zset id -> order       the listing of a room type, oldest first
+    P:noderooms:<id>    set                    rooms the node owns (the reaper drops them)
+    P:rclaim:<type:filters> string, TTL        the one caller creating a room for those filters
+    P:roomseq           counter                creation order of rooms
 
 Channels: ``P:group:<group>`` (broadcasts), ``P:to:<node>`` (pushes, kicks,
 hand-over answers), ``P:ctl`` (interest: a node's first member joined a
@@ -65,6 +71,25 @@ class Keys:
 
     def group_members(self, group: str) -> str:
         return f"{self.prefix}:gmembers:{group}"
+
+    def room(self, room_id: str) -> str:
+        return f"{self.prefix}:room:{room_id}"
+
+    def room_seats(self, room_id: str) -> str:
+        return f"{self.prefix}:rseats:{room_id}"
+
+    def rooms_of(self, room_type: str) -> str:
+        return f"{self.prefix}:rooms:{room_type}"
+
+    def node_rooms(self, node: str) -> str:
+        return f"{self.prefix}:noderooms:{node}"
+
+    def room_claim(self, claim: str) -> str:
+        return f"{self.prefix}:rclaim:{claim}"
+
+    @property
+    def room_seq(self) -> str:
+        return f"{self.prefix}:roomseq"
 
     def lead(self, name: str) -> str:
         return f"{self.prefix}:lead:{name}"

@@ -173,6 +173,7 @@ class RedisCluster(Cluster):
                 released=self._released,
                 interest=self.membership.on_interest,
                 known_message=lambda msg_id: msg_id in self.server.catalog,
+                room=self._room_op,
             ),
         )
 
@@ -540,6 +541,15 @@ class RedisCluster(Cluster):
 
     def send_to(self, node: str, key: str, frame: bytes) -> bool:
         return self._publish(self.keys.to(node), env.Kind.PUSH, env.pack_key(key, frame))
+
+    # -- rooms ----------------------------------------------------------------
+
+    def room_send(self, node: str, body: bytes) -> bool:
+        return self._publish(self.keys.to(node), env.Kind.ROOM, body)
+
+    def _room_op(self, origin: str, body: bytes) -> None:
+        if self.on_room is not None:
+            self.on_room(origin, body)
 
     async def lead(self, name: str) -> int | None:
         keys = [self.keys.lead(name), self.keys.seq(name)]

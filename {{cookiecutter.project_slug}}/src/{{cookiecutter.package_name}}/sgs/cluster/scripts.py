@@ -198,7 +198,7 @@ end
 return n
 """
 
-#: Remove a node's bindings, memberships and registration. KEYS: its lease,
+#: Remove a node's bindings, memberships, rooms and registration. KEYS: its lease,
 #: nodes, its groups, its binds, groups. ARGV: prefix, node, 1 to remove it
 #: even if its lease is still there (its own stop or restart), epoch key TTL
 #: ms. Returns false when the node came back, else {bindings removed, groups
@@ -228,7 +228,14 @@ for _, k in ipairs(redis.call('SMEMBERS', nbinds)) do
     n = n + 1
   end
 end
-redis.call('DEL', ngroups, nbinds, lease)
+local nrooms = p .. ':noderooms:' .. node
+for _, id in ipairs(redis.call('SMEMBERS', nrooms)) do
+  local rk = p .. ':room:' .. id
+  local t = redis.call('HGET', rk, 'type')
+  if t then redis.call('ZREM', p .. ':rooms:' .. t, id) end
+  redis.call('DEL', rk, p .. ':rseats:' .. id)
+end
+redis.call('DEL', ngroups, nbinds, lease, nrooms)
 redis.call('SREM', nodes, node)
 return {n, left}
 """
@@ -280,6 +287,154 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'born', string.format('%d', tonumber(
 return ARGV[1]
 """
 
+
+# -- rooms (sgs/rooms): the listing and the seats -------------------------------
+
+_ROOMS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function live_seats(sk, now)
+  local n = 0
+  local seats = redis.call('HGETALL', sk)
+  for i = 1, #seats, 2 do
+    if tonumber(seats[i + 1]) > now then n = n + 1 else redis.call('HDEL', sk, seats[i]) end
+  end
+  return n
+end
+local function fits(meta, filters)
+  if not filters then return true end
+  local m = {}
+  if meta and meta ~= '' then m = cjson.decode(meta) end
+  for k, v in pairs(filters) do
+    if m[k] ~= v then return false end
+  end
+  return true
+end
+"""
+
+#: KEYS: the type's listing, the claim. ARGV: prefix, filters JSON or '', seat id,
+#: seat ms, claim ms, node. The oldest listed, unlocked, public room of a live
+#: owner matching the filters with a free seat (reserved seats count): {'seat',
+#: room id, owner, expiry ms}; else {'create'} once per claim, {'wait'} meanwhile.
+ROOM_RESERVE = (
+    _ROOMS
+    + """
+local p = ARGV[1]
+local filters = nil
+if ARGV[2] ~= '' then filters = cjson.decode(ARGV[2]) end
+local now = now_ms()
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local r = redis.call('HMGET', p .. ':room:' .. id, 'clients', 'max', 'metadata', 'locked', 'private', 'owner')
+  if r[1] and r[4] ~= '1' and r[5] ~= '1' and redis.call('EXISTS', p .. ':node:' .. r[6]) == 1
+     and fits(r[3], filters) then
+    local sk = p .. ':rseats:' .. id
+    local max = tonumber(r[2])
+    if max <= 0 or tonumber(r[1]) + live_seats(sk, now) < max then
+      local expiry = now + tonumber(ARGV[4])
+      redis.call('HSET', sk, ARGV[3], expiry)
+      return {'seat', id, r[6], expiry}
+    end
+  end
+end
+if redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[5]) then return {'create'} end
+return {'wait'}
+"""
+)
+
+#: KEYS: room, its seats. ARGV: prefix, seat id, seat ms. {'seat', owner, expiry}
+#: or {code}: no_such_room (or its owner's lease is gone), room_locked, room_full.
+ROOM_RESERVE_IN = (
+    _ROOMS
+    + """
+local r = redis.call('HMGET', KEYS[1], 'clients', 'max', 'locked', 'owner')
+if not r[1] or redis.call('EXISTS', ARGV[1] .. ':node:' .. r[4]) == 0 then return {'no_such_room'} end
+if r[3] == '1' then return {'room_locked'} end
+local now = now_ms()
+local max = tonumber(r[2])
+if max > 0 and tonumber(r[1]) + live_seats(KEYS[2], now) >= max then return {'room_full'} end
+local expiry = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], expiry)
+return {'seat', r[4], expiry}
+"""
+)
+
+#: KEYS: room, its seats, the type's listing, the owner's rooms, the order
+#: counter. ARGV: id, type, max, metadata, locked, private, owner, seat id,
+#: seat ms. Lists a new room with its creator's seat; returns the expiry.
+ROOM_CREATED = (
+    _ROOMS
+    + """
+local order = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[1], 'type', ARGV[2], 'clients', 0, 'max', ARGV[3], 'metadata', ARGV[4],
+  'locked', ARGV[5], 'private', ARGV[6], 'owner', ARGV[7])
+redis.call('ZADD', KEYS[3], order, ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+local expiry = now_ms() + tonumber(ARGV[9])
+redis.call('HSET', KEYS[2], ARGV[8], expiry)
+return expiry
+"""
+)
+
+#: KEYS: room, its seats. ARGV: seat id. 1 when the seat was live (it becomes a
+#: client, once), else 0.
+ROOM_CONSUME = (
+    _ROOMS
+    + """
+local expiry = redis.call('HGET', KEYS[2], ARGV[1])
+if not expiry then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if tonumber(expiry) <= now_ms() or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'clients', 1)
+return 1
+"""
+)
+
+#: KEYS: room. ARGV: clients, max, metadata, locked, private. The owner's
+#: change to a room still listed (a removed room is not brought back).
+ROOM_PUBLISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'clients', ARGV[1], 'max', ARGV[2], 'metadata', ARGV[3],
+  'locked', ARGV[4], 'private', ARGV[5])
+return 1
+"""
+
+#: KEYS: room, its seats, the type's listing, the owner's rooms. ARGV: id.
+ROOM_REMOVE = """
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1
+"""
+
+#: KEYS: seats. Live reservations of a room.
+ROOM_SEATS = (
+    _ROOMS
+    + """
+return live_seats(KEYS[1], now_ms())
+"""
+)
+
+#: KEYS: the type's listing. ARGV: prefix, filters JSON or ''. Rows {id, clients,
+#: max, metadata, locked, private, owner} of listed public rooms of live owners.
+ROOM_LIST = (
+    _ROOMS
+    + """
+local p = ARGV[1]
+local filters = nil
+if ARGV[2] ~= '' then filters = cjson.decode(ARGV[2]) end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local r = redis.call('HMGET', p .. ':room:' .. id, 'clients', 'max', 'metadata', 'locked', 'private', 'owner')
+  if r[1] and r[5] ~= '1' and redis.call('EXISTS', p .. ':node:' .. r[6]) == 1 and fits(r[3], filters) then
+    table.insert(out, {id, r[1], r[2], r[3] or '', r[4], r[5], r[6]})
+  end
+end
+return out
+"""
+)
+
 ALL = (
     "BIND",
     "VALIDATE",
@@ -293,4 +448,12 @@ ALL = (
     "REAPER_LOCK",
     "RUN",
     "RESTORE",
+    "ROOM_RESERVE",
+    "ROOM_RESERVE_IN",
+    "ROOM_CREATED",
+    "ROOM_CONSUME",
+    "ROOM_PUBLISH",
+    "ROOM_REMOVE",
+    "ROOM_SEATS",
+    "ROOM_LIST",
 )

@@ -100,7 +100,7 @@ class Directory(ABC):
         """The owner's room changed: update its row (never waits)."""
 
     @abstractmethod
-    def remove(self, room_id: str) -> None:
+    def remove(self, room_id: str, room_type: str = "", owner: str = "") -> None:
         """The room is gone: drop its row and its seats."""
 
     @abstractmethod
@@ -200,7 +200,7 @@ class LocalDirectory(Directory):
         entry.info = info
         entry.metadata = parse_object(info.metadata, "metadata")
 
-    def remove(self, room_id: str) -> None:
+    def remove(self, room_id: str, room_type: str = "", owner: str = "") -> None:
         self.entries.pop(room_id, None)
 
     async def has_seats(self, room_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""One server's rooms: placement, joins and leaves, the listing, disposal.
+"""One server's rooms: placement, joins and leaves, the listing, disposal, other nodes.
 
 The manager is what the matchmaking handlers call. It asks its
 :class:`~.directory.Directory` for a seat (or the right to create a room),
@@ -13,22 +13,45 @@ used), add the member, run ``on_join`` (a ``HandlerError`` there removes the
 member again and answers ``join_refused``), then send ``RoomJoined`` and only
 then add the link to the room's group, so the joiner's first room message is
 its ``RoomJoined``.
+
+Placement: a new room is created on the node of the player who asked for it
+(the caller's node). Players reach nodes through the load balancer or
+SO_REUSEPORT, which already spreads them evenly, so rooms spread the same way,
+and creation needs no round trip to another node.
+
+In a cluster, a seat may be in a room another node owns. The member's node
+then sends the seat to the owner (:mod:`.remote` ``Join``), the owner runs the
+join in the room's turn and answers ``Joined``; afterwards the member's node
+forwards its messages (``Msg``, in order) and its leave, and the owner's
+``room.send`` comes back as ``Send``; broadcasts travel through the room's
+group, which spans the nodes. A member's node checks every half lease that
+the owners of its members' rooms are alive; a dead owner's members get
+``RoomClosed("owner lost")``, and an owner drops the members of a dead node
+(``on_leave`` with ``consented=False``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from ..builtins import Error
 from ..errors import HandlerError
 from ..message import Message
+from . import remote
 from .directory import CREATE, Directory, LocalDirectory, Seat
+from .mailbox import Mailbox
 from .messages import (
     JOIN_REFUSED,
     NO_SUCH_ROOM,
     SEAT_EXPIRED,
+    RoomClosed,
     RoomInfo,
     RoomJoined,
 )
@@ -44,6 +67,18 @@ log = logging.getLogger("sgs.rooms")
 STATE_KEY = "sgs.rooms"
 #: Group name prefix of a room's members (framework groups span the cluster).
 GROUP_PREFIX = "sgs.room:"
+#: RoomClosed reason when the room's owner node died.
+OWNER_LOST = "owner lost"
+
+
+@dataclass(slots=True)
+class Membership:
+    """A link of this node in a room: the room itself when it is here, else its owner."""
+
+    room_id: str
+    owner: str
+    member: Member
+    room: Room | None
 
 
 class RoomManager:
@@ -53,16 +88,35 @@ class RoomManager:
         self.server = server
         self.types = types
         self.rooms: dict[str, Room] = {}
-        self.joined: dict[int, tuple[Room, Member]] = {}  # link id -> its room and member
+        self.joined: dict[int, Membership] = {}  # link id -> its room
+        self.remote_members: dict[str, tuple[Room, Member]] = {}  # members on other nodes
         self.directory: Directory = LocalDirectory(server.settings.node_id)
         self._disposals: dict[str, asyncio.TimerHandle] = {}
+        self._requests: dict[int, asyncio.Future[remote.Joined]] = {}
+        self._req = itertools.count(1)
         settings = server.settings
         self.seat_timeout: float = settings.seat_reservation_timeout
         self.empty_grace: float = settings.empty_grace
+        server.on_start(self._start)
         server.on_disconnect(self._link_closed)
         server.on_stop(self._stop)
         # Expired seats free their rooms for disposal: looked at a few times a timeout.
         server.every(max(0.05, min(1.0, self.seat_timeout / 4)), self._sweep)
+
+    @property
+    def node(self) -> str:
+        return self.server.cluster.node_id
+
+    async def _start(self, server: Server) -> None:
+        """The cluster exists now: rooms in the broker when there is one."""
+        cluster = server.cluster
+        if cluster.is_local:
+            return
+        from .broker import BrokerDirectory
+
+        self.directory = BrokerDirectory(cluster, list(self.types))  # type: ignore[arg-type]
+        cluster.on_room = self._on_room
+        server.every(max(0.1, server.settings.cluster_lease / 2), self._check_nodes)
 
     # -- matchmaking requests ---------------------------------------------------
 
@@ -107,24 +161,34 @@ class RoomManager:
 
     def leave(self, link: Link, consented: bool) -> str | None:
         """Take ``link`` out of its room (``on_leave`` runs in the room's turn); its room id."""
-        entry = self.joined.pop(link.id, None)
-        if entry is None:
+        joined = self.joined.pop(link.id, None)
+        if joined is None:
             return None
-        room, member = entry
-        room.group.discard(link)
-        room.mailbox.post(self._leave_job, room, member, consented)
-        return room.room_id
+        self.server.group(GROUP_PREFIX + joined.room_id).discard(link)
+        room = joined.room
+        if room is not None:
+            room.mailbox.post(self._leave_job, room, joined.member, consented)
+        else:
+            self._tell(joined.owner, remote.Leave(joined.room_id, joined.member.id, consented))
+        return joined.room_id
 
     def room_of(self, link: Link) -> Room | None:
-        entry = self.joined.get(link.id)
-        return entry[0] if entry is not None else None
+        joined = self.joined.get(link.id)
+        return joined.room if joined is not None else None
 
     def deliver(self, link: Link, msg: Message, msg_id: int) -> None:
-        """A member's message for its room: queued in the room's turn (run now when idle)."""
-        entry = self.joined.get(link.id)
-        if entry is None:
+        """A member's message for its room: queued in the room's turn, or sent to its owner."""
+        joined = self.joined.get(link.id)
+        if joined is None:
             raise HandlerError("not_in_room", f"join a room before sending {type(msg).__name__}")
-        room, member = entry
+        room = joined.room
+        if room is None:
+            frame = self.server.codec.encode_frame(msg)
+            self._tell(joined.owner, remote.Msg(joined.room_id, joined.member.id, frame))
+            return
+        self._post_message(room, joined.member, msg, msg_id)
+
+    def _post_message(self, room: Room, member: Member, msg: Message, msg_id: int) -> None:
         handler = room._routes.get(type(msg))
         if handler is None:
             raise HandlerError(
@@ -134,10 +198,21 @@ class RoomManager:
 
     def send(self, player: Member, msg: Message) -> bool:
         link = player.link
-        return link.send(msg) if link is not None else False
+        if link is not None:
+            return link.send(msg)
+        return self.send_frame(player, self.server.codec.encode_frame(msg))
+
+    def send_frame(self, player: Member, frame: bytes) -> bool:
+        link = player.link
+        if link is not None:
+            return link.write_frame(frame)
+        return self._tell(player.node, remote.Send(player.id, frame))
 
     def publish(self, room: Room) -> None:
         self.directory.publish(room.info())
+
+    def _tell(self, node: str, op: remote.Op) -> bool:
+        return self.server.cluster.room_send(node, remote.pack(op))
 
     # -- creation, joins, leaves ------------------------------------------------
 
@@ -149,8 +224,6 @@ class RoomManager:
 
     async def _create(self, cls: type[Room], options: dict[str, Any]) -> Seat:
         """Make a room of ``cls`` on this node, run ``on_create``, list it with one seat."""
-        from .mailbox import Mailbox
-
         room = cls()
         room.room_id = self._new_id()
         room.server = self.server
@@ -160,12 +233,12 @@ class RoomManager:
         self.rooms[room.room_id] = room
         try:
             await room.mailbox.call(room.on_create, options)
+            seat = await self.directory.created(room.info(), self.seat_timeout)
         except BaseException:
             self.rooms.pop(room.room_id, None)
             room.disposed = True
             room.mailbox.close()
             raise
-        seat = await self.directory.created(room.info(), self.seat_timeout)
         room._start_ticks()
         log.debug("room %s (%s) created", room.room_id, cls.name)
         return seat
@@ -177,18 +250,42 @@ class RoomManager:
                 return room_id
 
     async def _take(self, link: Link, seat: Seat, options: dict[str, Any]) -> None:
-        """Use ``seat`` for ``link``: the join runs in the room's turn."""
+        """Use ``seat`` for ``link``: the join runs in the room's turn, here or on its owner."""
+        player = self.server.player_of(link)
+        name = player.key if player is not None else str(link.id)
+        member = Member(f"{self.node}.{link.id}", name, self.node, link)
+        if seat.owner != self.node:
+            return await self._take_remote(link, member, seat, options)
         room = self.rooms.get(seat.room_id)
         if room is None or room.disposed:
             self.directory.release_seat(seat)
             raise HandlerError(NO_SUCH_ROOM, f"room {seat.room_id!r} is gone")
-        player = self.server.player_of(link)
-        name = player.key if player is not None else str(link.id)
-        member = Member(f"{self.server.settings.node_id}.{link.id}", name, seat.owner, link)
-        await room.mailbox.call(self._join_job, room, member, seat, options)
+        await room.mailbox.call(self._join_job, room, member, seat, options, self._local_joined)
+
+    def _local_joined(self, room: Room, member: Member) -> None:
+        link = member.link
+        assert link is not None
+        self.joined[link.id] = Membership(room.room_id, self.node, member, room)
+        link.send(self._joined_message(room))
+        room.group.add(link, label=member.name)
+
+    @staticmethod
+    def _joined_message(room: Room) -> RoomJoined:
+        return RoomJoined(
+            room_id=room.room_id,
+            room_type=room.name,
+            clients=len(room.members),
+            max_clients=room.max_clients or 0,
+            metadata=dump_object(room.metadata),
+        )
 
     async def _join_job(
-        self, room: Room, member: Member, seat: Seat, options: dict[str, Any]
+        self,
+        room: Room,
+        member: Member,
+        seat: Seat,
+        options: dict[str, Any],
+        joined: Any,
     ) -> None:
         if room.disposed:
             raise HandlerError(NO_SUCH_ROOM, f"room {room.room_id!r} is gone")
@@ -209,25 +306,14 @@ class RoomManager:
             self._refused(room, member)
             raise HandlerError(JOIN_REFUSED, "the room failed to admit the player") from None
         link = member.link
-        assert link is not None
-        if not link.is_open:  # the link dropped while it waited
+        if link is not None and not link.is_open:  # the link dropped while it waited
             del room.members[member.id]
             self.publish(room)
             await _maybe_await(room.on_leave(member, False))
             self._maybe_dispose(room)
             return
-        self.joined[link.id] = (room, member)
         self.publish(room)
-        link.send(
-            RoomJoined(
-                room_id=room.room_id,
-                room_type=room.name,
-                clients=len(room.members),
-                max_clients=room.max_clients or 0,
-                metadata=dump_object(room.metadata),
-            )
-        )
-        room.group.add(link, label=member.name)
+        joined(room, member)
 
     def _refused(self, room: Room, member: Member) -> None:
         room.members.pop(member.id, None)
@@ -246,6 +332,148 @@ class RoomManager:
 
     def _link_closed(self, link: Link) -> None:
         self.leave(link, consented=False)
+
+    # -- members on other nodes ---------------------------------------------------
+
+    async def _take_remote(
+        self, link: Link, member: Member, seat: Seat, options: dict[str, Any]
+    ) -> None:
+        """The seat is in another node's room: ask the owner to run the join."""
+        req = next(self._req)
+        future: asyncio.Future[remote.Joined] = asyncio.get_running_loop().create_future()
+        self._requests[req] = future
+        op = remote.Join(
+            req, seat.room_id, seat.seat_id, member.id, member.name, dump_object(options)
+        )
+        try:
+            if not self._tell(seat.owner, op):
+                self.directory.release_seat(seat)
+                raise HandlerError("cluster_unavailable", "the room's owner cannot be reached")
+            timeout = self.seat_timeout + self.server.settings.cluster_timeout
+            try:
+                answer = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                self._tell(seat.owner, remote.Leave(seat.room_id, member.id, False))
+                raise HandlerError(SEAT_EXPIRED, "the room's owner did not answer") from None
+        finally:
+            self._requests.pop(req, None)
+        if answer.code:
+            raise HandlerError(answer.code, answer.message)
+        if not link.is_open:
+            self._tell(seat.owner, remote.Leave(seat.room_id, member.id, False))
+            return
+        self.joined[link.id] = Membership(seat.room_id, seat.owner, member, None)
+        link.write_frame(answer.frame)
+        self.server.group(GROUP_PREFIX + seat.room_id).add(link, label=member.name)
+
+    def _on_room(self, origin: str, body: bytes) -> None:
+        """A room operation from another node (the cluster's listener calls this)."""
+        try:
+            op = remote.unpack(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.server.cluster.stats.junk += 1
+            return
+        if isinstance(op, remote.Msg):
+            self._remote_msg(op)
+        elif isinstance(op, remote.Send):
+            self._remote_send(op)
+        elif isinstance(op, remote.Join):
+            self._remote_join(origin, op)
+        elif isinstance(op, remote.Joined):
+            future = self._requests.get(op.req)
+            if future is not None and not future.done():
+                future.set_result(op)
+        elif isinstance(op, remote.Leave):
+            entry = self.remote_members.pop(op.member_id, None)
+            if entry is not None and entry[0].room_id == op.room_id:
+                entry[0].mailbox.post(self._leave_job, entry[0], entry[1], op.consented)
+        elif isinstance(op, remote.Closed):
+            self._remote_closed(op)
+
+    def _remote_join(self, origin: str, op: remote.Join) -> None:
+        room = self.rooms.get(op.room_id)
+        if room is None or room.disposed:
+            self._tell(origin, remote.Joined(op.req, NO_SUCH_ROOM, "the room is gone", b""))
+            return
+        member = Member(op.member_id, op.name, origin, None)
+        seat = Seat(op.room_id, op.seat_id, self.node, 0.0)
+        room.mailbox.post(self._remote_join_job, room, member, seat, op.options, origin, op.req)
+
+    async def _remote_join_job(
+        self, room: Room, member: Member, seat: Seat, options: str, origin: str, req: int
+    ) -> None:
+        def joined(room: Room, member: Member) -> None:
+            self.remote_members[member.id] = (room, member)
+            frame = self.server.codec.encode_frame(self._joined_message(room))
+            self._tell(origin, remote.Joined(req, "", "", frame))
+
+        try:
+            opts = parse_object(options, "options")
+            await self._join_job(room, member, seat, opts, joined)
+        except HandlerError as exc:
+            self._tell(origin, remote.Joined(req, exc.code, exc.message, b""))
+
+    def _remote_msg(self, op: remote.Msg) -> None:
+        entry = self.remote_members.get(op.member_id)
+        if entry is None or entry[0].room_id != op.room_id:
+            return  # left meanwhile
+        room, member = entry
+        frame = op.frame
+        msg_id = int.from_bytes(frame[:4], "big")
+        try:
+            msg = self.server.codec.decode(msg_id, frame[8:])
+        except Exception:
+            self.server.cluster.stats.junk += 1
+            return
+        try:
+            self._post_message(room, member, msg, msg_id)
+        except HandlerError as exc:
+            self.send(member, Error(code=exc.code, message=exc.message, msg_id=msg_id))
+
+    def _member_link(self, member_id: str, room_id: str | None = None) -> Link | None:
+        link_id = remote.link_id_of(member_id)
+        joined = self.joined.get(link_id) if link_id is not None else None
+        if joined is None or joined.member.id != member_id:
+            return None
+        if room_id is not None and joined.room_id != room_id:
+            return None
+        return joined.member.link
+
+    def _remote_send(self, op: remote.Send) -> None:
+        link = self._member_link(op.member_id)
+        if link is not None:
+            link.write_frame(op.frame)
+
+    def _remote_closed(self, op: remote.Closed) -> None:
+        link = self._member_link(op.member_id, op.room_id)
+        if link is not None:
+            self._closed_here(link, op.room_id, op.reason)
+
+    def _closed_here(self, link: Link, room_id: str, reason: str) -> None:
+        """This node's link is out of a room another node owned: RoomClosed."""
+        self.joined.pop(link.id, None)
+        self.server.group(GROUP_PREFIX + room_id).discard(link)
+        link.send(RoomClosed(room_id=room_id, reason=reason))
+
+    async def _check_nodes(self) -> None:
+        """Every half lease: close memberships in rooms of dead owners, drop dead members."""
+        cluster = self.server.cluster
+        away = [j for j in self.joined.values() if j.room is None]
+        if not (away or self.remote_members) or not cluster.connected:
+            return
+        live = set(await cluster.nodes())
+        if not cluster.connected:
+            return  # nodes() fell back to this node alone: no verdict
+        for joined in away:
+            link = joined.member.link
+            if joined.owner not in live and link is not None:
+                if self.joined.get(link.id) is joined:
+                    log.info("room %s: owner %s lost", joined.room_id, joined.owner)
+                    self._closed_here(link, joined.room_id, OWNER_LOST)
+        for member_id, (room, member) in list(self.remote_members.items()):
+            if member.node not in live:
+                del self.remote_members[member_id]
+                room.mailbox.post(self._leave_job, room, member, False)
 
     # -- disposal ---------------------------------------------------------------
 
@@ -270,8 +498,11 @@ class RoomManager:
         self._disposals.pop(room.room_id, None)
         if room.disposed or room.members:
             return
-        if await self.directory.has_seats(room.room_id):
-            return  # a seat is on its way; the sweep looks again when it expires
+        try:
+            if await self.directory.has_seats(room.room_id):
+                return  # a seat is on its way; the sweep looks again when it expires
+        except HandlerError:
+            return  # the broker does not answer: look again at the next sweep
         await self._dispose(room)
 
     async def close_room(self, room: Room, reason: str) -> None:
@@ -283,10 +514,14 @@ class RoomManager:
             del room.members[member.id]
             link = member.link
             if link is not None:
-                if self.joined.get(link.id, (None,))[0] is room:
+                joined = self.joined.get(link.id)
+                if joined is not None and joined.room is room:
                     del self.joined[link.id]
                 room.group.discard(link)
-            self.send(member, notice)
+                link.send(notice)
+            else:
+                self.remote_members.pop(member.id, None)
+                self._tell(member.node, remote.Closed(room.room_id, member.id, reason))
             try:
                 await _maybe_await(room.on_leave(member, False))
             except Exception:
@@ -297,7 +532,7 @@ class RoomManager:
         room.disposed = True
         room._stop_ticks()
         self._cancel_disposal(room)
-        self.directory.remove(room.room_id)
+        self.directory.remove(room.room_id, room.name, self.node)
         try:
             await _maybe_await(room.on_dispose())
         except Exception:

@@ -187,6 +187,12 @@ class Room:
 
     def broadcast(self, msg: Message, except_: Member | None = None) -> int:
         """Send ``msg`` to every member (but ``except_``), on every node; encoded once."""
+        if except_ is not None and except_.link is None:  # on another node: one by one
+            frame = self.server.codec.encode_frame(msg)
+            for member in list(self.members.values()):
+                if member is not except_:
+                    self.manager.send_frame(member, frame)
+            return len(self.members) - 1
         exclude = except_.link if except_ is not None else None
         return self.group.broadcast(msg, exclude=exclude)
 
