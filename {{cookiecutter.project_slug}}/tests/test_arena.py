@@ -6,12 +6,14 @@ import asyncio
 
 import pytest
 
+from {{ cookiecutter.package_name }}.client import GameClient
 from {{ cookiecutter.package_name }}.handlers import router, setup
 from {{ cookiecutter.package_name }}.messages import (
     ArenaState,
     JoinOrCreate,
     LoginReq,
     MoveReq,
+    RoomClosed,
     RoomJoined,
     catalog,
 )
@@ -74,3 +76,30 @@ def _seq_of(state: ArenaState, name: str) -> int | None:
         if p.name == name:
             return p.seq
     return None
+
+
+async def test_game_client_match_methods() -> None:
+    settings = Settings(store_url="memory://", ws_port=0)
+    async with running_server(router, setup=setup, settings=settings) as server:
+        host = GameClient("127.0.0.1", server.port, timeout=T)
+        guest = GameClient("127.0.0.1", server.port, timeout=T)
+        closed: list[RoomClosed] = []
+        states: list[ArenaState] = []
+        guest.on_room_closed(closed.append)
+        guest.on_arena_state(states.append)
+        async with host, guest:
+            await host.login("host")
+            await guest.login("guest")
+            made = await host.create_room("arena", {"mode": "duel"})
+            assert made.metadata == '{"mode":"duel"}' and made.max_clients == 8
+            rows = await guest.list_rooms("arena", {"mode": "duel"})
+            assert [(r.room_id, r.clients) for r in rows] == [(made.room_id, 1)]
+            assert await guest.list_rooms("arena", {"mode": "ffa"}) == []
+            assert (await guest.join_by_id(made.room_id)).clients == 2
+            await guest.move("down", 1)
+            while not any(p.seq == 1 for s in states for p in s.players if p.name == "guest"):
+                await asyncio.sleep(0.02)
+            assert (await host.leave_room()).room_id == made.room_id
+            again = await host.join_or_create("arena", filters={"mode": "duel"})
+            assert again.room_id == made.room_id
+        assert closed == []

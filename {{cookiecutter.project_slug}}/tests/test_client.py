@@ -202,6 +202,17 @@ async def test_cli_robots(capsys: pytest.CaptureFixture[str]) -> None:
     assert "#" not in out.err, "no progress bar when stderr is not a terminal"
 
 
+async def test_cli_robots_play_the_arena(capsys: pytest.CaptureFixture[str]) -> None:
+    async with game_server() as server:
+        argv = ["--port", str(server.port), "robots", "--game", "arena", "--robots", "5"]
+        assert await run_cli(*argv, "--moves", "10") == 0
+    out = capsys.readouterr().out
+    # login, JoinOrCreate, LeaveRoom, logout per robot; ArenaStates heard
+    assert "requests   20" in out and "errors     0" in out
+    pushes = int(out.split("pushes", 1)[1].split()[0])
+    assert pushes >= 5 * 10
+
+
 async def test_cli_connection_options_after_the_subcommand(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -21,18 +21,29 @@ from types import TracebackType
 from typing import TypeVar
 
 from .messages import (
+    ArenaState,
     BusinessReq,
     BusinessResp,
+    CreateRoom,
     EchoReq,
     Error,
+    JoinById,
+    JoinOrCreate,
     JoinRoomReq,
     JoinRoomResp,
+    LeaveRoom,
     LeaveRoomReq,
     LeaveRoomResp,
+    ListRooms,
     LoginReq,
     LogoutReq,
+    MoveReq,
     PingReq,
     PongResp,
+    RoomClosed,
+    RoomInfo,
+    RoomJoined,
+    RoomLeft,
     RoomMessage,
     RoomTick,
     SayReq,
@@ -40,8 +51,9 @@ from .messages import (
     catalog,
 )
 from .sgs import Catalog, Client
+from .sgs.rooms.room import dump_object
 
-__all__ = ["GameClient", "RobotReport", "run_robots"]
+__all__ = ["GameClient", "RobotReport", "run_arena_robots", "run_robots"]
 
 T = TypeVar("T")
 Callback = Callable[[T], Awaitable[None] | None]
@@ -137,6 +149,49 @@ class GameClient:
 
     async def leave(self) -> LeaveRoomResp:
         return await self._client.request(LeaveRoomReq(), timeout=self.timeout)
+
+    # -- matches (sgs/rooms): ids 18-28 -----------------------------------------
+
+    async def join_or_create(
+        self, room_type: str, options: dict | None = None, filters: dict | None = None
+    ) -> RoomJoined:
+        """A seat in a fitting room of ``room_type`` (metadata matching ``filters``), or a new one."""
+        msg = JoinOrCreate(
+            room_type=room_type,
+            options=dump_object(options or {}),
+            filters=dump_object(filters or {}),
+        )
+        return await self._client.request(msg, timeout=self.timeout)
+
+    async def create_room(self, room_type: str, options: dict | None = None) -> RoomJoined:
+        msg = CreateRoom(room_type=room_type, options=dump_object(options or {}))
+        return await self._client.request(msg, timeout=self.timeout)
+
+    async def join_by_id(self, room_id: str, options: dict | None = None) -> RoomJoined:
+        msg = JoinById(room_id=room_id, options=dump_object(options or {}))
+        return await self._client.request(msg, timeout=self.timeout)
+
+    async def leave_room(self) -> RoomLeft:
+        """Leave the current match (its room sees ``consented=True``)."""
+        return await self._client.request(LeaveRoom(), timeout=self.timeout)
+
+    async def list_rooms(self, room_type: str = "", filters: dict | None = None) -> list[RoomInfo]:
+        msg = ListRooms(room_type=room_type, filters=dump_object(filters or {}))
+        return (await self._client.request(msg, timeout=self.timeout)).rooms
+
+    async def move(self, direction: str, seq: int = 0) -> None:
+        """One arena input; applied at the room's next tick (no reply)."""
+        await self._client.send(MoveReq(direction=direction, seq=seq))  # type: ignore[arg-type]
+
+    def on_arena_state(self, callback: Callback[ArenaState]) -> Callback[ArenaState]:
+        """Call ``callback(state)`` for every ArenaState (each arena tick)."""
+        self._client.on(ArenaState, callback)
+        return callback
+
+    def on_room_closed(self, callback: Callback[RoomClosed]) -> Callback[RoomClosed]:
+        """Call ``callback(msg)`` when the match this client is in goes away."""
+        self._client.on(RoomClosed, callback)
+        return callback
 
     async def logout(self) -> None:
         """Log out: wait for LogoutResp, then for the server to close the link."""
@@ -369,3 +424,89 @@ async def run_robots(
     await asyncio.gather(*runs)
     swarm.report.elapsed = time.perf_counter() - start
     return swarm.report
+
+
+# -- arena robots ---------------------------------------------------------------
+
+#: The directions an arena robot walks, in turn.
+DIRECTIONS = ("up", "right", "down", "left")
+
+
+async def run_arena_robots(
+    host: str = "127.0.0.1",
+    port: int | Sequence[int] = 6666,
+    *,
+    protocol: str = "json",
+    robots: int = 8,
+    moves: int = 40,
+    rate: float = 20.0,
+    account_prefix: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    seed: int | None = None,
+) -> RobotReport:
+    """Robots that play the arena: ``robots --game arena``.
+
+    Each robot logs in, ``JoinOrCreate("arena")``, sends ``moves`` MoveReq
+    (``rate`` a second, numbered from 1), and checks the ArenaStates it
+    receives: its own last applied input never goes back and reaches
+    ``moves``, and tick numbers follow each other with no gap. Then it leaves
+    (RoomLeft) and logs out. With several ports robot ``n`` uses
+    ``port[n % len(port)]``, so matches span the nodes.
+    """
+    ports = [port] if isinstance(port, int) else list(port)
+    prefix = account_prefix or f"arena-{uuid.uuid4().hex[:8]}"
+    report = RobotReport(robots=robots)
+    rng = random.Random(seed)
+
+    async def timed(request: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        result = await request
+        report.latencies.append(time.perf_counter() - start)
+        report.requests += 1
+        return result
+
+    async def robot(n: int, delay: float) -> None:
+        account = f"{prefix}-{n}"
+        seen: list[tuple[int, int]] = []  # (tick, my applied seq)
+        done = asyncio.Event()
+
+        def on_state(state: ArenaState) -> None:
+            report.pushes += 1
+            mine = next((p.seq for p in state.players if p.name == account), None)
+            if mine is not None:
+                seen.append((state.tick, mine))
+                if mine >= moves:
+                    done.set()
+
+        client = GameClient(host, ports[n % len(ports)], protocol=protocol, timeout=timeout)
+        try:
+            async with client:
+                client.on_arena_state(on_state)
+                await timed(client.login(account))
+                await asyncio.sleep(delay)
+                joined = await timed(client.join_or_create("arena"))
+                if joined.room_type != "arena" or joined.clients < 1:
+                    raise RobotFailure(f"JoinOrCreate answered {joined!r}")
+                for seq in range(1, moves + 1):
+                    await client.move(DIRECTIONS[(seq + n) % 4], seq)
+                    await asyncio.sleep(1.0 / rate)
+                await asyncio.wait_for(done.wait(), timeout)
+                ticks = [tick for tick, _ in seen]
+                seqs = [seq for _, seq in seen]
+                if seqs != sorted(seqs):
+                    raise RobotFailure(f"inputs applied out of order: {seqs}")
+                if ticks != list(range(ticks[0], ticks[0] + len(ticks))):
+                    raise RobotFailure("a tick was missed or reordered")
+                left = await timed(client.leave_room())
+                if left.room_id != joined.room_id:
+                    raise RobotFailure(f"LeaveRoom answered {left!r}")
+                await timed(client.logout())
+        except Exception as exc:  # every failure counts, none may stop the others
+            report.errors += 1
+            if len(report.failures) < 10:
+                report.failures.append(f"{account}: {type(exc).__name__}: {exc or 'timeout'}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(robot(n, rng.random() * 0.2) for n in range(robots)))
+    report.elapsed = time.perf_counter() - start
+    return report

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO, get_args
 
-from .client import GameClient, RobotReport, now_ms, run_robots
+from .client import GameClient, RobotReport, now_ms, run_arena_robots, run_robots
 from .messages import RoomMessage, RoomTick
 from .sgs import RemoteError
 from .sgs.settings import ProtocolName
@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--room-size", type=positive, default=10, help="robots per room (default %(default)s)"
     )
     robots.add_argument("--seed", type=int, help="random seed for the request values")
+    robots.add_argument(
+        "--game",
+        choices=("chat", "arena"),
+        default="chat",
+        help="chat: business + chat rooms; arena: play arena matches (default %(default)s)",
+    )
+    robots.add_argument(
+        "--moves", type=positive, default=40, help="arena: inputs per robot (default %(default)s)"
+    )
     robots.set_defaults(func=cmd_robots)
     return parser
 
@@ -253,6 +262,18 @@ def stdin_lines() -> asyncio.Queue[str | None]:
 
 
 async def cmd_robots(args: argparse.Namespace) -> int:
+    if args.game == "arena":
+        arena = await run_arena_robots(
+            args.host,
+            args.port,
+            protocol=args.protocol,
+            robots=args.robots,
+            moves=args.moves,
+            timeout=args.timeout,
+            seed=args.seed,
+        )
+        print(arena.summary())
+        return 0 if arena.ok else 1
     steps = args.robots * (args.requests + 3)  # login, business..., join, logout
     bar = ProgressBar(steps, sys.stderr) if sys.stderr.isatty() else None
     report: RobotReport = await run_robots(
