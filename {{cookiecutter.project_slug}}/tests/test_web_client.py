@@ -184,3 +184,92 @@ async def test_browser_demo_meets_a_tcp_player() -> None:
             finally:
                 await browser.close()
         await tcp.close()
+
+
+async def test_browser_tabs_and_robots_play_one_arena_across_two_nodes(redis_server) -> None:
+    """Two tabs (one per node) and three robots (TCP, both nodes) in one match, drawn live."""
+    if os.environ.get("SGS_BROWSER_TESTS") == "0":
+        pytest.skip("SGS_BROWSER_TESTS=0")
+    chromium = next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+    )
+    require("chromium", chromium, "Debian: apt-get install chromium")
+    from playwright.async_api import async_playwright
+
+    protocol = Settings.model_fields["protocol"].default
+    if protocol != "json":
+        require_node()
+    artifacts = Path(os.environ.get("SGS_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    cluster = {"cluster_url": redis_server.url, "cluster_lease": 2.0, "store_url": "memory://"}
+    async with (
+        game(protocol=protocol, ws_static_dir=str(WEB), node_id="node-a", **cluster) as a,
+        game(protocol=protocol, ws_static_dir=str(WEB), node_id="node-b", **cluster) as b,
+    ):
+        robots = [
+            GameClient("127.0.0.1", node.port, protocol=protocol, timeout=TIMEOUT)
+            for node in (a, b, a)
+        ]
+        first = robots[0]
+        await first.connect()
+        await first.login("robot-0")
+        room = (await first.join_or_create("arena")).room_id
+
+        async def walk(robot: GameClient) -> None:
+            for seq in range(1, 10_000):
+                await robot.move(("up", "right", "down", "left")[seq // 5 % 4], seq)
+                await asyncio.sleep(0.05)
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=chromium,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                chromium_sandbox=False,
+            )
+            walkers: list[asyncio.Task[None]] = []
+            try:
+                pages = []
+                for node, name in ((a, "tab-a"), (b, "tab-b")):
+                    page = await browser.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+                    await page.goto(f"http://127.0.0.1:{node.ws_port}/")
+                    await page.wait_for_selector("body[data-connected]", timeout=TIMEOUT * 1000)
+                    await page.fill("#account", name)
+                    await page.click("#login")
+                    await page.wait_for_selector("body[data-logged-in]", timeout=TIMEOUT * 1000)
+                    await page.click("#arena-join")
+                    await page.wait_for_selector(
+                        f"body[data-arena='{room}']", timeout=TIMEOUT * 1000
+                    )
+                    pages.append((page, errors))
+                for n, robot in enumerate(robots[1:], start=1):
+                    await robot.connect()
+                    await robot.login(f"robot-{n}")
+                    assert (await robot.join_or_create("arena")).room_id == room
+                walkers = [asyncio.create_task(walk(r)) for r in robots]
+                for page, _ in pages:  # every tab sees all five players, tick after tick
+                    await page.wait_for_selector(
+                        "body[data-arena-players='5']", timeout=TIMEOUT * 1000
+                    )
+                page, _ = pages[1]
+                for key in ("ArrowLeft", "ArrowLeft", "ArrowUp", "d"):
+                    await page.keyboard.press(key)
+                start = int(await page.get_attribute("body", "data-arena-tick") or 0)
+                await page.wait_for_function(
+                    f"Number(document.body.dataset.arenaTick) > {start + 10}",
+                    timeout=TIMEOUT * 1000,
+                )
+                for (page, errors), node in zip(pages, ("a", "b"), strict=True):
+                    await page.screenshot(
+                        path=str(artifacts / f"browser-arena-{protocol}-node-{node}.png"),
+                        full_page=True,
+                    )
+                    assert errors == []
+            finally:
+                for task in walkers:
+                    task.cancel()
+                await browser.close()
+        for robot in robots:
+            await robot.close()

@@ -71,6 +71,11 @@ export function decodeFrames(bytes) {
   return frames;
 }
 
+/** An options/filters object as the JSON object text the wire carries ("" for none). */
+function json(value) {
+  return value && Object.keys(value).length ? JSON.stringify(value) : "";
+}
+
 export class Client {
   /**
    * @param {string} url  ws://host:port/path of the server's WebSocket port
@@ -185,6 +190,41 @@ export class Client {
       queue.push(entry);
       this.ws.send(encodeFrame(Type.id, this.codec.encode(msg)));
     });
+  }
+
+  // -- matches (the framework's rooms, ids 18-26): options and filters are objects here,
+  // JSON object text on the wire. Each resolves with the reply or rejects with
+  // RemoteError (code room_full, room_locked, no_such_room, join_refused, seat_expired).
+
+  /** A seat in a fitting room of `roomType` (metadata matching `filters`), or a new room: RoomJoined. */
+  joinOrCreate(roomType, { options = {}, filters = {} } = {}) {
+    return this._room("JoinOrCreate", { room_type: roomType, options: json(options), filters: json(filters) });
+  }
+
+  /** A new room of `roomType`: RoomJoined. */
+  createRoom(roomType, { options = {} } = {}) {
+    return this._room("CreateRoom", { room_type: roomType, options: json(options) });
+  }
+
+  /** Join the room `roomId` (listed or private): RoomJoined. */
+  joinById(roomId, { options = {} } = {}) {
+    return this._room("JoinById", { room_id: roomId, options: json(options) });
+  }
+
+  /** Leave the current match: RoomLeft. */
+  leaveRoom() {
+    return this._room("LeaveRoom", {});
+  }
+
+  /** The listed rooms (of `roomType`, matching `filters`): an array of RoomInfo. */
+  async listRooms(roomType = "", { filters = {} } = {}) {
+    return (await this._room("ListRooms", { room_type: roomType, filters: json(filters) })).rooms;
+  }
+
+  _room(name, fields) {
+    const Type = this.byName.get(name);
+    if (!Type) return Promise.reject(new Error(`the catalog has no ${name}: this server offers no rooms`));
+    return this.request(new Type(fields));
   }
 
   /** `fn(msg)` for every push of `Type` (a catalog class), or for "open", "close", "reconnecting". Returns an unsubscribe function. */

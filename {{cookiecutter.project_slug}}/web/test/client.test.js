@@ -133,3 +133,28 @@ test("pending requests are rejected when the socket closes; reconnect with backo
   assert.equal((await client.request(new EchoReq({ text: "back" }))).text, "back");
   client.close();
 });
+
+test("matches: join or create, list, join by id, play, leave", async () => {
+  const a = await connected();
+  const b = await connected();
+  const states = [];
+  b.on(catalog.ArenaState, (s) => states.push(s));
+  await a.request(new LoginReq({ account_id: "js-arena-a" }));
+  await b.request(new LoginReq({ account_id: "js-arena-b" }));
+  const made = await a.createRoom("arena", { options: { mode: "js" } });
+  assert.equal(made.room_type, "arena");
+  assert.equal(made.metadata, '{"mode":"js"}');
+  const rows = await b.listRooms("arena", { filters: { mode: "js" } });
+  assert.deepEqual(rows.map((r) => [r.room_id, r.clients]), [[made.room_id, 1]]);
+  const joined = await b.joinOrCreate("arena", { filters: { mode: "js" } });
+  assert.equal(joined.room_id, made.room_id);
+  assert.equal(joined.clients, 2);
+  b.send(new catalog.MoveReq({ direction: "left", seq: 1 }));
+  while (!states.some((s) => s.players.some((p) => p.name === "js-arena-b" && p.seq === 1))) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await assert.rejects(b.joinById("no-such-room"), (err) => err instanceof RemoteError && err.code === "no_such_room");
+  assert.equal((await a.leaveRoom()).room_id, made.room_id);
+  a.close();
+  b.close();
+});
