@@ -43,7 +43,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="short windows, small idle/room scale, shared_all only"
     )
-    p.add_argument("--scenarios", type=_csv(tuple(SCENARIOS)), default=list(SCENARIOS))
+    p.add_argument(
+        "--scenarios",
+        type=_csv((*SCENARIOS, "arena")),
+        default=[*SCENARIOS, "arena"],
+        help="scenarios to run (default: all); arena: players per core at tick p99 < 5 ms",
+    )
     p.add_argument(
         "--servers", type=_csv((*BASELINES, "framework")), default=[*BASELINES, "framework"]
     )
@@ -97,6 +102,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="count instructions per message under valgrind instead of timing load"
         " (benchmarks/instructions.py); only --protocols and --out apply",
     )
+    p.add_argument(
+        "--arena-counts",
+        help="arena: comma-separated player counts to climb (default: 500 to 4000 by 500)",
+    )
     p.add_argument("--list", action="store_true", help="print the cases and exit")
     return p.parse_args(argv)
 
@@ -116,6 +125,8 @@ def plan(args: argparse.Namespace, framework: bool) -> list[Case]:
     protocols = args.protocols or (["json", "msgpack"] if args.quick else list(PROTOCOLS))
     cases: list[Case] = []
     for name in args.scenarios:
+        if name == "arena":  # its own ladder of processes (benchmarks/arena.py), not a case
+            continue
         scenario = scale(args, SCENARIOS[name])
         if scenario.variants:
             # Framework variants side by side (cluster, store), on one protocol and,
@@ -261,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.time()
     rows = asyncio.run(run_all(cases, opts, max(1, args.repeat)))
+    arena_results = None
+    if "arena" in args.scenarios and package is not None:
+        from . import arena
+
+        counts = tuple(int(c) for c in args.arena_counts.split(",")) if args.arena_counts else None
+        arena_results = asyncio.run(arena.run(quick=args.quick, pin=not args.no_pin, counts=counts))
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "elapsed_s": time.time() - started,
@@ -273,8 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         "send_workers": opts.send_workers,
         "repeat": max(1, args.repeat),
     }
+    if arena_results is not None:
+        meta["arena"] = arena_results
     try:
         report = render(rows, meta)
+        if arena_results is not None:
+            from .arena import markdown as arena_markdown
+
+            report["markdown"] += "\n" + arena_markdown(arena_results)
     except Exception as exc:  # keep the measurements even if the report has a bug
         report = {"markdown": f"report failed: {exc!r}\n", "targets": [], "machine": {}}
         raise

@@ -228,3 +228,21 @@ def test_benchmark_instruction_count(tmp_path: Path) -> None:
     # Tens of thousands on CPython 3.11; a count near zero means the difference is broken.
     assert 2_000 < rows[0]["instructions_per_message"] < 1_000_000, rows
     assert "| echo | json |" in (out / "instructions.md").read_text(encoding="utf-8")
+
+
+def test_arena_bench_smoke(tmp_path: Path) -> None:
+    """The arena ladder end to end at a tiny scale: one node, then two on a redis-server."""
+    _require("redis-server")
+    out = tmp_path / "results"
+    args = ["--scenarios", "arena", "--servers", "framework", "--quick", "--arena-counts", "40"]
+    report = _bench(out, *args)
+    arena = report["meta"]["arena"]
+    assert [r["nodes"] for r in arena] == [1, 2]
+    for result in arena:
+        (step,) = result["steps"]
+        assert "failed" not in step, step
+        assert step["players"] == 40 and step["rooms"] == 5, step
+        assert step["errors"] == 0 and step["delivered"] >= 0.9, step
+        assert step["tick_p99_ms"] > 0 and step["floor_p99_ms"] > 0, step
+    markdown = (out / "latest.md").read_text(encoding="utf-8")
+    assert "## Arena: players per core" in markdown

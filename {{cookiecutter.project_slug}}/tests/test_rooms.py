@@ -335,3 +335,17 @@ async def test_tcp_and_websocket_members_in_one_match(protocol: str) -> None:
             got += [codec.decode(i, v) for i, v in await ws.frames(1)]
         await tcp.close()
         ws.transport.disconnect()
+
+
+async def test_rooms_made_together_tick_at_spread_phases() -> None:
+    """Ticks of rooms created in one burst are spread over the interval, not one burst."""
+    async with lab_server() as server:
+        clients = [await lab_client(server, "json").connect() for _ in range(4)]
+        for c in clients:
+            await c.request(CreateRoom(room_type="lab", options=opts(tick=10)), timeout=T)
+        phases = sorted(room.tick_phase for room in lab_rooms(server).values())
+        gaps = [b - a for a, b in zip(phases, phases[1:], strict=False)]
+        gaps.append(phases[0] + 1.0 - phases[-1])
+        assert min(gaps) > 0.1  # no two of four rooms within a tenth of the interval
+        for c in clients:
+            await c.close()

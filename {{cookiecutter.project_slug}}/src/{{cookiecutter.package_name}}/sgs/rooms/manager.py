@@ -67,6 +67,8 @@ log = logging.getLogger("sgs.rooms")
 STATE_KEY = "sgs.rooms"
 #: Group name prefix of a room's members (framework groups span the cluster).
 GROUP_PREFIX = "sgs.room:"
+#: Successive rooms' tick phases step by the golden ratio's fraction: evenly spread.
+PHASE_STEP = 0.6180339887
 #: RoomClosed reason when the room's owner node died.
 OWNER_LOST = "owner lost"
 
@@ -94,6 +96,7 @@ class RoomManager:
         self._disposals: dict[str, asyncio.TimerHandle] = {}
         self._requests: dict[int, asyncio.Future[remote.Joined]] = {}
         self._req = itertools.count(1)
+        self._phase = 0.0  # tick phase of the last room made (see Room._start_ticks)
         settings = server.settings
         self.seat_timeout: float = settings.seat_reservation_timeout
         self.empty_grace: float = settings.empty_grace
@@ -239,7 +242,8 @@ class RoomManager:
             room.disposed = True
             room.mailbox.close()
             raise
-        room._start_ticks()
+        self._phase = (self._phase + PHASE_STEP) % 1.0
+        room._start_ticks(self._phase)
         log.debug("room %s (%s) created", room.room_id, cls.name)
         return seat
 

@@ -85,6 +85,7 @@ class Room:
     tick_rate: ClassVar[float | None] = None
     auto_dispose: ClassVar[bool] = True
     empty_grace: ClassVar[float | None] = None
+    keep_lateness: ClassVar[bool] = False
     _routes: ClassVar[dict[type[Message], RoomHandler]] = {}
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
@@ -131,11 +132,12 @@ class Room:
         self._tick_next = 0.0
         self._tick_last = 0.0
         self._tick_pending = False
+        self.tick_phase = 0.0
         #: Ticks that came while the previous one still waited for the room's turn.
         self.ticks_merged = 0
-        #: Lateness of each tick (seconds after its scheduled time): the bench reads it.
+        #: Lateness of each tick (seconds after its due time), kept when the type's
+        #: ``keep_lateness`` is on (the arena bench turns it on).
         self.tick_lateness: list[float] = []
-        self.keep_lateness = False
 
     # -- hooks: override what the type needs (plain or async) -----------------
 
@@ -227,12 +229,20 @@ class Room:
 
     # -- the framework's side ---------------------------------------------------
 
-    def _start_ticks(self) -> None:
+    def _start_ticks(self, phase: float = 0.0) -> None:
+        """Tick from now, shifted by ``phase`` (a fraction of the interval).
+
+        The manager gives each room its own phase, so rooms made at the same
+        moment do not all tick in the same loop iteration: their work spreads
+        over the interval instead of arriving as one burst that makes the last
+        of them late.
+        """
         if not self.tick_rate:
             return
         loop = asyncio.get_running_loop()
-        self._tick_last = self._tick_next = loop.time()
-        self._schedule_tick(loop)
+        self.tick_phase = phase
+        self._tick_last = self._tick_next = loop.time() + phase / self.tick_rate
+        self._tick = loop.call_at(self._tick_next, self._fire_tick)
 
     def _schedule_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self.tick_rate
@@ -246,9 +256,8 @@ class Room:
         if self.disposed:
             return
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self.keep_lateness:
-            self.tick_lateness.append(now - self._tick_next)
+        if self.keep_lateness:  # the precise clock: the loop's may be cached, in whole ms
+            self.tick_lateness.append(time.monotonic() - self._tick_next)
         self._schedule_tick(loop)
         if self._tick_pending:  # the room is still busy: merge ticks, dt will say how long
             self.ticks_merged += 1
