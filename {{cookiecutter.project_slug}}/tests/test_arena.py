@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import bson
+import msgspec
 import pytest
 
 from {{ cookiecutter.package_name }}.client import GameClient
@@ -15,11 +17,13 @@ from {{ cookiecutter.package_name }}.messages import (
     MoveReq,
     RoomClosed,
     RoomJoined,
+    RoomMessage,
     catalog,
 )
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.sgs import Client, RemoteError
+from {{ cookiecutter.package_name }}.sgs import Client, DecodeError, RemoteError, get_codec
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.rooms import manager_of
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 T = 5.0
@@ -103,3 +107,60 @@ async def test_game_client_match_methods() -> None:
             again = await host.join_or_create("arena", filters={"mode": "duel"})
             assert again.room_id == made.room_id
         assert closed == []
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_direction_outside_the_literal_is_refused_by_every_decoder(protocol: str) -> None:
+    """MoveReq.direction is a Literal: every decoder, fast paths too, refuses other strings."""
+    wrong = {"direction": "sideways"}
+    value = {
+        "json": msgspec.json.encode(wrong),
+        "msgpack": msgspec.msgpack.encode(wrong),
+        "bson": bson.encode(wrong),
+        "protobuf": b"",  # an absent string field is "", which is not a direction either
+    }[protocol]
+    codec = get_codec(protocol, catalog)
+    with pytest.raises(DecodeError):
+        codec.decode(MoveReq.__msg_id__, value)
+    with pytest.raises(Exception):  # noqa: B017 - any refusal; the worker then asks decode()
+        codec.fast_decoder(MoveReq)(value)
+
+
+async def test_a_player_chats_and_plays_at_once_chat_is_a_room_type() -> None:
+    """Chat (ids 11-17) is the shared ``chat`` room type: a link is in a chat room and a match."""
+    settings = Settings(store_url="memory://", ws_port=0)
+    async with running_server(router, setup=setup, settings=settings) as server:
+        a = GameClient("127.0.0.1", server.port, timeout=T)
+        b = GameClient("127.0.0.1", server.port, timeout=T)
+        said: list[RoomMessage] = []
+        states: list[ArenaState] = []
+        b.on_room_message(said.append)
+        a.on_arena_state(states.append)
+        async with a, b:
+            await a.login("ann")
+            await b.login("bob")
+            assert (await a.join("lobby")).members == ["ann"]
+            match = await a.join_or_create("arena")
+            assert (await b.join("lobby")).members == ["ann", "bob"]
+            chat = manager_of(server).shared_rooms("chat")
+            assert [(r.room_id, r.name, len(r.clients)) for r in chat] == [("lobby", "chat", 2)]
+            await a.say("hi")  # to the chat room
+            await a.move("up", 7)  # to the match
+            while not said or not any(p.seq == 7 for s in states for p in s.players):
+                await asyncio.sleep(0.02)
+            assert said == [RoomMessage(room="lobby", sender="ann", text="hi")]
+            assert (await a.leave()).room == "lobby"  # LeaveRoomReq leaves the chat room
+            assert (await a.leave_room()).room_id == match.room_id  # LeaveRoom the match
+            with pytest.raises(RemoteError) as info:
+                await a.join_or_create("chat")  # joined by name, never matchmade
+            assert info.value.error.code == "no_such_room"
+            await wait_for(
+                lambda: [len(r.clients) for r in manager_of(server).shared_rooms("chat")] == [1]
+            )
+
+
+async def wait_for(predicate, timeout: float = T) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+from ..messages import SayReq
 from ..sgs import Link, Router, Server
 from ..sgs.middleware import timing_middleware
 from ..sgs.rooms import Rooms
@@ -37,7 +38,10 @@ members.use(auth.require_login)
 members.include(business.router)
 members.include(rooms.router)
 # Matches with a lifecycle (sgs/rooms): JoinOrCreate & co, and each room type's messages.
-room_types = Rooms(arena.Arena)
+room_types = Rooms(arena.Arena, rooms.Chat)
+# Chat is what scripts flood first: each link may say chat_rate_limit messages
+# a second (chat_rate_burst at once); more are answered Error(rate_limited).
+room_types.router.limit(SayReq, per_second="chat_rate_limit", burst="chat_rate_burst")
 members.include(room_types.router)
 
 router = Router()
@@ -50,13 +54,13 @@ def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
 
     ``tick_interval`` exists for tests, which cannot wait a second per tick.
     """
-    state = state_of(server)
+    state_of(server)
 
     async def on_disconnect(link: Link) -> None:
-        auth.forget(state, link)
+        auth.forget(server, link)
 
     server.on_disconnect(on_disconnect)
     server.on_connect(functools.partial(auth.start_login_clock, server))
-    server.on_replaced(functools.partial(auth.replaced, state))
+    server.on_replaced(functools.partial(auth.replaced, server))
     server.every(tick_interval, functools.partial(rooms.tick_rooms, server))
     room_types.attach(server)

@@ -17,7 +17,7 @@ import logging
 from ..messages import EchoReq, Error, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
 from ..sgs import Context, HandlerError, Link, Message, Router, Server
 from .rooms import leave_room
-from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, GameState, account_of, state_of
+from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, account_of
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,19 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
 @router.on(LogoutReq)
 def logout(ctx: Context, msg: LogoutReq) -> LogoutResp:
     """Reply LogoutResp, then close the link; the framework flushes the reply first."""
-    forget(state_of(ctx.server), ctx.link)
+    forget(ctx.server, ctx.link)
     ctx.server.unbind(ctx.link)
     ctx.close("logout")
     return LogoutResp()
 
 
-def forget(state: GameState, link: Link) -> None:
+def forget(server: Server, link: Link) -> None:
     """Log ``link`` out of the game: leave its room, drop its login from the session.
 
     The binding itself (and the player's state) is the framework's: it ends
     on logout, on disconnect, or when a newer login replaced this link.
     """
-    leave_room(state, link)
+    leave_room(server, link)
     stop_login_clock(link)
     link.session.pop(ACCOUNT_KEY, None)
     link.session.pop(PLAYER_KEY, None)
@@ -114,9 +114,9 @@ def stop_login_clock(link: Link) -> None:
         clock.cancel()
 
 
-async def replaced(state: GameState, link: Link, account: str) -> None:
+async def replaced(server: Server, link: Link, account: str) -> None:
     """A newer login of ``account`` (here or on another node) took over: tell, then close."""
     log.info("%s logged in elsewhere: closing link %s", account, link.id)
-    forget(state, link)
+    forget(server, link)
     link.send(Error(code="replaced", message=f"{account} logged in elsewhere", msg_id=0))
     link.close("replaced")

@@ -1,4 +1,4 @@
-"""Game state owned by one server: the rooms this node has members in.
+"""Game state owned by one server (the chat rooms and matches are the framework's rooms).
 
 It lives in ``server.state`` (the framework's per-server dict) rather than in
 module globals, so two servers in one process (tests start many) never see
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sgs import Group, Link, Player, Server
+from ..sgs import Link, Player, Server
 
 #: Key of the game state in ``server.state``.
 STATE_KEY = "game"
@@ -24,33 +24,17 @@ STATE_KEY = "game"
 #: Session keys a logged-in link carries.
 ACCOUNT_KEY = "account_id"
 PLAYER_KEY = "player"
-ROOM_KEY = "room"
 
 #: The player-state field the business handler counts in.
 COUNTER = "counter"
 
 
 @dataclass
-class Room:
-    """A chat room: the framework group (it spans the cluster) and the last tick sent."""
-
-    group: Group
-    ticks: int = 0
-
-
-@dataclass
 class GameState:
-    """What the sample game keeps in this process."""
+    """What the sample game keeps in this process beside its rooms (nothing yet: a place
+    for a game's own per-server tables)."""
 
-    #: Rooms that have (or recently had) members on this node, by name.
-    rooms: dict[str, Room] = field(default_factory=dict)
-
-    def room(self, server: Server, name: str) -> Room:
-        """The room called ``name``, created on first use."""
-        room = self.rooms.get(name)
-        if room is None:
-            room = self.rooms[name] = Room(server.group(f"room:{name}"))
-        return room
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def state_of(server: Server) -> GameState:

@@ -15,6 +15,7 @@ error messages are worth more than speed.
 
 from __future__ import annotations
 
+import enum
 import typing
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -71,10 +72,12 @@ def field_types(cls: type[Any]) -> dict[str, Any]:
 
 
 def has_constraints(cls: type[Any]) -> bool:
-    """True when a field carries ``msgspec.Meta`` or the class checks in ``__post_init__``.
+    """True when a field carries ``msgspec.Meta``, is a ``Literal`` or an enum, or the
+    class checks in ``__post_init__``.
 
     Values a protobuf parser typed already can go straight into such a class
-    only through :func:`msgspec.convert`, which enforces both.
+    only through :func:`msgspec.convert`, which enforces all of them (a string
+    is not yet one of a Literal's values).
     """
     if getattr(cls, "__post_init__", None) is not None:
         return True
@@ -82,9 +85,11 @@ def has_constraints(cls: type[Any]) -> bool:
 
 
 def _annotated(tp: Any) -> bool:
-    if typing.get_origin(tp) is typing.Annotated:
+    if typing.get_origin(tp) in (typing.Annotated, typing.Literal):
         return True
-    return any(_annotated(arg) for arg in typing.get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return True
+    return any(_annotated(arg) for arg in typing.get_args(tp) if not isinstance(arg, str))
 
 
 def _strip_annotated(tp: Any) -> Any:

@@ -81,6 +81,7 @@ class Membership:
     owner: str
     member: Member
     room: Room | None
+    room_type: str
 
 
 class RoomManager:
@@ -92,6 +93,8 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         self.joined: dict[int, Membership] = {}  # link id -> its room
         self.remote_members: dict[str, tuple[Room, Member]] = {}  # members on other nodes
+        self.shared: dict[tuple[str, str], Room] = {}  # (type, name) -> this node's instance
+        self.shared_joined: dict[int, Membership] = {}  # link id -> its shared room
         self.directory: Directory = LocalDirectory(server.settings.node_id)
         self._disposals: dict[str, asyncio.TimerHandle] = {}
         self._requests: dict[int, asyncio.Future[remote.Joined]] = {}
@@ -167,13 +170,17 @@ class RoomManager:
         joined = self.joined.pop(link.id, None)
         if joined is None:
             return None
-        self.server.group(GROUP_PREFIX + joined.room_id).discard(link)
+        self.server.group(self._group_name(joined)).discard(link)
         room = joined.room
         if room is not None:
             room.mailbox.post(self._leave_job, room, joined.member, consented)
         else:
             self._tell(joined.owner, remote.Leave(joined.room_id, joined.member.id, consented))
         return joined.room_id
+
+    def _group_name(self, joined: Membership) -> str:
+        cls = self.types.get(joined.room_type)
+        return (cls.group_prefix if cls is not None else GROUP_PREFIX) + joined.room_id
 
     def room_of(self, link: Link) -> Room | None:
         joined = self.joined.get(link.id)
@@ -182,6 +189,11 @@ class RoomManager:
     def deliver(self, link: Link, msg: Message, msg_id: int) -> None:
         """A member's message for its room: queued in the room's turn, or sent to its owner."""
         joined = self.joined.get(link.id)
+        if joined is None or type(msg) not in self.types[joined.room_type]._routes:
+            shared = self.shared_joined.get(link.id)
+            if shared is not None and shared.room is not None:
+                self._post_message(shared.room, shared.member, msg, msg_id)
+                return
         if joined is None:
             raise HandlerError("not_in_room", f"join a room before sending {type(msg).__name__}")
         room = joined.room
@@ -217,12 +229,83 @@ class RoomManager:
     def _tell(self, node: str, op: remote.Op) -> bool:
         return self.server.cluster.room_send(node, remote.pack(op))
 
+    # -- shared rooms (no owner: an instance per node, joined by name) --------------
+
+    async def join_shared(
+        self, link: Link, room_type: str, name: str, options: dict[str, Any] | None = None
+    ) -> Room:
+        """Put ``link`` in the shared room ``name`` of ``room_type`` (leaving its current one).
+
+        The instance on this node is made on first use (``on_create``) and
+        disposed when its last local member leaves (after ``empty_grace``).
+        """
+        cls = self.types.get(room_type)
+        if cls is None or not cls.shared:
+            raise HandlerError(NO_SUCH_ROOM, f"no shared room type {room_type!r}")
+        current = self.shared_joined.get(link.id)
+        if current is not None and current.room_type == room_type and current.room_id == name:
+            assert current.room is not None
+            return current.room
+        self.leave_shared(link, consented=True)
+        opts = options or {}
+        room = self.shared.get((room_type, name))
+        if room is None or room.disposed:
+            room = cls()
+            room.room_id = name
+            room.server = self.server
+            room.manager = self
+            room.mailbox = Mailbox(f"{room_type}:{name}")
+            room.group = self.server.group(cls.group_prefix + name)
+            self.shared[(room_type, name)] = room
+            room.mailbox.post(room.on_create, opts)
+            room.mailbox.post(room._start_ticks, 0.0)
+        player = self.server.player_of(link)
+        member = Member(
+            f"{self.node}.{link.id}", player.key if player else str(link.id), self.node, link
+        )
+        await room.mailbox.call(self._shared_join_job, room, member, opts)
+        return room
+
+    async def _shared_join_job(self, room: Room, member: Member, options: dict[str, Any]) -> None:
+        if room.disposed:
+            raise HandlerError(NO_SUCH_ROOM, f"room {room.room_id!r} is gone")
+        self._cancel_disposal(room)
+        room.members[member.id] = member
+        try:
+            await _maybe_await(room.on_join(member, options))
+        except HandlerError as exc:
+            room.members.pop(member.id, None)
+            self._maybe_dispose(room)
+            raise HandlerError(JOIN_REFUSED, exc.message) from None
+        link = member.link
+        assert link is not None
+        if not link.is_open:
+            room.members.pop(member.id, None)
+            await _maybe_await(room.on_leave(member, False))
+            self._maybe_dispose(room)
+            return
+        self.shared_joined[link.id] = Membership(room.room_id, self.node, member, room, room.name)
+        room.group.add(link, label=member.name)
+
+    def leave_shared(self, link: Link, consented: bool) -> str | None:
+        """Take ``link`` out of its shared room; the room's name, or None."""
+        joined = self.shared_joined.pop(link.id, None)
+        if joined is None or joined.room is None:
+            return None
+        joined.room.group.discard(link)
+        joined.room.mailbox.post(self._leave_job, joined.room, joined.member, consented)
+        return joined.room_id
+
+    def shared_rooms(self, room_type: str) -> list[Room]:
+        """This node's instances of a shared type."""
+        return [r for (t, _), r in self.shared.items() if t == room_type and not r.disposed]
+
     # -- creation, joins, leaves ------------------------------------------------
 
     def _type(self, room_type: str) -> type[Room]:
         cls = self.types.get(room_type)
-        if cls is None:
-            raise HandlerError(NO_SUCH_ROOM, f"no room type {room_type!r}")
+        if cls is None or cls.shared:
+            raise HandlerError(NO_SUCH_ROOM, f"no room type {room_type!r} to matchmake")
         return cls
 
     async def _create(self, cls: type[Room], options: dict[str, Any]) -> Seat:
@@ -232,7 +315,7 @@ class RoomManager:
         room.server = self.server
         room.manager = self
         room.mailbox = Mailbox(f"{cls.name}:{room.room_id}")
-        room.group = self.server.group(GROUP_PREFIX + room.room_id)
+        room.group = self.server.group(cls.group_prefix + room.room_id)
         self.rooms[room.room_id] = room
         try:
             await room.mailbox.call(room.on_create, options)
@@ -269,7 +352,7 @@ class RoomManager:
     def _local_joined(self, room: Room, member: Member) -> None:
         link = member.link
         assert link is not None
-        self.joined[link.id] = Membership(room.room_id, self.node, member, room)
+        self.joined[link.id] = Membership(room.room_id, self.node, member, room, room.name)
         link.send(self._joined_message(room))
         room.group.add(link, label=member.name)
 
@@ -336,6 +419,7 @@ class RoomManager:
 
     def _link_closed(self, link: Link) -> None:
         self.leave(link, consented=False)
+        self.leave_shared(link, consented=False)
 
     # -- members on other nodes ---------------------------------------------------
 
@@ -366,9 +450,11 @@ class RoomManager:
         if not link.is_open:
             self._tell(seat.owner, remote.Leave(seat.room_id, member.id, False))
             return
-        self.joined[link.id] = Membership(seat.room_id, seat.owner, member, None)
+        self.joined[link.id] = Membership(seat.room_id, seat.owner, member, None, answer.room_type)
         link.write_frame(answer.frame)
-        self.server.group(GROUP_PREFIX + seat.room_id).add(link, label=member.name)
+        self.server.group(self.types[answer.room_type].group_prefix + seat.room_id).add(
+            link, label=member.name
+        )
 
     def _on_room(self, origin: str, body: bytes) -> None:
         """A room operation from another node (the cluster's listener calls this)."""
@@ -397,7 +483,7 @@ class RoomManager:
     def _remote_join(self, origin: str, op: remote.Join) -> None:
         room = self.rooms.get(op.room_id)
         if room is None or room.disposed:
-            self._tell(origin, remote.Joined(op.req, NO_SUCH_ROOM, "the room is gone", b""))
+            self._tell(origin, remote.Joined(op.req, NO_SUCH_ROOM, "the room is gone", b"", ""))
             return
         member = Member(op.member_id, op.name, origin, None)
         seat = Seat(op.room_id, op.seat_id, self.node, 0.0)
@@ -409,13 +495,13 @@ class RoomManager:
         def joined(room: Room, member: Member) -> None:
             self.remote_members[member.id] = (room, member)
             frame = self.server.codec.encode_frame(self._joined_message(room))
-            self._tell(origin, remote.Joined(req, "", "", frame))
+            self._tell(origin, remote.Joined(req, "", "", frame, room.name))
 
         try:
             opts = parse_object(options, "options")
             await self._join_job(room, member, seat, opts, joined)
         except HandlerError as exc:
-            self._tell(origin, remote.Joined(req, exc.code, exc.message, b""))
+            self._tell(origin, remote.Joined(req, exc.code, exc.message, b"", ""))
 
     def _remote_msg(self, op: remote.Msg) -> None:
         entry = self.remote_members.get(op.member_id)
@@ -455,8 +541,9 @@ class RoomManager:
 
     def _closed_here(self, link: Link, room_id: str, reason: str) -> None:
         """This node's link is out of a room another node owned: RoomClosed."""
-        self.joined.pop(link.id, None)
-        self.server.group(GROUP_PREFIX + room_id).discard(link)
+        joined = self.joined.pop(link.id, None)
+        if joined is not None:
+            self.server.group(self._group_name(joined)).discard(link)
         link.send(RoomClosed(room_id=room_id, reason=reason))
 
     async def _check_nodes(self) -> None:
@@ -503,7 +590,7 @@ class RoomManager:
         if room.disposed or room.members:
             return
         try:
-            if await self.directory.has_seats(room.room_id):
+            if not room.shared and await self.directory.has_seats(room.room_id):
                 return  # a seat is on its way; the sweep looks again when it expires
         except HandlerError:
             return  # the broker does not answer: look again at the next sweep
@@ -518,11 +605,13 @@ class RoomManager:
             del room.members[member.id]
             link = member.link
             if link is not None:
-                joined = self.joined.get(link.id)
+                table = self.shared_joined if room.shared else self.joined
+                joined = table.get(link.id)
                 if joined is not None and joined.room is room:
-                    del self.joined[link.id]
+                    del table[link.id]
                 room.group.discard(link)
-                link.send(notice)
+                if not room.shared:  # shared rooms (chat) predate RoomClosed: their clients
+                    link.send(notice)  # may not know it; they see the link close
             else:
                 self.remote_members.pop(member.id, None)
                 self._tell(member.node, remote.Closed(room.room_id, member.id, reason))
@@ -536,12 +625,17 @@ class RoomManager:
         room.disposed = True
         room._stop_ticks()
         self._cancel_disposal(room)
-        self.directory.remove(room.room_id, room.name, self.node)
+        if not room.shared:
+            self.directory.remove(room.room_id, room.name, self.node)
         try:
             await _maybe_await(room.on_dispose())
         except Exception:
             log.exception("room %s (%s): on_dispose raised", room.room_id, room.name)
-        self.rooms.pop(room.room_id, None)
+        if room.shared:
+            if self.shared.get((room.name, room.room_id)) is room:
+                del self.shared[(room.name, room.room_id)]
+        else:
+            self.rooms.pop(room.room_id, None)
         room.mailbox.close()
         log.debug("room %s (%s) disposed", room.room_id, room.name)
 
@@ -555,7 +649,7 @@ class RoomManager:
         """Server stop: every room closes (members get RoomClosed) before links close."""
         closing = [
             room.mailbox.call(self.close_room, room, "server shutdown")
-            for room in list(self.rooms.values())
+            for room in [*self.rooms.values(), *self.shared.values()]
         ]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)

@@ -31,6 +31,7 @@ class Joined(msgspec.Struct, tag="joined", array_like=True):
     code: str  # "" on success, else the Error code
     message: str
     frame: bytes  # the encoded RoomJoined on success
+    room_type: str  # on success
 
 
 class Msg(msgspec.Struct, tag="msg", array_like=True):

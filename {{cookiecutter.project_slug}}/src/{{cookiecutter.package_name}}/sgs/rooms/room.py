@@ -75,6 +75,7 @@ class Member:
 class Room:
     """Base of every room type; see the module docstring.
 
+    A link is in at most one matchmade room and one shared room at a time.
     Class attributes a type sets: ``max_clients`` (None: unlimited),
     ``tick_rate`` (Hz; None: no tick), ``auto_dispose`` (dispose once empty
     for ``empty_grace`` seconds; None: the server's ``empty_grace`` setting).
@@ -86,6 +87,14 @@ class Room:
     auto_dispose: ClassVar[bool] = True
     empty_grace: ClassVar[float | None] = None
     keep_lateness: ClassVar[bool] = False
+    #: A shared room type (chat) has no owner: an instance on every node with
+    #: members, named by the game (its id is the name), joined by name with
+    #: ``RoomManager.join_shared``; no seats, no listing, unlimited. Its hooks
+    #: and handlers run one at a time on the member's node, and its broadcasts
+    #: span the nodes through its group, as the named groups it replaces did.
+    shared: ClassVar[bool] = False
+    #: Prefix of the room's group name (the group carries its broadcasts).
+    group_prefix: ClassVar[str] = "sgs.room:"
     _routes: ClassVar[dict[type[Message], RoomHandler]] = {}
 
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
