@@ -63,13 +63,16 @@ async def listing(client: Client) -> list:
     return (await client.request(ListRooms(room_type="arena"), timeout=T)).rooms
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_hundred_concurrent_join_or_create_make_fifty_rooms_of_two(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, protocol: str
 ) -> None:
-    a, b = await nodes(redis_server, tmp_path)
+    a, b = await nodes(redis_server, tmp_path, protocol=protocol)
     clients: list[Client] = []
     try:
-        clients = list(await asyncio.gather(*(player((a, b)[i % 2], f"p{i}") for i in range(100))))
+        clients = list(
+            await asyncio.gather(*(player((a, b)[i % 2], f"p{i}", protocol) for i in range(100)))
+        )
         answers = await asyncio.gather(
             *(c.request(JoinOrCreate(room_type="arena"), timeout=T) for c in clients),
             return_exceptions=True,
@@ -127,12 +130,14 @@ async def test_members_on_two_nodes_play_one_arena_in_order(
         b.terminate()
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_owner_killed_members_elsewhere_get_room_closed_and_listing_is_cleaned(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, protocol: str
 ) -> None:
-    a, b = await nodes(redis_server, tmp_path)
+    a, b = await nodes(redis_server, tmp_path, protocol=protocol)
     try:
-        owner_side, far = await player(a, "owner-side"), await player(b, "far")
+        owner_side = await player(a, "owner-side", protocol)
+        far = await player(b, "far", protocol)
         closed: list[RoomClosed] = []
         far.on(RoomClosed, closed.append)
         room = await owner_side.request(JoinOrCreate(room_type="arena"), timeout=T)
