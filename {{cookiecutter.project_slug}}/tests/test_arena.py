@@ -85,8 +85,8 @@ def _seq_of(state: ArenaState, name: str) -> int | None:
 async def test_game_client_match_methods() -> None:
     settings = Settings(store_url="memory://", ws_port=0)
     async with running_server(router, setup=setup, settings=settings) as server:
-        host = GameClient("127.0.0.1", server.port, timeout=T)
-        guest = GameClient("127.0.0.1", server.port, timeout=T)
+        host = GameClient("127.0.0.1", server.port, protocol=settings.protocol, timeout=T)
+        guest = GameClient("127.0.0.1", server.port, protocol=settings.protocol, timeout=T)
         closed: list[RoomClosed] = []
         states: list[ArenaState] = []
         guest.on_room_closed(closed.append)
@@ -130,8 +130,8 @@ async def test_a_player_chats_and_plays_at_once_chat_is_a_room_type() -> None:
     """Chat (ids 11-17) is the shared ``chat`` room type: a link is in a chat room and a match."""
     settings = Settings(store_url="memory://", ws_port=0)
     async with running_server(router, setup=setup, settings=settings) as server:
-        a = GameClient("127.0.0.1", server.port, timeout=T)
-        b = GameClient("127.0.0.1", server.port, timeout=T)
+        a = GameClient("127.0.0.1", server.port, protocol=settings.protocol, timeout=T)
+        b = GameClient("127.0.0.1", server.port, protocol=settings.protocol, timeout=T)
         said: list[RoomMessage] = []
         states: list[ArenaState] = []
         b.on_room_message(said.append)
