@@ -12,10 +12,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from {{ cookiecutter.package_name }} import messages
-from {{ cookiecutter.package_name }}.sgs import Catalog, Client, HandlerError, Message, Server
-from {{ cookiecutter.package_name }}.sgs.rooms import Member, Room, Rooms, manager_of
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }} import (
+    messages,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Catalog,
+    Client,
+    HandlerError,
+    Message,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.rooms import (
+    Member,
+    Room,
+    Rooms,
+    manager_of,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 catalog = Catalog()
 TIMEOUT = 5.0

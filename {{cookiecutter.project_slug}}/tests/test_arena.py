@@ -8,8 +8,13 @@ import bson
 import msgspec
 import pytest
 
-from {{ cookiecutter.package_name }}.client import GameClient
-from {{ cookiecutter.package_name }}.handlers import router, setup
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
 from {{ cookiecutter.package_name }}.messages import (
     ArenaState,
     JoinOrCreate,
@@ -20,11 +25,24 @@ from {{ cookiecutter.package_name }}.messages import (
     RoomMessage,
     catalog,
 )
-from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.sgs import Client, DecodeError, RemoteError, get_codec
-from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
-from {{ cookiecutter.package_name }}.sgs.rooms import manager_of
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.settings import (
+    Settings,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Client,
+    DecodeError,
+    RemoteError,
+    get_codec,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    PROTOCOLS,
+)
+from {{ cookiecutter.package_name }}.sgs.rooms import (
+    manager_of,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 T = 5.0
 

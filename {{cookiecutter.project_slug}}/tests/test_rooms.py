@@ -25,8 +25,13 @@ from roomkit import (
 )
 from wskit import free_port, ws_peer
 
-from {{ cookiecutter.package_name }}.sgs import RemoteError, get_codec
-from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs import (
+    RemoteError,
+    get_codec,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    PROTOCOLS,
+)
 from {{ cookiecutter.package_name }}.sgs.rooms import (
     CreateRoom,
     JoinById,
@@ -39,7 +44,10 @@ from {{ cookiecutter.package_name }}.sgs.rooms import (
     RoomList,
     manager_of,
 )
-from {{ cookiecutter.package_name }}.sgs.rooms.directory import CREATE, WAIT
+from {{ cookiecutter.package_name }}.sgs.rooms.directory import (
+    CREATE,
+    WAIT,
+)
 
 CODECS = pytest.mark.parametrize("protocol", PROTOCOLS)
 

@@ -30,8 +30,12 @@ from {{ cookiecutter.package_name }}.messages import (
     RoomJoined,
     catalog,
 )
-from {{ cookiecutter.package_name }}.sgs import Client
-from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs import (
+    Client,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    PROTOCOLS,
+)
 
 LEASE = 1.5
 T = 15.0
