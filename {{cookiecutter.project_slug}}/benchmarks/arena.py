@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -44,6 +45,7 @@ SLICES = 10  # a load's players send their inputs in this many groups spread ove
 
 async def serve(args: argparse.Namespace) -> None:
     """A game server that reports its rooms' tick lateness when asked on stdin."""
+    logging.basicConfig(level=logging.ERROR)  # slow-handler warnings would flood the run
     package = find_package()
     app = __import__(f"{package}.app", fromlist=["create_server"])
     arena = __import__(f"{package}.handlers.arena", fromlist=["Arena"])

@@ -9,12 +9,15 @@
 
 A room message is routed by the link's current room: the route is a plain
 function that hands the message to the room's turn, so a member's messages
-reach its room in the order it sent them. Two room types may handle the same
-message type; a type that does not handle it answers ``no_handler``.
+reach its room in the order it sent them. A link is in at most one matchmade
+room and one shared room (chat): a message goes to its match when the match's
+type handles it, else to its shared room; ``not_in_room`` when it has neither,
+``no_handler`` when its room's type does not handle the message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..context import Context
@@ -68,7 +71,7 @@ class Rooms:
         return manager
 
 
-def _build_router(types: object) -> Router:
+def _build_router(types: Iterable[type[Room]]) -> Router:
     router = Router()
 
     @router.on(JoinOrCreate)
@@ -98,7 +101,7 @@ def _build_router(types: object) -> Router:
         return RoomList(rooms=rooms)
 
     handled: set[type[Message]] = set()
-    for cls in types:  # type: ignore[attr-defined]
+    for cls in types:
         handled.update(cls._routes)
     for msg_type in sorted(handled, key=lambda t: t.__msg_id__ or 0):
         router.on(msg_type)(_room_route)
