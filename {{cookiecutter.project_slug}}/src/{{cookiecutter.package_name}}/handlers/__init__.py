@@ -53,5 +53,5 @@ def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
 
     server.on_disconnect(on_disconnect)
     server.on_connect(functools.partial(auth.start_login_clock, server))
-    server.on_replaced(functools.partial(auth.replaced, state))
+    server.on_replaced(functools.partial(auth.replaced, server, state))
     server.every(tick_interval, functools.partial(rooms.tick_rooms, server))

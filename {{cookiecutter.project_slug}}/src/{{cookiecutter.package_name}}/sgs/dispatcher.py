@@ -19,10 +19,9 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
 from .limits import Rejected
-from .link import CloseReason, Link, LinkState
+from .link import Link, LinkState
 from .message import Message
 from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
 from .settings import ResourceModel
@@ -99,6 +98,7 @@ class LogicWorker(_Task):
         "usage",
         "inline",
         "batch",
+        "outcomes",
     )
 
     def __init__(
@@ -111,6 +111,7 @@ class LogicWorker(_Task):
     ) -> None:
         super().__init__(name)
         self.server = server
+        self.outcomes = server.outcomes
         self.batch = batch if batch is not None else Iteration()  # shared by a dispatcher
         self.owner = owner  # model 1: the one link this worker serves
         # Metrics on, or a route asked for slow-handler warnings
@@ -170,11 +171,11 @@ class LogicWorker(_Task):
                 self.busy = True
                 try:
                     if frames is None:
-                        self._broken_stream(link)
+                        self.outcomes.broken_stream(link, link.decoder.error)  # type: ignore[arg-type]
                     elif frames is CONNECTED:
                         await server._run_hooks("connect", link)
                     elif frames.__class__ is Rejected:
-                        self._rate_limited(link, frames)  # type: ignore[arg-type]
+                        self.outcomes.rate_limited(link, frames)  # type: ignore[arg-type]
                     else:
                         await handle(link, frames)
                 except Exception:  # a framework bug must not stop the other links
@@ -222,15 +223,7 @@ class LogicWorker(_Task):
         try:
             await self.server.store.commit()
         except Exception as exc:
-            log.error(
-                "%s: the store could not commit (%s); closing link %d without its replies",
-                self.name,
-                exc,
-                link.id,
-            )
-            link.out.clear()
-            link.out_bytes = 0
-            link.close(CloseReason.HANDLER_ERROR)
+            self.outcomes.commit_failed(link, exc)
         finally:
             link.release_hold()
 
@@ -307,7 +300,7 @@ class LogicWorker(_Task):
             msg_id, payload = frames[i]
             entry = table.get(msg_id)
             if entry is None:
-                self._protocol_error(link, self._unroutable(msg_id))
+                self.outcomes.protocol_error(link, self._unroutable(msg_id))
                 i += 1
                 continue
             msg_type, decode, handler, meter, is_async, encode = entry
@@ -334,9 +327,9 @@ class LogicWorker(_Task):
                 if resp is not None:
                     write(encode(resp))
             except HandlerError as exc:
-                self._refused(link, exc, msg_id)
+                self.outcomes.refused(link, exc, msg_id)
             except Exception:
-                self._handler_crashed(link, msg_id)
+                self.outcomes.handler_crashed(link, msg_id)
             if link.pending_close is not None:
                 link.close(link.pending_close)
         if timed:
@@ -371,9 +364,9 @@ class LogicWorker(_Task):
             if resp is not None:
                 link.write_frame(encode(resp))
         except HandlerError as exc:
-            self._refused(link, exc, msg_id)
+            self.outcomes.refused(link, exc, msg_id)
         except Exception:
-            self._handler_crashed(link, msg_id)
+            self.outcomes.handler_crashed(link, msg_id)
         if link.pending_close is not None:
             link.close(link.pending_close)
         if timed:
@@ -389,14 +382,8 @@ class LogicWorker(_Task):
             return self.server.codec.decode(msg_id, payload)
         except ProtocolError as exc:
             meter.decode_errors += 1
-            self._protocol_error(link, exc)
+            self.outcomes.protocol_error(link, exc)
             return None
-
-    def _refused(self, link: Link, exc: HandlerError, msg_id: int) -> None:
-        """A handler (or a check) raised HandlerError: answer Error(code) in its place."""
-        stats = self.server.stats
-        stats.count(stats.errors, exc.code)
-        link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
 
     def _run_done(self, link: Link, meter: TypeMeter, n: int, took: float) -> None:
         """``n`` consecutive messages of ``meter``'s type took ``took`` seconds."""
@@ -423,72 +410,6 @@ class LogicWorker(_Task):
             err.args = (f"message id {msg_id} is known but has no handler on the server",)
             return err
         return UnknownMessageError(msg_id, self.server.codec.name)
-
-    def _protocol_error(self, link: Link, exc: ProtocolError) -> None:
-        server = self.server
-        server.stats.protocol_errors += 1
-        server.stats.count(server.stats.errors, exc.code)
-        msg_id = getattr(exc, "msg_id", 0)
-        # Once per link at WARNING: a client sending junk must not flood the log.
-        link.protocol_errors += 1
-        level = logging.WARNING if link.protocol_errors == 1 else logging.DEBUG
-        log.log(
-            level,
-            "link %d: %s%s",
-            link.id,
-            exc,
-            " (further protocol errors of this link are logged at DEBUG)"
-            if link.protocol_errors == 1
-            else "",
-            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
-        )
-        link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
-        if server.settings.protocol_error_policy == "close":
-            link.close(CloseReason.PROTOCOL_ERROR)
-
-    def _rate_limited(self, link: Link, rejected: list[int]) -> None:
-        """Answer the frames a link's inbound budget dropped, in their place in the stream."""
-        server = self.server
-        settings = server.settings
-        stats = server.stats
-        message = f"over rate_limit_messages ({settings.rate_limit_messages:g}/s)"
-        for msg_id in rejected:
-            if link.state is not _OPEN:
-                break
-            stats.rate_limited += 1
-            stats.count(stats.errors, "rate_limited")
-            link.send(Error(code="rate_limited", message=message, msg_id=msg_id))
-            if settings.rate_limit_policy == "close":
-                link.close(CloseReason.RATE_LIMITED)
-
-    def _broken_stream(self, link: Link) -> None:
-        exc = link.decoder.error
-        assert exc is not None
-        stats = self.server.stats
-        stats.protocol_errors += 1
-        stats.count(stats.errors, exc.code)
-        log.warning(
-            "link %d: %s; closing",
-            link.id,
-            exc,
-            extra={"link_id": link.id, "msg_id": exc.msg_id, "peer": link.peer},
-        )
-        link.send(Error(code=exc.code, message=str(exc), msg_id=exc.msg_id))
-        link.close(CloseReason.PROTOCOL_ERROR)
-
-    def _handler_crashed(self, link: Link, msg_id: int) -> None:
-        server = self.server
-        server.stats.handler_errors += 1
-        server.stats.count(server.stats.errors, "internal")
-        log.exception(
-            "link %d: handler for message id %d raised",
-            link.id,
-            msg_id,
-            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
-        )
-        link.send(Error(code="internal", message="internal server error", msg_id=msg_id))
-        if server.settings.handler_error_policy == "close":
-            link.close(CloseReason.HANDLER_ERROR)
 
     async def _run_active(self, fn: Callable[[], Any]) -> None:
         try:

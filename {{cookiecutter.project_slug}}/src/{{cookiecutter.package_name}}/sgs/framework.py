@@ -9,7 +9,6 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +21,10 @@ from .dispatcher import CONNECTED, Dispatcher
 from .group import Group
 from .limits import Admission, InboundLimiter
 from .limits.admission import address_of
-from .link import CloseReason, Link, LinkState
-from .logs import RateLimitedLog
+from .link import Link, LinkState
 from .message import Catalog, Message, default_catalog
 from .metrics import Metrics, TypeMeter, make_metrics
+from .outcomes import CloseReason, Outcomes, Stats
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
@@ -38,37 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sgs.server")
 
 Hook = Callable[..., Awaitable[None] | None]
-
-
-@dataclass
-class Stats:
-    """Counters a game can export; cheap enough to keep on the hot path."""
-
-    accepted: int = 0
-    refused: int = 0
-    closed: int = 0
-    frames_in: int = 0
-    protocol_errors: int = 0
-    handler_errors: int = 0
-    dropped: int = 0
-    idle_closed: int = 0
-    send_overflows: int = 0  # links closed because their send side was full
-    bytes_in: int = 0
-    bytes_out: int = 0
-    frames_out: int = 0
-    rate_limited: int = 0  # messages answered Error(rate_limited), per link or per type
-    throttled: int = 0  # times a link's reading paused for its inbound budget
-    frame_timeouts: int = 0
-    # By reason or code; touched off the hot path only (closes, refusals, errors).
-    refused_by: dict[str, int] = field(default_factory=dict)
-    closed_by: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)  # Error replies sent, by code
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
-
-    def count(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
 
 
 class Timer:
@@ -139,6 +107,8 @@ class Server:
         self.codec = get_codec(self.settings.protocol, self.catalog)
         self.links: dict[int, Link] = {}
         self.stats = Stats()
+        #: Every refusal, Error answer, time-out, throttle and close goes through here.
+        self.outcomes = Outcomes(self.settings, self.codec, self.stats)
         self.state: dict[str, Any] = {}  # game state that belongs to this server instance
         self.port: int | None = None
         self._groups: dict[str, Group] = {}
@@ -175,7 +145,6 @@ class Server:
             (s.rate_limit_messages, s.rate_limit_messages_burst) if s.rate_limit_messages else None,
             (s.rate_limit_bytes, s.rate_limit_bytes_burst) if s.rate_limit_bytes else None,
         )
-        self._refusal_log = RateLimitedLog(log, per_second=1)  # a flood logs a line a second
         # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
         self.metrics: Metrics = make_metrics(self)
         # The Agones SDK sidecar (agones = true): Ready, Health, Shutdown; a no-op otherwise.
@@ -364,22 +333,14 @@ class Server:
 
     def _accept(self, link: Link) -> None:
         if self._stopping or len(self.links) >= self.settings.max_connections:
-            reason = "server is shutting down" if self._stopping else "too many connections"
-            self.stats.count(self.stats.refused_by, "shutting_down" if self._stopping else "full")
-            self._refuse(link, "server_full", reason)
+            self.outcomes.refuse(link, "shutting_down" if self._stopping else "full")
             return
         admission = self._admission
         if admission is not None:
             address = address_of(link.peer)
             why = admission.refuse(address, monotonic())
             if why is not None:
-                self.stats.count(self.stats.refused_by, why)
-                if why == "accept_rate":  # a flood: spend nothing on it, not even a reply
-                    self._refuse(link, None, "over accept_rate")
-                else:
-                    self._refuse(
-                        link, "too_many_connections", f"max_connections_per_ip from {address}"
-                    )
+                self.outcomes.refuse(link, why, f"from {address}")
                 return
             link.address = address
         messages, bytes_ = self._inbound_limits
@@ -401,34 +362,6 @@ class Server:
             extra={"link_id": link.id, "peer": link.peer},
         )
 
-    def _refuse(self, link: Link, code: str | None, reason: str) -> None:
-        """Close a connection that never became a link; logged at most once a second."""
-        self.stats.refused += 1
-        if code is not None:
-            self.stats.count(self.stats.errors, code)
-            frame = self.codec.encode_frame(Error(code=code, message=reason, msg_id=0))
-            link.transport.write(frame)
-            link.transport.close()
-        else:
-            link.transport.abort()
-        link.state = LinkState.CLOSED
-        self._refusal_log.warning("refused %s: %s", link.peer, reason)
-
-    def _rate_limited(self, link: Link, what: str) -> None:
-        """A link went over a rate limit: counted each time, logged once per link."""
-        if what == "bytes":
-            self.stats.throttled += 1
-        if not link.limit_logged:
-            link.limit_logged = True
-            log.warning(
-                "link %d from %s: over its %s rate limit (%s policy); logged once per link",
-                link.id,
-                link.peer,
-                what,
-                self.settings.rate_limit_policy,
-                extra={"link_id": link.id},
-            )
-
     def _link_lost(self, link: Link) -> None:
         """The transport is gone; per-link writers may end."""
         if self._dispatcher is not None and link.finalized:
@@ -449,18 +382,11 @@ class Server:
         if link.address and self._admission is not None:
             self._admission.release(link.address)
             link.address = ""
-        self.stats.closed += 1
-        self.stats.count(self.stats.closed_by, _reason_label(link.close_reason))
+        self.outcomes.closed(link)
         await self._run_hooks("disconnect", link)
         self.bindings.link_closed(link)
         if self._dispatcher is not None:
             self._dispatcher.detach(link)
-        log.debug(
-            "link %d closed: %s",
-            link.id,
-            getattr(link.close_reason, "value", link.close_reason),
-            extra={"link_id": link.id},
-        )
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -484,8 +410,7 @@ class Server:
             elif link.last_seen == 0.0:
                 link.last_seen = now
             elif timeout > 0 and now - link.last_seen > timeout:
-                self.stats.idle_closed += 1
-                _time_out(
+                self.outcomes.time_out(
                     link,
                     CloseReason.IDLE_TIMEOUT,
                     f"no message within idle_timeout ({timeout:g}s)",
@@ -504,8 +429,7 @@ class Server:
         elif link.partial_since == 0.0:
             link.partial_since = now
         elif now - link.partial_since > frame_timeout:
-            self.stats.frame_timeouts += 1
-            _time_out(
+            self.outcomes.time_out(
                 link,
                 CloseReason.FRAME_TIMEOUT,
                 f"a frame did not arrive whole within frame_timeout ({frame_timeout:g}s)",
@@ -594,28 +518,6 @@ class Server:
             link.worker.post_active(fn)
         elif self._dispatcher is not None:
             self._dispatcher.worker_for(0).post_active(fn)
-
-
-def _time_out(link: Link, reason: CloseReason, message: str, waited: float) -> None:
-    """Tell a link which timeout closed it (Error with code idle_timeout, frame_timeout)."""
-    code = reason.name.lower()
-    log.info(
-        "link %d: %s after %.1fs, closing",
-        link.id,
-        code,
-        waited,
-        extra={"link_id": link.id, "peer": link.peer},
-    )
-    stats = link.server.stats
-    stats.count(stats.errors, code)
-    link.send(Error(code=code, message=message, msg_id=0))
-    link.close(reason)
-
-
-def _reason_label(reason: CloseReason | str | None) -> str:
-    """A close reason as a metric label: ``remote_close``, ``server_shutdown``, ..."""
-    text = getattr(reason, "value", reason) or "unknown"
-    return str(text).replace(" ", "_")
 
 
 def new_event_loop(loop_name: str = "uvloop") -> asyncio.AbstractEventLoop:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .connector import FrameDecoder
 from .context import Context
 from .message import Message
+from .outcomes import CloseReason, Reason, as_reason, reason_label
 
 if TYPE_CHECKING:
     from .dispatcher import LogicWorker, SendWorker
@@ -31,19 +32,6 @@ class LinkState(enum.IntEnum):
     OPEN = 1
     CLOSING = 2
     CLOSED = 3
-
-
-class CloseReason(str, enum.Enum):
-    REMOTE = "remote close"
-    LOCAL = "local close"
-    PROTOCOL_ERROR = "protocol error"
-    HANDLER_ERROR = "handler error"
-    IDLE_TIMEOUT = "idle timeout"
-    SEND_OVERFLOW = "send overflow"
-    SERVER_SHUTDOWN = "server shutdown"
-    SERVER_FULL = "server full"
-    RATE_LIMITED = "rate limited"
-    FRAME_TIMEOUT = "frame timeout"
 
 
 #: Bytes a reader task may have waiting before the link stops reading.
@@ -106,7 +94,7 @@ class Link(asyncio.Protocol):
         self.transport: Any = None
         self.peer: Any = None
         self.state = LinkState.CONNECTING
-        self.close_reason: CloseReason | str | None = None
+        self.close_reason: Reason | None = None
         self.decoder = FrameDecoder(server.settings.max_frame_size)
         self.worker: LogicWorker | None = None
         self.writer: SendWorker | None = None
@@ -119,7 +107,7 @@ class Link(asyncio.Protocol):
         self.inbound = 0
         self.seen = False
         self.last_seen = 0.0
-        self.pending_close: CloseReason | str | None = None
+        self.pending_close: Reason | None = None
         self.interrupted = False
         self.finalized = False
         self.dropped = 0
@@ -189,8 +177,13 @@ class Link(asyncio.Protocol):
             self.writer.schedule(self)
         return True
 
-    def close(self, reason: CloseReason | str = CloseReason.LOCAL) -> None:
-        """Idempotent. Queued frames are flushed first, except after a send overflow."""
+    def close(self, reason: Reason | str = CloseReason.LOCAL) -> None:
+        """Idempotent. Queued frames are flushed first, except after a send overflow.
+
+        ``reason`` is a :class:`CloseReason` or a reason the game registered
+        with :func:`~.outcomes.close_reason`; another string raises ValueError.
+        """
+        reason = as_reason(reason)
         if self.state >= _CLOSING:
             return
         if self.state is LinkState.CONNECTING:
@@ -213,12 +206,12 @@ class Link(asyncio.Protocol):
             asyncio.get_running_loop().call_later(
                 max(self.server.settings.drain_timeout, 0.1), self.abort
             )
-        log.debug("link %d closing: %s", self.id, _text(reason), extra={"link_id": self.id})
+        log.debug("link %d closing: %s", self.id, reason_label(reason), extra={"link_id": self.id})
 
-    def close_after_handler(self, reason: CloseReason | str) -> None:
+    def close_after_handler(self, reason: Reason | str) -> None:
         """Close once the running handler returned, so its reply goes out first."""
         if self.pending_close is None:
-            self.pending_close = reason
+            self.pending_close = as_reason(reason)
 
     def abort(self) -> None:
         """Drop the connection now, unsent data included (shutdown past its drain timeout)."""
@@ -228,21 +221,7 @@ class Link(asyncio.Protocol):
     # -- send side --------------------------------------------------------
 
     def _overflow(self, size: int) -> bool:
-        if self.server.settings.send_overflow == "drop":
-            self.dropped += 1
-            self.server.stats.dropped += 1
-            return False
-        self.server.stats.send_overflows += 1
-        log.warning(
-            "link %d: send side over %d bytes, closing",
-            self.id,
-            self.send_limit,
-            extra={"link_id": self.id},
-        )
-        self.close(CloseReason.SEND_OVERFLOW)
-        if self.worker is not None:
-            self.worker.post_send_interrupt(self)
-        return False
+        return self.server.outcomes.send_full(self)
 
     def flush(self) -> None:
         """Write everything queued in one call; run by the link's writer."""
@@ -368,10 +347,10 @@ class Link(asyncio.Protocol):
         self.worker.post_received(self, rejected)  # type: ignore[union-attr, arg-type]
 
     def _throttle(self, pause: float, what: str) -> None:
-        """Over the inbound budget: stop reading for ``pause`` seconds (TCP back-pressure)."""
-        self.server._rate_limited(self, what)
-        if self.throttled:
-            return
+        self.server.outcomes.throttle(self, pause, what)
+
+    def pause_for(self, pause: float) -> None:
+        """Stop reading for ``pause`` seconds (TCP back-pressure); the outcome service decides."""
         self.throttled = True
         self.transport.pause_reading()
         asyncio.get_running_loop().call_later(pause, self._unthrottle)
@@ -471,7 +450,3 @@ class Link(asyncio.Protocol):
                     self.transport.pause_reading()
                 except (RuntimeError, AttributeError):
                     pass  # transport already closing
-
-
-def _text(reason: CloseReason | str) -> str:
-    return reason.value if isinstance(reason, CloseReason) else str(reason)

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..link import CloseReason
+from ..outcomes import REFUSALS, close_labels
 from .base import readiness
 from .meter import TypeMeter
 
@@ -41,9 +41,10 @@ ERROR_CODES = (
     "rate_limited",
     "frame_timeout",
     "too_many_connections",
+    "partial_frame",
+    "replaced",
 )
-REFUSE_REASONS = ("full", "shutting_down", "max_connections_per_ip", "accept_rate")
-CLOSE_REASONS = tuple(r.value.replace(" ", "_") for r in CloseReason)
+REFUSE_REASONS = tuple(REFUSALS)
 
 
 def _zeros(keys: tuple[str, ...], table: dict[str, int]) -> dict[str, int]:
@@ -92,7 +93,8 @@ class ServerCollector(Collector):
         yield _counter("sgs_links_accepted", "Connections accepted as links.", stats.accepted)
         yield _by(
             "sgs_links_refused",
-            "Connections refused, by reason (full, shutting_down).",
+            "Connections refused, by reason (full, shutting_down, max_connections_per_ip, "
+            "accept_rate, origin).",
             "reason",
             _zeros(REFUSE_REASONS, stats.refused_by),
         )
@@ -100,7 +102,7 @@ class ServerCollector(Collector):
             "sgs_links_closed",
             "Links closed, by reason.",
             "reason",
-            _zeros(CLOSE_REASONS, stats.closed_by),
+            _zeros(close_labels(), stats.closed_by),
         )
         yield from self._frames()
         yield _by(
@@ -111,7 +113,8 @@ class ServerCollector(Collector):
         )
         yield _counter(
             "sgs_protocol_errors",
-            "Frames with an unknown id, an undecodable value or an oversized length.",
+            "Frames with an unknown id, an undecodable value or an oversized length, and "
+            "WebSocket messages that break the transport's rules.",
             stats.protocol_errors,
         )
         yield _counter(
