@@ -10,17 +10,17 @@ on a future when idle: no asyncio.Queue, no task per message.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
-import math
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .errors import HandlerError, ProtocolError, UnknownMessageError
-from .limits import Rejected
 from .link import Link, LinkState
 from .message import Message
 from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
@@ -28,12 +28,45 @@ from .settings import ResourceModel
 
 if TYPE_CHECKING:
     from .framework import Server
+    from .store import PlayerStore
 
 log = logging.getLogger("sgs.dispatcher")
 
 _OPEN = LinkState.OPEN
-Frames = list[tuple[int, bytes]] | None
-CONNECTED: list[tuple[int, bytes]] = []  # marker in the received queue: run on_connect
+Frames = list[tuple[int, bytes]]
+#: One compiled route: (type, decoder, composed call, meter, the call gives a
+#: coroutine, the frame encoder of the declared reply type).
+Entry = tuple[type[Message], Callable[[bytes], Any], Any, TypeMeter, bool, Callable[[Any], bytes]]
+
+
+class Item(enum.IntEnum):
+    """What an entry of a worker's received queue carries (its kind, not its identity)."""
+
+    FRAMES = 0  # frames to handle, in order
+    REFUSED = 1  # ids the message budget refused: answer Error(rate_limited) in their place
+    BROKEN = 2  # the stream broke (an oversized frame header): answer and close
+    CONNECTED = 3  # a new link: run the on_connect hooks before its first frame
+
+
+_FRAMES = Item.FRAMES
+_REFUSED = Item.REFUSED
+_BROKEN = Item.BROKEN
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the workers need from the server, handed over when it starts serving.
+
+    The route table, the durable store (``store_sync = "always"``: replies
+    wait for a commit) and whether to time messages, plus the two server steps a
+    worker runs in a link's order: the connect hooks and the link's finalizer.
+    """
+
+    table: dict[int, Entry]
+    durable: PlayerStore | None
+    timed: bool  # metrics on, or a route asked for slow-handler warnings
+    connected: Callable[[Link], Awaitable[None]]
+    finalize: Callable[[Link], Awaitable[None]]
 
 
 class _Task:
@@ -99,12 +132,17 @@ class LogicWorker(_Task):
         "inline",
         "batch",
         "outcomes",
+        "table",
+        "durable",
+        "connected",
+        "finalize",
     )
 
     def __init__(
         self,
         server: Server,
         name: str,
+        wiring: Wiring,
         owner: Link | None = None,
         usage: WorkerUsage | None = None,
         batch: Iteration | None = None,
@@ -112,15 +150,17 @@ class LogicWorker(_Task):
         super().__init__(name)
         self.server = server
         self.outcomes = server.outcomes
+        self.table = wiring.table
+        self.durable = wiring.durable
+        self.connected = wiring.connected
+        self.finalize = wiring.finalize
         self.batch = batch if batch is not None else Iteration()  # shared by a dispatcher
         self.owner = owner  # model 1: the one link this worker serves
         # Metrics on, or a route asked for slow-handler warnings
         # (timing_middleware): time runs of messages and the busy share.
-        self.timed = server.metrics.enabled or any(
-            entry[3].slow < math.inf for entry in server._table.values()
-        )
+        self.timed = wiring.timed
         self.usage = usage if usage is not None else WorkerUsage()
-        self.received: deque[tuple[Link, Frames]] = deque()
+        self.received: deque[tuple[Item, Link, Any]] = deque()
         self.recv_interrupts: deque[Link] = deque()
         self.send_interrupts: deque[Link] = deque()
         self.active: deque[Callable[[], Any]] = deque()
@@ -129,16 +169,31 @@ class LogicWorker(_Task):
         # A read that finds this worker asleep is handled where it arrived
         # (_run_inline), except with store_sync = "always": there every pass
         # holds its replies until a commit, which the worker task arranges.
-        self.inline = server._durable is None
+        self.inline = wiring.durable is None
 
-    def post_received(self, link: Link, frames: Frames) -> None:
-        """``frames`` None means: the link's stream is broken (oversized frame)."""
-        if self._waiter is not None and self.inline and frames.__class__ is list and frames:
-            self._run_inline(link, frames)  # type: ignore[arg-type]
+    def post_frames(self, link: Link, frames: Frames) -> None:
+        """Frames of one read (never empty), handled in order after what is queued."""
+        if self._waiter is not None and self.inline:
+            self._run_inline(link, frames)
             return
-        self.received.append((link, frames))
+        self.received.append((_FRAMES, link, frames))
         if self._waiter is not None:
             self._wake()
+
+    def post_refused(self, link: Link, refused: list[int]) -> None:
+        """Ids the inbound budget refused, answered right behind the frames posted before."""
+        self.received.append((_REFUSED, link, refused))
+        self._wake()
+
+    def post_broken(self, link: Link) -> None:
+        """The link's stream cannot go on: answered and closed after what it sent before."""
+        self.received.append((_BROKEN, link, None))
+        self._wake()
+
+    def post_connected(self, link: Link) -> None:
+        """A new link: the connect hooks run before its first message."""
+        self.received.append((Item.CONNECTED, link, None))
+        self._wake()
 
     def post_recv_interrupt(self, link: Link) -> None:
         self.recv_interrupts.append(link)
@@ -156,8 +211,13 @@ class LogicWorker(_Task):
     def idle(self) -> bool:
         return not (self.busy or self.received or self.commits)
 
+    @property
+    def waiting(self) -> int:
+        """Frames queued for this worker (the queue-depth gauge)."""
+        return sum(len(item) for kind, _, item in self.received if kind is _FRAMES)
+
     async def run(self) -> None:
-        server = self.server
+        finalize = self.finalize
         received, recv_int, send_int, active = (
             self.received,
             self.recv_interrupts,
@@ -167,24 +227,24 @@ class LogicWorker(_Task):
         handle = self._handle
         while True:
             if received:
-                link, frames = received.popleft()
+                kind, link, item = received.popleft()
                 self.busy = True
                 try:
-                    if frames is None:
-                        self.outcomes.broken_stream(link, link.decoder.error)  # type: ignore[arg-type]
-                    elif frames is CONNECTED:
-                        await server._run_hooks("connect", link)
-                    elif frames.__class__ is Rejected:
-                        self.outcomes.rate_limited(link, frames)  # type: ignore[arg-type]
+                    if kind is _FRAMES:
+                        await handle(link, item)
+                    elif kind is _REFUSED:
+                        self.outcomes.rate_limited(link, item)
+                    elif kind is _BROKEN:
+                        self.outcomes.broken_stream(link, link.reader.broken)  # type: ignore[arg-type]
                     else:
-                        await handle(link, frames)
+                        await self.connected(link)
                 except Exception:  # a framework bug must not stop the other links
                     log.exception("%s: failed on link %d", self.name, link.id)
                 self.busy = False
             elif recv_int:
-                await server._finalize(recv_int.popleft())
+                await finalize(recv_int.popleft())
             elif send_int:
-                await server._finalize(send_int.popleft())
+                await finalize(send_int.popleft())
             elif active:
                 await self._run_active(active.popleft())
             elif self._stopping:
@@ -195,7 +255,7 @@ class LogicWorker(_Task):
                 await self._sleep()
 
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
-        durable = self.server._durable
+        durable = self.durable
         if durable is None:
             await self._handle_frames(link, frames)
             return
@@ -269,7 +329,7 @@ class LogicWorker(_Task):
         if direct and not scheduled:
             link.flush()
         if i < len(frames):  # an async route: the worker task takes over from there
-            self.received.append((link, frames[i:]))
+            self.received.append((_FRAMES, link, frames[i:]))
             self._wake()
         self.server.stats.frames_in += i
         link.inbound_done(i)
@@ -281,8 +341,7 @@ class LogicWorker(_Task):
         ``len(frames)`` once done (or once the link stopped being open: the
         rest of the read is dropped with it).
         """
-        server = self.server
-        table = server._table
+        table = self.table
         write = link.write_frame
         ctx = link.ctx
         n = len(frames)
@@ -326,10 +385,8 @@ class LogicWorker(_Task):
                 resp = handler(ctx, msg)
                 if resp is not None:
                     write(encode(resp))
-            except HandlerError as exc:
-                self.outcomes.refused(link, exc, msg_id)
-            except Exception:
-                self.outcomes.handler_crashed(link, msg_id)
+            except Exception as exc:
+                self._failed(link, msg_id, exc)
             if link.pending_close is not None:
                 link.close(link.pending_close)
         if timed:
@@ -348,8 +405,7 @@ class LogicWorker(_Task):
         if link.state is not _OPEN:
             return
         msg_id, payload = frame
-        server = self.server
-        _, decode, handler, meter, _, encode = server._table[msg_id]
+        _, decode, handler, meter, _, encode = self.table[msg_id]
         try:
             msg = decode(payload)
         except Exception:
@@ -363,10 +419,8 @@ class LogicWorker(_Task):
             resp = await handler(link.ctx, msg)
             if resp is not None:
                 link.write_frame(encode(resp))
-        except HandlerError as exc:
-            self.outcomes.refused(link, exc, msg_id)
-        except Exception:
-            self.outcomes.handler_crashed(link, msg_id)
+        except Exception as exc:
+            self._failed(link, msg_id, exc)
         if link.pending_close is not None:
             link.close(link.pending_close)
         if timed:
@@ -384,6 +438,13 @@ class LogicWorker(_Task):
             meter.decode_errors += 1
             self.outcomes.protocol_error(link, exc)
             return None
+
+    def _failed(self, link: Link, msg_id: int, exc: Exception) -> None:
+        """A route raised: HandlerError is an answer (Error(code)), anything else a crash."""
+        if isinstance(exc, HandlerError):
+            self.outcomes.refused(link, exc, msg_id)
+        else:
+            self.outcomes.handler_crashed(link, msg_id)
 
     def _run_done(self, link: Link, meter: TypeMeter, n: int, took: float) -> None:
         """``n`` consecutive messages of ``meter``'s type took ``took`` seconds."""
@@ -450,16 +511,17 @@ class SendWorker(_Task):
 class Dispatcher:
     """Builds the workers of one resource model and attaches links to them."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, wiring: Wiring) -> None:
         settings = server.settings
         self.server = server
+        self.wiring = wiring
         self.model = model = settings.resource_model
         self.per_link_logic = model is ResourceModel.per_link
         self.per_link_send = model in (ResourceModel.per_link, ResourceModel.shared_logic)
         self.reader_tasks = model is not ResourceModel.shared_all
         n = 1 if self.per_link_logic else settings.logic_workers
         self.batch = Iteration()  # one per server: its workers write in one burst
-        self.logic = [LogicWorker(server, f"logic-{i}", batch=self.batch) for i in range(n)]
+        self.logic = [LogicWorker(server, f"logic-{i}", wiring, batch=self.batch) for i in range(n)]
         self.per_link_usage = WorkerUsage()  # model 1: every per-link worker adds here
         m = 0 if self.per_link_send else settings.send_workers
         self.writers = [SendWorker(f"send-{i}") for i in range(m)]
@@ -487,6 +549,7 @@ class Dispatcher:
             worker = LogicWorker(
                 self.server,
                 f"logic-link-{link.id}",
+                self.wiring,
                 owner=link,
                 usage=self.per_link_usage,
                 batch=self.batch,

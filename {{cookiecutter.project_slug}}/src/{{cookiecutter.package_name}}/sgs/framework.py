@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -17,8 +18,8 @@ from .agones import Agones, make_agones
 from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
 from .cluster import Cluster, LocalCluster, make_cluster
-from .dispatcher import CONNECTED, Dispatcher
-from .group import Group
+from .dispatcher import Dispatcher, Wiring
+from .group import Group, GroupTable
 from .limits import Admission, InboundLimiter
 from .limits.admission import address_of
 from .link import Link, LinkState
@@ -43,11 +44,20 @@ class Timer:
     """A callback run on a logic worker, once or at a fixed rate."""
 
     def __init__(
-        self, server: Server, delay: float, fn: Callable[[], Any], repeat: bool, worker: int
+        self,
+        delay: float,
+        fn: Callable[[], Any],
+        repeat: bool,
+        worker: int,
+        post: Callable[[int, Callable[[], Any]], None],
+        forget: Callable[[Timer], None],
     ) -> None:
+        """``post(worker, fn)`` runs ``fn`` on a logic worker; ``forget(timer)`` is called when
+        it will not fire again (the server's narrow callbacks, not the server itself)."""
         if delay <= 0 and repeat:
             raise ValueError("a repeating timer needs a positive interval")
-        self.server = server
+        self.post = post
+        self.forget = forget
         self.delay = delay
         self.fn = fn
         self.repeat = repeat
@@ -71,9 +81,7 @@ class Timer:
     def _fire(self) -> None:
         if self.cancelled or self._loop is None:
             return
-        dispatcher = self.server._dispatcher
-        if dispatcher is not None:
-            dispatcher.worker_for(self.worker).post_active(self.fn)
+        self.post(self.worker, self.fn)
         if self.repeat:
             now = self._loop.time()
             self._next += self.delay
@@ -81,13 +89,13 @@ class Timer:
                 self._next = now + self.delay
             self._handle = self._loop.call_at(self._next, self._fire)
         else:
-            self.server._timers.discard(self)
+            self.forget(self)
 
     def cancel(self) -> None:
         self.cancelled = True
         if self._handle is not None:
             self._handle.cancel()
-        self.server._timers.discard(self)
+        self.forget(self)
 
 
 class Server:
@@ -111,7 +119,8 @@ class Server:
         self.outcomes = Outcomes(self.settings, self.codec, self.stats)
         self.state: dict[str, Any] = {}  # game state that belongs to this server instance
         self.port: int | None = None
-        self._groups: dict[str, Group] = {}
+        #: This node's groups by name, and the cluster to tell of their changes.
+        self.group_table = GroupTable()
         self._timers: set[Timer] = set()
         self._hooks: dict[str, list[Hook]] = {
             "start": [],
@@ -130,7 +139,6 @@ class Server:
         self._stopped: asyncio.Event | None = None
         # Beyond one process: who else serves this game, and where players live.
         self.cluster: Cluster = LocalCluster(self)
-        self._remote: Cluster | None = None  # the cluster, when it has other nodes to tell
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
@@ -168,6 +176,10 @@ class Server:
         self._hooks["disconnect"].append(fn)
         return fn
 
+    async def _connected(self, link: Link) -> None:
+        """Run on the link's worker before its first message (the dispatcher's callback)."""
+        await self._run_hooks("connect", link)
+
     async def _run_hooks(self, name: str, arg: Any) -> None:
         for hook in self._hooks[name]:
             try:
@@ -182,6 +194,16 @@ class Server:
     @property
     def address(self) -> tuple[str, int]:
         return (self.settings.host, self.port or self.settings.port)
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The workers of the resource model, once serving (read-only: metrics read it)."""
+        return self._dispatcher
+
+    @property
+    def meters(self) -> list[TypeMeter]:
+        """One meter per routed message type, once serving (the metrics collector reads them)."""
+        return [entry[3] for entry in self._table.values()]
 
     @property
     def is_serving(self) -> bool:
@@ -215,7 +237,7 @@ class Server:
         # One tuple per message id, unpacked once per message by the worker:
         # (type, decoder, composed call, meter, the call gives a coroutine,
         # the frame encoder chosen for the declared reply type).
-        self._table = {
+        table = {
             msg_id: (
                 msg_type,
                 codec.fast_decoder(msg_type),
@@ -226,11 +248,20 @@ class Server:
             )
             for msg_id, (msg_type, route) in self.router.compile(self.settings).items()
         }
-        self._dispatcher = Dispatcher(self)
+        self._table = table
+        wiring = Wiring(
+            table=table,
+            durable=self._durable,
+            # Metrics on, or a route asked for slow-handler warnings (timing_middleware).
+            timed=self.metrics.enabled or any(entry[3].slow < math.inf for entry in table.values()),
+            connected=self._connected,
+            finalize=self._finalize,
+        )
+        self._dispatcher = Dispatcher(self, wiring)
         self._dispatcher.start()
         self.cluster = make_cluster(self)
         await self.cluster.start()
-        self._remote = None if self.cluster.is_local else self.cluster
+        self.group_table.remote = None if self.cluster.is_local else self.cluster
         await self._run_hooks("start", self)
         s = self.settings
         tls = server_context(s)
@@ -314,7 +345,7 @@ class Server:
         await self.bindings.settle(max(0.5, deadline - loop.time()))
         await self.store.stop(max(1.0, deadline - loop.time()))
         await self.cluster.stop()
-        self._remote = None
+        self.group_table.remote = None
         await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
         self._listener = None
         if not drained or left:
@@ -331,7 +362,8 @@ class Server:
 
     # -- links --------------------------------------------------------------
 
-    def _accept(self, link: Link) -> None:
+    def accept(self, link: Link) -> None:
+        """A transport made ``link`` (its ``connection_made``): admit it, or refuse it."""
         if self._stopping or len(self.links) >= self.settings.max_connections:
             self.outcomes.refuse(link, "shutting_down" if self._stopping else "full")
             return
@@ -345,7 +377,7 @@ class Server:
             link.address = address
         messages, bytes_ = self._inbound_limits
         if messages or bytes_:
-            link.limiter = InboundLimiter(monotonic(), messages, bytes_)
+            link.reader.limiter = InboundLimiter(monotonic(), messages, bytes_)
         link.id = next(self._ids)
         link.state = LinkState.OPEN
         self.links[link.id] = link
@@ -354,7 +386,7 @@ class Server:
         self._dispatcher.attach(link)
         if self._hooks["connect"]:
             # In the received queue, so the hook runs before the link's first message.
-            link.worker.post_received(link, CONNECTED)  # type: ignore[union-attr]
+            link.worker.post_connected(link)  # type: ignore[union-attr]
         log.debug(
             "link %d open from %s",
             link.id,
@@ -362,7 +394,7 @@ class Server:
             extra={"link_id": link.id, "peer": link.peer},
         )
 
-    def _link_lost(self, link: Link) -> None:
+    def link_lost(self, link: Link) -> None:
         """The transport is gone; per-link writers may end."""
         if self._dispatcher is not None and link.finalized:
             self._dispatcher.detach(link)
@@ -375,7 +407,7 @@ class Server:
         if link.state is LinkState.OPEN:
             link.close(CloseReason.REMOTE)
         for name in list(link.groups):
-            group = self._groups.get(name)
+            group = self.group_table.get(name)
             if group is not None:
                 group.discard(link)
         self.links.pop(link.id, None)
@@ -424,7 +456,7 @@ class Server:
 
     def _check_partial_frame(self, link: Link, now: float, frame_timeout: float) -> None:
         """Slowloris: a frame started and never finished (the header came, the value trickles)."""
-        if not link.decoder.pending:
+        if not link.reader.pending:
             link.partial_since = 0.0
         elif link.partial_since == 0.0:
             link.partial_since = now
@@ -440,22 +472,15 @@ class Server:
 
     def group(self, name: str) -> Group:
         """The group called ``name``, created on first use, dropped when empty."""
-        group = self._groups.get(name)
+        group = self.group_table.get(name)
         if group is None:
             group = Group(name, self)
-            self._groups[name] = group
+            self.group_table.adopt(group)
         return group
 
     @property
     def groups(self) -> dict[str, Group]:
-        return dict(self._groups)
-
-    def _adopt_group(self, group: Group) -> None:
-        self._groups.setdefault(group.name, group)
-
-    def _drop_group(self, group: Group) -> None:
-        if self._groups.get(group.name) is group:
-            del self._groups[group.name]
+        return dict(self.group_table.by_name)
 
     def push(self, msg: Message, to: Link | Group | Iterable[Link]) -> int:
         """Send ``msg`` to a link, a group or several links, encoding it once."""
@@ -502,15 +527,20 @@ class Server:
 
     def every(self, interval: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
         """Run ``fn`` every ``interval`` seconds on logic worker ``worker``."""
-        timer = Timer(self, interval, fn, True, worker)
+        timer = Timer(interval, fn, True, worker, self._post_to, self._timers.discard)
         self._timers.add(timer)
         return timer
 
     def after(self, delay: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
         """Run ``fn`` once after ``delay`` seconds on logic worker ``worker``."""
-        timer = Timer(self, delay, fn, False, worker)
+        timer = Timer(delay, fn, False, worker, self._post_to, self._timers.discard)
         self._timers.add(timer)
         return timer
+
+    def _post_to(self, worker: int, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on logic worker ``worker`` (timers fire through this)."""
+        if self._dispatcher is not None:
+            self._dispatcher.worker_for(worker).post_active(fn)
 
     def post(self, fn: Callable[[], Any], link: Link | None = None) -> None:
         """Run ``fn`` on ``link``'s logic worker (or worker 0) as an active push."""

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from .connector import FrameDecoder
 from .context import Context
 from .message import Message
 from .outcomes import CloseReason, Reason, as_reason, reason_label
+from .reader import InboundReader
 
 if TYPE_CHECKING:
     from .dispatcher import LogicWorker, SendWorker
     from .framework import Server
-    from .limits import InboundLimiter, TokenBucket
+    from .limits import TokenBucket
 
 log = logging.getLogger("sgs.link")
 
@@ -53,7 +52,7 @@ class Link(asyncio.Protocol):
         "peer",
         "state",
         "close_reason",
-        "decoder",
+        "reader",
         "worker",
         "writer",
         "out",
@@ -75,10 +74,8 @@ class Link(asyncio.Protocol):
         "rwaiter",
         "eof",
         "hold",
-        "limiter",
         "buckets",
         "throttled",
-        "deferred",
         "limit_logged",
         "protocol_errors",
         "partial_since",
@@ -95,7 +92,8 @@ class Link(asyncio.Protocol):
         self.peer: Any = None
         self.state = LinkState.CONNECTING
         self.close_reason: Reason | None = None
-        self.decoder = FrameDecoder(server.settings.max_frame_size)
+        #: Bytes in; frames, refused ids, a pause, a broken stream out (no I/O).
+        self.reader = InboundReader(server.settings.max_frame_size)
         self.worker: LogicWorker | None = None
         self.writer: SendWorker | None = None
         self.out: list[bytes] = []
@@ -117,10 +115,8 @@ class Link(asyncio.Protocol):
         self.rwaiter: asyncio.Future[None] | None = None
         self.eof = False
         self.hold = 0  # store_sync = "always": passes whose replies wait for a commit
-        self.limiter: InboundLimiter | None = None  # rate_limit_messages / _bytes, when on
         self.buckets: dict[type, TokenBucket] | None = None  # per-message-type limits
         self.throttled = False  # reading paused until the inbound budget refills
-        self.deferred: list[tuple[int, bytes]] | None = None  # frames past the byte budget
         self.limit_logged = False  # a limit that bites is logged once per link
         self.protocol_errors = 0  # the first is logged at WARNING, the rest at DEBUG
         self.partial_since = 0.0  # when the sweeper first saw a frame half-arrived
@@ -265,7 +261,7 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
-        self.server._accept(self)
+        self.server.accept(self)
 
     def data_received(self, data: bytes) -> None:
         self.server.stats.bytes_in += len(data)
@@ -286,46 +282,26 @@ class Link(asyncio.Protocol):
                     waiter.set_result(None)
 
     def ingest(self, data: bytes) -> None:
-        """Parse ``data`` and hand the frames to the link's logic worker, in order."""
+        """Hand what the reader made of ``data`` to the link's logic worker, in stream order."""
         if self.reading_stopped:
             return
-        decoder = self.decoder
-        frames = decoder.feed(data)
-        rejected = None
-        limiter = self.limiter
-        if limiter is not None:
-            if self.deferred is not None:  # frames wait for the budget: keep their order
-                self.deferred.extend(frames)
-                frames = []
-            size = len(data)
-            limiter.msg_tokens -= len(frames)
-            limiter.byte_tokens -= size
-            if limiter.msg_tokens < 0 or limiter.byte_tokens < 0:
-                verdict = limiter.settle(frames, size, monotonic())
-            else:
-                verdict = None
-            if verdict is not None:  # over a budget: some frames wait or are refused
-                frames, rejected, deferred, pause = verdict
-                if deferred:
-                    if self.deferred is None:
-                        self.deferred = deferred
-                    else:
-                        self.deferred.extend(deferred)
-                if pause:
-                    self._throttle(pause, "messages" if rejected else "bytes")
+        frames, refused, pause, broken = self.reader.feed(data)
+        if pause:  # over a budget: stop reading first (the outcome service counts it)
+            self.server.outcomes.throttle(self, pause, "messages" if refused else "bytes")
+        worker: LogicWorker = self.worker  # type: ignore[assignment]
         if frames:
             self.seen = True
-            n = len(frames)
-            self.inbound += n
-            self.worker.post_received(self, frames)  # type: ignore[union-attr]
+            self.inbound += len(frames)
+            worker.post_frames(self, frames)
             if self.inbound > self.server.settings.inbound_limit and not self.read_paused:
                 self.read_paused = True
                 self.transport.pause_reading()
-        if rejected:  # behind the accepted frames: the answers keep the order
-            self._post_rejected(rejected)
-        if decoder.error is not None:
+        if refused:  # behind the accepted frames: the answers keep the order
+            self.seen = True
+            worker.post_refused(self, refused)
+        if broken is not None:
             self.stop_reading()
-            self.worker.post_received(self, None)  # type: ignore[union-attr]
+            worker.post_broken(self)
 
     def inbound_done(self, n: int) -> None:
         """The worker handled ``n`` frames: resume reading below half the bound."""
@@ -342,13 +318,6 @@ class Link(asyncio.Protocol):
             if not self.reading_stopped and not self.throttled and self.state is _OPEN:
                 self.transport.resume_reading()
 
-    def _post_rejected(self, rejected: list[int]) -> None:
-        self.seen = True
-        self.worker.post_received(self, rejected)  # type: ignore[union-attr, arg-type]
-
-    def _throttle(self, pause: float, what: str) -> None:
-        self.server.outcomes.throttle(self, pause, what)
-
     def pause_for(self, pause: float) -> None:
         """Stop reading for ``pause`` seconds (TCP back-pressure); the outcome service decides."""
         self.throttled = True
@@ -360,19 +329,18 @@ class Link(asyncio.Protocol):
         self.throttled = False
         if self.state is not _OPEN:
             return
-        deferred = self.deferred
-        if deferred is not None and self.limiter is not None:
-            self.deferred = None
-            frames, rejected, pause = self.limiter.count_deferred(deferred, monotonic())
-            if frames:
-                self.seen = True
-                self.inbound += len(frames)
-                self.worker.post_received(self, frames)  # type: ignore[union-attr]
-            if rejected:
-                self._post_rejected(rejected)
-            if pause:
-                self._throttle(pause, "messages")
-                return
+        frames, refused, pause = self.reader.release()
+        worker: LogicWorker = self.worker  # type: ignore[assignment]
+        if frames:
+            self.seen = True
+            self.inbound += len(frames)
+            worker.post_frames(self, frames)
+        if refused:
+            self.seen = True
+            worker.post_refused(self, refused)
+        if pause:
+            self.server.outcomes.throttle(self, pause, "messages")
+            return
         if not self.read_paused and not self.reading_stopped:
             self.transport.resume_reading()
 
@@ -393,7 +361,7 @@ class Link(asyncio.Protocol):
         if exc is not None and was is _OPEN:
             log.debug("link %d lost: %s", self.id, exc, extra={"link_id": self.id})
         self._end_of_input()
-        self.server._link_lost(self)
+        self.server.link_lost(self)
 
     def _end_of_input(self) -> None:
         if self.rbuf is not None:  # the reader task posts the interrupt after its data
@@ -410,11 +378,11 @@ class Link(asyncio.Protocol):
         """Tell the worker the read side ended (once); it drops the link's state."""
         if not self.interrupted and self.worker is not None:
             self.interrupted = True
-            if self.decoder.pending:
+            if self.reader.pending:
                 log.info(
                     "link %d: connection ended inside a frame (%d bytes dropped)",
                     self.id,
-                    self.decoder.pending,
+                    self.reader.pending,
                     extra={"link_id": self.id},
                 )
             self.worker.post_recv_interrupt(self)

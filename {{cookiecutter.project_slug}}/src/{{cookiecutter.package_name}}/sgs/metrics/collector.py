@@ -148,7 +148,7 @@ class ServerCollector(Collector):
 
     def _frames(self) -> Iterator[Metric]:
         stats = self.server.stats
-        meters: list[TypeMeter] = [entry[3] for entry in self.server._table.values()]
+        meters: list[TypeMeter] = self.server.meters
         received = CounterMetricFamily(
             "sgs_frames_received",
             "Frames received with a routable id, by message type (decoded or not).",
@@ -171,7 +171,7 @@ class ServerCollector(Collector):
         yield _counter("sgs_sent_bytes", "Bytes written to links.", stats.bytes_out)
 
     def _workers(self) -> Iterator[Metric]:
-        dispatcher = self.server._dispatcher
+        dispatcher = self.server.dispatcher
         depth = GaugeMetricFamily(
             "sgs_worker_queue_depth",
             "Frames waiting for a logic worker (per_link: all per-link workers together).",
@@ -184,11 +184,11 @@ class ServerCollector(Collector):
         )
         if dispatcher is not None:
             for worker in dispatcher.logic:
-                depth.add_metric([worker.name], _waiting(worker.received))
+                depth.add_metric([worker.name], worker.waiting)
                 busy.add_metric([worker.name], worker.usage.busy_seconds)
             if dispatcher.per_link_logic:
                 waiting = sum(
-                    _waiting(link.worker.received)
+                    link.worker.waiting
                     for link in self.server.links.values()
                     if link.worker is not None and link.worker.owner is link
                 )
@@ -252,7 +252,3 @@ class ServerCollector(Collector):
         yield _gauge(
             "sgs_store_healthy", "1 while the store's backend answers.", int(store.healthy)
         )
-
-
-def _waiting(queue: Any) -> int:
-    return sum(len(frames) for _link, frames in queue if frames)

@@ -160,8 +160,8 @@ class WsPeer(WSListener):  # type: ignore[misc]
             link.ingest(payload)
             if frame.fin:
                 self.message_bytes = 0
-                decoder = link.decoder
-                if decoder.pending and decoder.error is None and link.state is _OPEN:
+                reader = link.reader
+                if reader.pending and reader.broken is None and link.state is _OPEN:
                     self._partial_frame()
             else:
                 self.message_bytes = size
