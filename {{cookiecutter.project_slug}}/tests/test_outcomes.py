@@ -30,6 +30,13 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.sgs import Router, Server
 from {{ cookiecutter.package_name }}.sgs.builtins import Error
 from {{ cookiecutter.package_name }}.sgs.metrics.scrape import http_get
+from {{ cookiecutter.package_name }}.sgs.outcomes import (
+    CloseReason,
+    as_reason,
+    close_labels,
+    close_reason,
+    reason_label,
+)
 from {{ cookiecutter.package_name }}.sgs.protocol import get_codec
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
@@ -504,3 +511,16 @@ async def test_replaced_login_of_the_sample_game_is_counted(transport: str) -> N
             before,
             {errors("replaced"): 1, closed("replaced"): 1, closed("remote_close"): 1},
         )
+
+
+def test_close_reasons_are_registered_not_free_strings() -> None:
+    with pytest.raises(ValueError, match="not registered"):
+        as_reason("left_in_a_huff")
+    banned = close_reason("banned")
+    assert close_reason("banned") is banned
+    assert as_reason("banned") is banned and reason_label(banned) == "banned"
+    assert "banned" in close_labels()  # exported at 0 from now on
+    assert close_reason("kicked") is CloseReason.KICKED  # the framework's own stays an enum
+    assert reason_label(CloseReason.REMOTE) == "remote_close"
+    with pytest.raises(ValueError, match="a-z"):
+        close_reason("Not A Label")
