@@ -36,12 +36,16 @@ from {{ cookiecutter.package_name }}.sgs.errors import (
     FrameTooLargeError,
     ProtocolError,
 )
-from {{ cookiecutter.package_name }}.sgs.limits import InboundLimiter
+from {{ cookiecutter.package_name }}.sgs.limits import (
+    InboundLimiter,
+)
 from {{ cookiecutter.package_name }}.sgs.protocol import (
     PROTOCOLS,
     get_codec,
 )
-from {{ cookiecutter.package_name }}.sgs.reader import InboundReader
+from {{ cookiecutter.package_name }}.sgs.reader import (
+    InboundReader,
+)
 from {{ cookiecutter.package_name }}.sgs.testing import stand_in_link
 
 Target = Callable[[bytes], None]

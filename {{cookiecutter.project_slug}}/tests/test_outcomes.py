@@ -23,13 +23,29 @@ import fwkit
 from fwkit import BagReq, BoomReq, DenyReq, EchoReq, KickReq, RawConn
 from wskit import free_port, ws_peer
 
-from {{ cookiecutter.package_name }} import handlers
-from {{ cookiecutter.package_name }}.messages import LoginReq, LoginResp
-from {{ cookiecutter.package_name }}.messages import catalog as game_catalog
-from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.sgs import Router, Server
-from {{ cookiecutter.package_name }}.sgs.builtins import Error
-from {{ cookiecutter.package_name }}.sgs.metrics.scrape import http_get
+from {{ cookiecutter.package_name }} import (
+    handlers,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    LoginReq,
+    LoginResp,
+)
+from {{ cookiecutter.package_name }}.messages import (
+    catalog as game_catalog,
+)
+from {{ cookiecutter.package_name }}.settings import (
+    Settings,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Router,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.builtins import (
+    Error,
+)
+from {{ cookiecutter.package_name }}.sgs.metrics.scrape import (
+    http_get,
+)
 from {{ cookiecutter.package_name }}.sgs.outcomes import (
     CloseReason,
     as_reason,
@@ -37,8 +53,12 @@ from {{ cookiecutter.package_name }}.sgs.outcomes import (
     close_reason,
     reason_label,
 )
-from {{ cookiecutter.package_name }}.sgs.protocol import get_codec
-from {{ cookiecutter.package_name }}.sgs.testing import running_server
+from {{ cookiecutter.package_name }}.sgs.protocol import (
+    get_codec,
+)
+from {{ cookiecutter.package_name }}.sgs.testing import (
+    running_server,
+)
 
 TIMEOUT = 10.0
 CODEC = get_codec("json", fwkit.catalog)
