@@ -1,4 +1,8 @@
-"""One connection: its recv side (parsing frames) and its send side (a bounded queue).
+"""One connection: its recv side (moving what its reader parsed to its worker) and its
+send side (a bounded queue).
+
+Parsing and the inbound budget are the I/O-free :class:`~.reader.InboundReader`;
+refusals, errors, throttles and closes with a reason are :mod:`.outcomes`.
 
 The link is the asyncio protocol object itself, so an idle connection costs
 one Python object beside the transport. How frames travel from here to a

@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from .builtins import Error
+from .errors import HandlerError
 from .logs import RateLimitedLog
 
 if TYPE_CHECKING:
-    from .errors import HandlerError, ProtocolError
+    from .errors import ProtocolError
     from .link import Link
     from .protocol import Codec
     from .settings import ServerSettings
@@ -315,8 +316,6 @@ class Outcomes:
         Raised from the check, the dispatcher answers it (counted there, once);
         with ``rate_limit_policy = "close"`` the link closes after that answer.
         """
-        from .errors import HandlerError
-
         self._limit_logged(link, name)
         if self.settings.rate_limit_policy == "close":
             link.close_after_handler(CloseReason.RATE_LIMITED)
