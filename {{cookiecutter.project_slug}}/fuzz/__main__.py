@@ -49,12 +49,14 @@ def target_names() -> list[str]:
     """The targets, without importing them (the child instruments that import)."""
     from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
 
-    return ["tlv", *PROTOCOLS, "inbound"]
+    return ["tlv", "reader", *PROTOCOLS, "inbound"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.split("\n")[0])
-    parser.add_argument("targets", nargs="*", help="default: all (tlv, each codec, inbound)")
+    parser.add_argument(
+        "targets", nargs="*", help="default: all (tlv, reader, each codec, inbound)"
+    )
     parser.add_argument("--seconds", type=int, default=60, help="per target (default 60)")
     parser.add_argument("--runs", type=int, help="stop after this many inputs instead")
     parser.add_argument(

@@ -3,6 +3,10 @@
 * ``tlv``: the frame decoder, fed in arbitrary pieces. Frames it returns must
   re-encode to exactly the bytes consumed; an oversized header must become a
   ``FrameTooLargeError``, never anything else.
+* ``reader``: the link's I/O-free inbound reader (TLV parse plus the message
+  and byte budgets), fed pieces at a moving clock. Every frame comes out
+  once, in stream order, as a frame to handle, a refused id, or one still
+  deferred; the handled ones never beat the budget (burst + rate x time).
 * ``json``, ``protobuf``, ``msgpack``, ``bson``: each codec's decode path for
   every message type of the game's catalogue, both the per-type fast decoder
   the router uses and the full path. A value decodes to a message that
@@ -32,9 +36,15 @@ from {{ cookiecutter.package_name }}.sgs.errors import (
     FrameTooLargeError,
     ProtocolError,
 )
+from {{ cookiecutter.package_name }}.sgs.limits import (
+    InboundLimiter,
+)
 from {{ cookiecutter.package_name }}.sgs.protocol import (
     PROTOCOLS,
     get_codec,
+)
+from {{ cookiecutter.package_name }}.sgs.reader import (
+    InboundReader,
 )
 from {{ cookiecutter.package_name }}.sgs.testing import stand_in_link
 
@@ -69,6 +79,44 @@ def tlv(data: bytes) -> None:
             or int.from_bytes(stream[len(consumed) + 4 : len(consumed) + 8], "big") + HEADER_SIZE
             > rest
         )
+
+
+def reader(data: bytes) -> None:
+    """Header: max frame size (2 bytes), message rate and burst, byte rate and burst (one
+    byte each, 0 = that budget off), piece size, clock step; then the stream."""
+    if len(data) < 8:
+        return
+    limit = int.from_bytes(data[:2], "big")
+    msg_rate, msg_burst, byte_rate, byte_burst, step, tick = data[2:8]
+    stream = data[8:]
+    messages = (float(msg_rate), float(msg_burst)) if msg_rate and msg_burst else None
+    bytes_ = (byte_rate * 16.0, byte_burst * 64.0) if byte_rate and byte_burst else None
+    now = 1000.0
+    reader = InboundReader(limit, InboundLimiter(now, messages, bytes_))
+    expected = FrameDecoder(limit).feed(stream)
+    handled: list[tuple[int, bytes]] = []
+    order: list[int] = []  # ids as they came out: handled and refused, in stream order
+    piece = step % 23 + 1
+    for start in range(0, len(stream), piece):
+        now += tick / 1000.0
+        frames, refused, pause, broken = reader.feed(stream[start : start + piece], now)
+        assert pause >= 0.0 and pause != float("inf")
+        handled += frames
+        order += [msg_id for msg_id, _ in frames] + list(refused or ())
+        if pause:  # the link would stop reading this long, then release what waits
+            now += pause
+            frames, refused, _ = reader.release(now)
+            handled += frames
+            order += [msg_id for msg_id, _ in frames] + list(refused or ())
+        if broken is not None:
+            assert isinstance(broken, FrameTooLargeError) and broken.length > limit
+            break
+    waiting = [msg_id for msg_id, _ in reader.deferred or ()]
+    assert order + waiting == [msg_id for msg_id, _ in expected], "a frame lost or reordered"
+    assert all(frame in expected for frame in handled)
+    if messages is not None:
+        elapsed = now - 1000.0
+        assert len(handled) <= messages[1] + messages[0] * elapsed + 1e-6, "over the budget"
 
 
 def _codec_target(name: str) -> Target:
@@ -189,6 +237,7 @@ _inbound: _Inbound | None = None
 
 TARGETS: dict[str, Target] = {
     "tlv": tlv,
+    "reader": reader,
     **{name: _codec_target(name) for name in CODECS},
     "inbound": inbound,
 }

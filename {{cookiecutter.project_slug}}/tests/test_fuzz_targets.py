@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fuzz import targets
@@ -73,3 +74,22 @@ def test_every_target_fuzzes_briefly_without_a_crash(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in targets.TARGETS:
         assert f"== fuzz {name}" in result.stdout
+
+
+def test_the_reader_target_catches_a_lost_frame() -> None:
+    """The reader target's checks can fail: a reader that drops a frame would be reported."""
+    stream = b"".join(targets.encode_frame(9, b"value %d" % k) for k in range(6))
+    data = b"\x10\x00" + bytes([0, 0, 0, 0, 5, 1]) + stream  # budgets off, 6-byte pieces
+    targets.reader(data)  # the real reader passes
+    original = targets.InboundReader.feed
+
+    def lossy(self: targets.InboundReader, data: bytes, now: float | None = None) -> Any:
+        frames, refused, pause, broken = original(self, data, now)
+        return frames[1:], refused, pause, broken
+
+    targets.InboundReader.feed = lossy  # type: ignore[method-assign]
+    try:
+        with pytest.raises(AssertionError):
+            targets.reader(data)
+    finally:
+        targets.InboundReader.feed = original  # type: ignore[method-assign]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..messages import EchoReq, Error, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
-from ..sgs import Context, HandlerError, Link, Message, Router, Server
+from ..messages import EchoReq, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
+from ..sgs import CloseReason, Context, HandlerError, Link, Message, Router, Server, close_reason
 from .rooms import leave_room
 from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, account_of
 
@@ -30,6 +30,10 @@ MAX_ACCOUNT_LEN = 64
 
 #: Session key of the auth_timeout timer (see start_login_clock).
 LOGIN_CLOCK = "login_clock"
+
+#: This game's own close reasons (labels of sgs_links_closed).
+LOGOUT = close_reason("logout")
+LOGIN_TIMEOUT = close_reason("login_timeout")
 
 
 def require_login(ctx: Context, msg: Message) -> None:
@@ -63,7 +67,7 @@ def logout(ctx: Context, msg: LogoutReq) -> LogoutResp:
     """Reply LogoutResp, then close the link; the framework flushes the reply first."""
     forget(ctx.server, ctx.link)
     ctx.server.unbind(ctx.link)
-    ctx.close("logout")
+    ctx.close(LOGOUT)
     return LogoutResp()
 
 
@@ -93,14 +97,12 @@ def start_login_clock(server: Server, link: Link) -> None:
     def check() -> None:
         if link.is_open and account_of(link) is None:
             log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
-            link.send(
-                Error(
-                    code="login_timeout",
-                    message=f"no login within auth_timeout ({timeout:g}s)",
-                    msg_id=0,
-                )
+            server.outcomes.error(
+                link,
+                "login_timeout",
+                f"no login within auth_timeout ({timeout:g}s)",
+                close=LOGIN_TIMEOUT,
             )
-            link.close("login timeout")
 
     link.session[LOGIN_CLOCK] = asyncio.get_running_loop().call_later(
         timeout, server.post, check, link
@@ -118,5 +120,6 @@ async def replaced(server: Server, link: Link, account: str) -> None:
     """A newer login of ``account`` (here or on another node) took over: tell, then close."""
     log.info("%s logged in elsewhere: closing link %s", account, link.id)
     forget(server, link)
-    link.send(Error(code="replaced", message=f"{account} logged in elsewhere", msg_id=0))
-    link.close("replaced")
+    server.outcomes.error(
+        link, "replaced", f"{account} logged in elsewhere", close=CloseReason.REPLACED
+    )

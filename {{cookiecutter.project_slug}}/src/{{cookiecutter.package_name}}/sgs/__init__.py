@@ -23,6 +23,7 @@ from .group import Group
 from .link import CloseReason, Link, LinkState
 from .message import Catalog, Message, default_catalog
 from .middleware import Check, Middleware, logging_middleware, timing_middleware
+from .outcomes import Outcomes, Reason, close_reason
 from .protocol import PROTOCOLS, Codec, get_codec, render_proto
 from .router import Router
 from .settings import ResourceModel, ServerSettings
@@ -50,10 +51,12 @@ __all__ = [
     "LocalCluster",
     "Message",
     "Middleware",
+    "Outcomes",
     "PingReq",
     "Player",
     "PongResp",
     "ProtocolError",
+    "Reason",
     "RemoteError",
     "ResourceModel",
     "Router",
@@ -63,6 +66,7 @@ __all__ = [
     "Stats",
     "Timer",
     "UnknownMessageError",
+    "close_reason",
     "default_catalog",
     "encode_frame",
     "get_codec",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cluster.base import BindRefused
 from .errors import HandlerError
+from .outcomes import CloseReason
 from .store import FencedError
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class Bindings:
     def _lose(self, key: str, link: Link, epoch: int) -> HandlerError:
         """This bind lost to a newer login: drop it, close the link after the answer."""
         self.server.cluster.unbind(key, link, epoch)
-        link.close_after_handler("replaced")
+        link.close_after_handler(CloseReason.REPLACED)
         return HandlerError("replaced", f"{key} logged in elsewhere")
 
     def _lost(self, key: str, epoch: int, link: Link) -> bool:
@@ -183,7 +184,7 @@ class Bindings:
 
     async def _run_hooks(self, link: Link, key: str) -> None:
         if not self._hooks:
-            link.close("replaced")
+            link.close(CloseReason.REPLACED)
             return
         for hook in self._hooks:
             try:

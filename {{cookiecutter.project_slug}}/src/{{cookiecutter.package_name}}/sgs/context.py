@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .message import Message
+from .outcomes import CloseReason, Reason
 
 if TYPE_CHECKING:
     from .framework import Server
@@ -37,6 +38,9 @@ class Context:
         """Send ``msg`` to another link, a group or several links; encoded once."""
         self.server.push(msg, to)
 
-    def close(self, reason: str = "kicked") -> None:
-        """Close this link once the current handler is done and its reply flushed."""
+    def close(self, reason: Reason | str = CloseReason.KICKED) -> None:
+        """Close this link once the current handler is done and its reply flushed.
+
+        ``reason`` is a :class:`CloseReason` or one registered with ``close_reason``.
+        """
         self.link.close_after_handler(reason)

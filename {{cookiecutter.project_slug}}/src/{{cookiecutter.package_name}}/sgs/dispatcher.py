@@ -10,31 +10,63 @@ on a future when idle: no asyncio.Queue, no task per message.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
-import math
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from .builtins import Error
 from .errors import HandlerError, ProtocolError, UnknownMessageError
-from .limits import Rejected
-from .link import CloseReason, Link, LinkState
+from .link import Link, LinkState
 from .message import Message
 from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
 from .settings import ResourceModel
 
 if TYPE_CHECKING:
     from .framework import Server
+    from .store import PlayerStore
 
 log = logging.getLogger("sgs.dispatcher")
 
 _OPEN = LinkState.OPEN
-Frames = list[tuple[int, bytes]] | None
-CONNECTED: list[tuple[int, bytes]] = []  # marker in the received queue: run on_connect
+Frames = list[tuple[int, bytes]]
+#: One compiled route: (type, decoder, composed call, meter, the call gives a
+#: coroutine, the frame encoder of the declared reply type).
+Entry = tuple[type[Message], Callable[[bytes], Any], Any, TypeMeter, bool, Callable[[Any], bytes]]
+
+
+class Item(enum.IntEnum):
+    """What an entry of a worker's received queue carries (its kind, not its identity)."""
+
+    FRAMES = 0  # frames to handle, in order
+    REFUSED = 1  # ids the message budget refused: answer Error(rate_limited) in their place
+    BROKEN = 2  # the stream broke (an oversized frame header): answer and close
+    CONNECTED = 3  # a new link: run the on_connect hooks before its first frame
+
+
+_FRAMES = Item.FRAMES
+_REFUSED = Item.REFUSED
+_BROKEN = Item.BROKEN
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the workers need from the server, handed over when it starts serving.
+
+    The route table, the durable store (``store_sync = "always"``: replies
+    wait for a commit) and whether to time messages, plus the two server steps a
+    worker runs in a link's order: the connect hooks and the link's finalizer.
+    """
+
+    table: dict[int, Entry]
+    durable: PlayerStore | None
+    timed: bool  # metrics on, or a route asked for slow-handler warnings
+    connected: Callable[[Link], Awaitable[None]]
+    finalize: Callable[[Link], Awaitable[None]]
 
 
 class _Task:
@@ -68,21 +100,21 @@ class _Task:
 class Iteration:
     """Whether a read was already handled inline in this turn of the event loop."""
 
-    __slots__ = ("_open",)
+    __slots__ = ("open",)
 
     def __init__(self) -> None:
-        self._open = False
+        self.open = False  # read it before calling first(): most reads find it open
 
     def first(self) -> bool:
         """True for the first call in a loop iteration (reset by a callback at its end)."""
-        if self._open:
+        if self.open:
             return False
-        self._open = True
+        self.open = True
         asyncio.get_running_loop().call_soon(self._close)
         return True
 
     def _close(self) -> None:
-        self._open = False
+        self.open = False
 
 
 class LogicWorker(_Task):
@@ -99,45 +131,106 @@ class LogicWorker(_Task):
         "usage",
         "inline",
         "batch",
+        "outcomes",
+        "stats",
+        "table",
+        "durable",
+        "connected",
+        "finalize",
     )
 
     def __init__(
         self,
         server: Server,
         name: str,
+        wiring: Wiring,
         owner: Link | None = None,
         usage: WorkerUsage | None = None,
         batch: Iteration | None = None,
     ) -> None:
         super().__init__(name)
         self.server = server
+        self.outcomes = server.outcomes
+        self.stats = server.stats
+        self.table = wiring.table
+        self.durable = wiring.durable
+        self.connected = wiring.connected
+        self.finalize = wiring.finalize
         self.batch = batch if batch is not None else Iteration()  # shared by a dispatcher
         self.owner = owner  # model 1: the one link this worker serves
         # Metrics on, or a route asked for slow-handler warnings
         # (timing_middleware): time runs of messages and the busy share.
-        self.timed = server.metrics.enabled or any(
-            entry[3].slow < math.inf for entry in server._table.values()
-        )
+        self.timed = wiring.timed
         self.usage = usage if usage is not None else WorkerUsage()
-        self.received: deque[tuple[Link, Frames]] = deque()
+        self.received: deque[tuple[Item, Link, Any]] = deque()
         self.recv_interrupts: deque[Link] = deque()
         self.send_interrupts: deque[Link] = deque()
         self.active: deque[Callable[[], Any]] = deque()
         self.busy = False
         self.commits: set[asyncio.Task[None]] = set()  # store_sync = "always" releases
         # A read that finds this worker asleep is handled where it arrived
-        # (_run_inline), except with store_sync = "always": there every pass
+        # (post_frames), except with store_sync = "always": there every pass
         # holds its replies until a commit, which the worker task arranges.
-        self.inline = server._durable is None
+        self.inline = wiring.durable is None
 
-    def post_received(self, link: Link, frames: Frames) -> None:
-        """``frames`` None means: the link's stream is broken (oversized frame)."""
-        if self._waiter is not None and self.inline and frames.__class__ is list and frames:
-            self._run_inline(link, frames)  # type: ignore[arg-type]
+    def post_frames(self, link: Link, frames: Frames) -> None:
+        """Frames of one read (never empty), handled in order after what is queued.
+
+        A read that finds the worker asleep with nothing queued is handled
+        where it arrived: its handlers would run next, in this order, with
+        nothing in between, so running the plain ones now changes no ordering
+        and no exclusivity (the worker is marked busy meanwhile), and saves two
+        hand-offs: to the worker task, and to the writer. The replies of the
+        pass leave at its end in one write, as a hand-written protocol server
+        sends them. At the first route that awaits, the rest goes to the
+        worker task. (Inline here, not a method of its own: one call less per read.)
+        """
+        if self._waiter is None or not self.inline:
+            self.received.append((_FRAMES, link, frames))
+            if self._waiter is not None:
+                self._wake()
             return
-        self.received.append((link, frames))
-        if self._waiter is not None:
+        self.busy = True
+        # A read of one frame (a player waiting on a request) and the first
+        # read of a loop iteration write their replies at the end of their
+        # pass, without waiting for the writer. Further bursts in the same
+        # iteration leave theirs to the writer, which writes every link after
+        # all of them: under pipelined load, one burst of writes per iteration
+        # wakes each client once, instead of once per link. A lone request
+        # does not even open the iteration (no callback to reset it), so
+        # nothing runs between its write and the next poll.
+        direct = len(frames) == 1 or (not self.batch.open and self.batch.first())
+        scheduled = link.scheduled
+        if direct:
+            link.scheduled = True  # hold this pass's replies for the one write below
+        try:
+            i = self._pass(link, frames, 0)
+        except Exception:  # a framework bug must not stop the other links
+            log.exception("%s: failed on link %d", self.name, link.id)
+            i = len(frames)
+        self.busy = False
+        if direct and not scheduled:
+            link.flush()
+        if i < len(frames):  # an async route: the worker task takes over from there
+            self.received.append((_FRAMES, link, frames[i:]))
             self._wake()
+        self.stats.frames_in += i
+        link.inbound_done(i)
+
+    def post_refused(self, link: Link, refused: list[int]) -> None:
+        """Ids the inbound budget refused, answered right behind the frames posted before."""
+        self.received.append((_REFUSED, link, refused))
+        self._wake()
+
+    def post_broken(self, link: Link) -> None:
+        """The link's stream cannot go on: answered and closed after what it sent before."""
+        self.received.append((_BROKEN, link, None))
+        self._wake()
+
+    def post_connected(self, link: Link) -> None:
+        """A new link: the connect hooks run before its first message."""
+        self.received.append((Item.CONNECTED, link, None))
+        self._wake()
 
     def post_recv_interrupt(self, link: Link) -> None:
         self.recv_interrupts.append(link)
@@ -155,8 +248,13 @@ class LogicWorker(_Task):
     def idle(self) -> bool:
         return not (self.busy or self.received or self.commits)
 
+    @property
+    def waiting(self) -> int:
+        """Frames queued for this worker (the queue-depth gauge)."""
+        return sum(len(item) for kind, _, item in self.received if kind is _FRAMES)
+
     async def run(self) -> None:
-        server = self.server
+        finalize = self.finalize
         received, recv_int, send_int, active = (
             self.received,
             self.recv_interrupts,
@@ -166,24 +264,24 @@ class LogicWorker(_Task):
         handle = self._handle
         while True:
             if received:
-                link, frames = received.popleft()
+                kind, link, item = received.popleft()
                 self.busy = True
                 try:
-                    if frames is None:
-                        self._broken_stream(link)
-                    elif frames is CONNECTED:
-                        await server._run_hooks("connect", link)
-                    elif frames.__class__ is Rejected:
-                        self._rate_limited(link, frames)  # type: ignore[arg-type]
+                    if kind is _FRAMES:
+                        await handle(link, item)
+                    elif kind is _REFUSED:
+                        self.outcomes.rate_limited(link, item)
+                    elif kind is _BROKEN:
+                        self.outcomes.broken_stream(link, link.reader.broken)  # type: ignore[arg-type]
                     else:
-                        await handle(link, frames)
+                        await self.connected(link)
                 except Exception:  # a framework bug must not stop the other links
                     log.exception("%s: failed on link %d", self.name, link.id)
                 self.busy = False
             elif recv_int:
-                await server._finalize(recv_int.popleft())
+                await finalize(recv_int.popleft())
             elif send_int:
-                await server._finalize(send_int.popleft())
+                await finalize(send_int.popleft())
             elif active:
                 await self._run_active(active.popleft())
             elif self._stopping:
@@ -194,7 +292,7 @@ class LogicWorker(_Task):
                 await self._sleep()
 
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
-        durable = self.server._durable
+        durable = self.durable
         if durable is None:
             await self._handle_frames(link, frames)
             return
@@ -222,15 +320,7 @@ class LogicWorker(_Task):
         try:
             await self.server.store.commit()
         except Exception as exc:
-            log.error(
-                "%s: the store could not commit (%s); closing link %d without its replies",
-                self.name,
-                exc,
-                link.id,
-            )
-            link.out.clear()
-            link.out_bytes = 0
-            link.close(CloseReason.HANDLER_ERROR)
+            self.outcomes.commit_failed(link, exc)
         finally:
             link.release_hold()
 
@@ -241,45 +331,8 @@ class LogicWorker(_Task):
         while i < n:
             await self._awaited(link, frames[i])
             i = self._pass(link, frames, i + 1)
-        self.server.stats.frames_in += n
+        self.stats.frames_in += n
         link.inbound_done(n)
-
-    def _run_inline(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
-        """Handle a read where it arrived: the worker is asleep with nothing queued.
-
-        Its handlers would run next, in this order, with nothing in between,
-        so running the plain ones now changes no ordering and no exclusivity
-        (the worker is marked busy meanwhile), and saves two hand-offs: to the
-        worker task, and to the writer. The replies of the pass leave at its
-        end in one write, as a hand-written protocol server sends them. At
-        the first route that awaits, the rest goes to the worker task.
-        """
-        self.busy = True
-        # A read of one frame (a player waiting on a request) and the first
-        # read of a loop iteration write their replies at the end of their
-        # pass, without waiting for the writer. Further bursts in the same
-        # iteration leave theirs to the writer, which writes every link after
-        # all of them: under pipelined load, one burst of writes per iteration
-        # wakes each client once, instead of once per link. A lone request
-        # does not even open the iteration (no callback to reset it), so
-        # nothing runs between its write and the next poll.
-        direct = len(frames) == 1 or self.batch.first()
-        scheduled = link.scheduled
-        if direct:
-            link.scheduled = True  # hold this pass's replies for the one write below
-        try:
-            i = self._pass(link, frames, 0)
-        except Exception:  # a framework bug must not stop the other links
-            log.exception("%s: failed on link %d", self.name, link.id)
-            i = len(frames)
-        self.busy = False
-        if direct and not scheduled:
-            link.flush()
-        if i < len(frames):  # an async route: the worker task takes over from there
-            self.received.append((link, frames[i:]))
-            self._wake()
-        self.server.stats.frames_in += i
-        link.inbound_done(i)
 
     def _pass(self, link: Link, frames: list[tuple[int, bytes]], i: int) -> int:
         """Handle ``frames[i:]`` in order while their routes are plain calls.
@@ -288,8 +341,7 @@ class LogicWorker(_Task):
         ``len(frames)`` once done (or once the link stopped being open: the
         rest of the read is dropped with it).
         """
-        server = self.server
-        table = server._table
+        table = self.table
         write = link.write_frame
         ctx = link.ctx
         n = len(frames)
@@ -307,7 +359,7 @@ class LogicWorker(_Task):
             msg_id, payload = frames[i]
             entry = table.get(msg_id)
             if entry is None:
-                self._protocol_error(link, self._unroutable(msg_id))
+                self.outcomes.protocol_error(link, self._unroutable(msg_id))
                 i += 1
                 continue
             msg_type, decode, handler, meter, is_async, encode = entry
@@ -333,10 +385,8 @@ class LogicWorker(_Task):
                 resp = handler(ctx, msg)
                 if resp is not None:
                     write(encode(resp))
-            except HandlerError as exc:
-                self._refused(link, exc, msg_id)
-            except Exception:
-                self._handler_crashed(link, msg_id)
+            except Exception as exc:
+                self._failed(link, msg_id, exc)
             if link.pending_close is not None:
                 link.close(link.pending_close)
         if timed:
@@ -355,8 +405,7 @@ class LogicWorker(_Task):
         if link.state is not _OPEN:
             return
         msg_id, payload = frame
-        server = self.server
-        _, decode, handler, meter, _, encode = server._table[msg_id]
+        _, decode, handler, meter, _, encode = self.table[msg_id]
         try:
             msg = decode(payload)
         except Exception:
@@ -370,10 +419,8 @@ class LogicWorker(_Task):
             resp = await handler(link.ctx, msg)
             if resp is not None:
                 link.write_frame(encode(resp))
-        except HandlerError as exc:
-            self._refused(link, exc, msg_id)
-        except Exception:
-            self._handler_crashed(link, msg_id)
+        except Exception as exc:
+            self._failed(link, msg_id, exc)
         if link.pending_close is not None:
             link.close(link.pending_close)
         if timed:
@@ -389,14 +436,15 @@ class LogicWorker(_Task):
             return self.server.codec.decode(msg_id, payload)
         except ProtocolError as exc:
             meter.decode_errors += 1
-            self._protocol_error(link, exc)
+            self.outcomes.protocol_error(link, exc)
             return None
 
-    def _refused(self, link: Link, exc: HandlerError, msg_id: int) -> None:
-        """A handler (or a check) raised HandlerError: answer Error(code) in its place."""
-        stats = self.server.stats
-        stats.count(stats.errors, exc.code)
-        link.send(Error(code=exc.code, message=exc.message, msg_id=msg_id))
+    def _failed(self, link: Link, msg_id: int, exc: Exception) -> None:
+        """A route raised: HandlerError is an answer (Error(code)), anything else a crash."""
+        if isinstance(exc, HandlerError):
+            self.outcomes.refused(link, exc, msg_id)
+        else:
+            self.outcomes.handler_crashed(link, msg_id)
 
     def _run_done(self, link: Link, meter: TypeMeter, n: int, took: float) -> None:
         """``n`` consecutive messages of ``meter``'s type took ``took`` seconds."""
@@ -423,72 +471,6 @@ class LogicWorker(_Task):
             err.args = (f"message id {msg_id} is known but has no handler on the server",)
             return err
         return UnknownMessageError(msg_id, self.server.codec.name)
-
-    def _protocol_error(self, link: Link, exc: ProtocolError) -> None:
-        server = self.server
-        server.stats.protocol_errors += 1
-        server.stats.count(server.stats.errors, exc.code)
-        msg_id = getattr(exc, "msg_id", 0)
-        # Once per link at WARNING: a client sending junk must not flood the log.
-        link.protocol_errors += 1
-        level = logging.WARNING if link.protocol_errors == 1 else logging.DEBUG
-        log.log(
-            level,
-            "link %d: %s%s",
-            link.id,
-            exc,
-            " (further protocol errors of this link are logged at DEBUG)"
-            if link.protocol_errors == 1
-            else "",
-            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
-        )
-        link.send(Error(code=exc.code, message=str(exc), msg_id=msg_id))
-        if server.settings.protocol_error_policy == "close":
-            link.close(CloseReason.PROTOCOL_ERROR)
-
-    def _rate_limited(self, link: Link, rejected: list[int]) -> None:
-        """Answer the frames a link's inbound budget dropped, in their place in the stream."""
-        server = self.server
-        settings = server.settings
-        stats = server.stats
-        message = f"over rate_limit_messages ({settings.rate_limit_messages:g}/s)"
-        for msg_id in rejected:
-            if link.state is not _OPEN:
-                break
-            stats.rate_limited += 1
-            stats.count(stats.errors, "rate_limited")
-            link.send(Error(code="rate_limited", message=message, msg_id=msg_id))
-            if settings.rate_limit_policy == "close":
-                link.close(CloseReason.RATE_LIMITED)
-
-    def _broken_stream(self, link: Link) -> None:
-        exc = link.decoder.error
-        assert exc is not None
-        stats = self.server.stats
-        stats.protocol_errors += 1
-        stats.count(stats.errors, exc.code)
-        log.warning(
-            "link %d: %s; closing",
-            link.id,
-            exc,
-            extra={"link_id": link.id, "msg_id": exc.msg_id, "peer": link.peer},
-        )
-        link.send(Error(code=exc.code, message=str(exc), msg_id=exc.msg_id))
-        link.close(CloseReason.PROTOCOL_ERROR)
-
-    def _handler_crashed(self, link: Link, msg_id: int) -> None:
-        server = self.server
-        server.stats.handler_errors += 1
-        server.stats.count(server.stats.errors, "internal")
-        log.exception(
-            "link %d: handler for message id %d raised",
-            link.id,
-            msg_id,
-            extra={"link_id": link.id, "msg_id": msg_id, "peer": link.peer},
-        )
-        link.send(Error(code="internal", message="internal server error", msg_id=msg_id))
-        if server.settings.handler_error_policy == "close":
-            link.close(CloseReason.HANDLER_ERROR)
 
     async def _run_active(self, fn: Callable[[], Any]) -> None:
         try:
@@ -529,16 +511,17 @@ class SendWorker(_Task):
 class Dispatcher:
     """Builds the workers of one resource model and attaches links to them."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, wiring: Wiring) -> None:
         settings = server.settings
         self.server = server
+        self.wiring = wiring
         self.model = model = settings.resource_model
         self.per_link_logic = model is ResourceModel.per_link
         self.per_link_send = model in (ResourceModel.per_link, ResourceModel.shared_logic)
         self.reader_tasks = model is not ResourceModel.shared_all
         n = 1 if self.per_link_logic else settings.logic_workers
         self.batch = Iteration()  # one per server: its workers write in one burst
-        self.logic = [LogicWorker(server, f"logic-{i}", batch=self.batch) for i in range(n)]
+        self.logic = [LogicWorker(server, f"logic-{i}", wiring, batch=self.batch) for i in range(n)]
         self.per_link_usage = WorkerUsage()  # model 1: every per-link worker adds here
         m = 0 if self.per_link_send else settings.send_workers
         self.writers = [SendWorker(f"send-{i}") for i in range(m)]
@@ -566,6 +549,7 @@ class Dispatcher:
             worker = LogicWorker(
                 self.server,
                 f"logic-link-{link.id}",
+                self.wiring,
                 owner=link,
                 usage=self.per_link_usage,
                 batch=self.batch,

@@ -6,10 +6,10 @@ import asyncio
 import inspect
 import itertools
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +18,14 @@ from .agones import Agones, make_agones
 from .bindings import Bindings, Player, ReplacedHook
 from .builtins import Error, PingReq, PongResp
 from .cluster import Cluster, LocalCluster, make_cluster
-from .dispatcher import CONNECTED, Dispatcher
-from .group import Group
+from .dispatcher import Dispatcher, Wiring
+from .group import Group, GroupTable
 from .limits import Admission, InboundLimiter
 from .limits.admission import address_of
-from .link import CloseReason, Link, LinkState
-from .logs import RateLimitedLog
+from .link import Link, LinkState
 from .message import Catalog, Message, default_catalog
 from .metrics import Metrics, TypeMeter, make_metrics
+from .outcomes import CloseReason, Outcomes, Stats
 from .protocol import get_codec
 from .router import Router
 from .settings import ServerSettings
@@ -40,46 +40,24 @@ log = logging.getLogger("sgs.server")
 Hook = Callable[..., Awaitable[None] | None]
 
 
-@dataclass
-class Stats:
-    """Counters a game can export; cheap enough to keep on the hot path."""
-
-    accepted: int = 0
-    refused: int = 0
-    closed: int = 0
-    frames_in: int = 0
-    protocol_errors: int = 0
-    handler_errors: int = 0
-    dropped: int = 0
-    idle_closed: int = 0
-    send_overflows: int = 0  # links closed because their send side was full
-    bytes_in: int = 0
-    bytes_out: int = 0
-    frames_out: int = 0
-    rate_limited: int = 0  # messages answered Error(rate_limited), per link or per type
-    throttled: int = 0  # times a link's reading paused for its inbound budget
-    frame_timeouts: int = 0
-    # By reason or code; touched off the hot path only (closes, refusals, errors).
-    refused_by: dict[str, int] = field(default_factory=dict)
-    closed_by: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)  # Error replies sent, by code
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
-
-    def count(self, table: dict[str, int], key: str) -> None:
-        table[key] = table.get(key, 0) + 1
-
-
 class Timer:
     """A callback run on a logic worker, once or at a fixed rate."""
 
     def __init__(
-        self, server: Server, delay: float, fn: Callable[[], Any], repeat: bool, worker: int
+        self,
+        delay: float,
+        fn: Callable[[], Any],
+        repeat: bool,
+        worker: int,
+        post: Callable[[int, Callable[[], Any]], None],
+        forget: Callable[[Timer], None],
     ) -> None:
+        """``post(worker, fn)`` runs ``fn`` on a logic worker; ``forget(timer)`` is called when
+        it will not fire again (the server's narrow callbacks, not the server itself)."""
         if delay <= 0 and repeat:
             raise ValueError("a repeating timer needs a positive interval")
-        self.server = server
+        self.post = post
+        self.forget = forget
         self.delay = delay
         self.fn = fn
         self.repeat = repeat
@@ -103,9 +81,7 @@ class Timer:
     def _fire(self) -> None:
         if self.cancelled or self._loop is None:
             return
-        dispatcher = self.server._dispatcher
-        if dispatcher is not None:
-            dispatcher.worker_for(self.worker).post_active(self.fn)
+        self.post(self.worker, self.fn)
         if self.repeat:
             now = self._loop.time()
             self._next += self.delay
@@ -113,13 +89,13 @@ class Timer:
                 self._next = now + self.delay
             self._handle = self._loop.call_at(self._next, self._fire)
         else:
-            self.server._timers.discard(self)
+            self.forget(self)
 
     def cancel(self) -> None:
         self.cancelled = True
         if self._handle is not None:
             self._handle.cancel()
-        self.server._timers.discard(self)
+        self.forget(self)
 
 
 class Server:
@@ -139,9 +115,12 @@ class Server:
         self.codec = get_codec(self.settings.protocol, self.catalog)
         self.links: dict[int, Link] = {}
         self.stats = Stats()
+        #: Every refusal, Error answer, time-out, throttle and close goes through here.
+        self.outcomes = Outcomes(self.settings, self.codec, self.stats)
         self.state: dict[str, Any] = {}  # game state that belongs to this server instance
         self.port: int | None = None
-        self._groups: dict[str, Group] = {}
+        #: This node's groups by name, and the cluster to tell of their changes.
+        self.group_table = GroupTable()
         self._timers: set[Timer] = set()
         self._hooks: dict[str, list[Hook]] = {
             "start": [],
@@ -160,7 +139,6 @@ class Server:
         self._stopped: asyncio.Event | None = None
         # Beyond one process: who else serves this game, and where players live.
         self.cluster: Cluster = LocalCluster(self)
-        self._remote: Cluster | None = None  # the cluster, when it has other nodes to tell
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
@@ -175,7 +153,6 @@ class Server:
             (s.rate_limit_messages, s.rate_limit_messages_burst) if s.rate_limit_messages else None,
             (s.rate_limit_bytes, s.rate_limit_bytes_burst) if s.rate_limit_bytes else None,
         )
-        self._refusal_log = RateLimitedLog(log, per_second=1)  # a flood logs a line a second
         # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
         self.metrics: Metrics = make_metrics(self)
         # The Agones SDK sidecar (agones = true): Ready, Health, Shutdown; a no-op otherwise.
@@ -199,6 +176,10 @@ class Server:
         self._hooks["disconnect"].append(fn)
         return fn
 
+    async def _connected(self, link: Link) -> None:
+        """Run on the link's worker before its first message (the dispatcher's callback)."""
+        await self._run_hooks("connect", link)
+
     async def _run_hooks(self, name: str, arg: Any) -> None:
         for hook in self._hooks[name]:
             try:
@@ -213,6 +194,16 @@ class Server:
     @property
     def address(self) -> tuple[str, int]:
         return (self.settings.host, self.port or self.settings.port)
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The workers of the resource model, once serving (read-only: metrics read it)."""
+        return self._dispatcher
+
+    @property
+    def meters(self) -> list[TypeMeter]:
+        """One meter per routed message type, once serving (the metrics collector reads them)."""
+        return [entry[3] for entry in self._table.values()]
 
     @property
     def is_serving(self) -> bool:
@@ -246,7 +237,7 @@ class Server:
         # One tuple per message id, unpacked once per message by the worker:
         # (type, decoder, composed call, meter, the call gives a coroutine,
         # the frame encoder chosen for the declared reply type).
-        self._table = {
+        table = {
             msg_id: (
                 msg_type,
                 codec.fast_decoder(msg_type),
@@ -257,11 +248,20 @@ class Server:
             )
             for msg_id, (msg_type, route) in self.router.compile(self.settings).items()
         }
-        self._dispatcher = Dispatcher(self)
+        self._table = table
+        wiring = Wiring(
+            table=table,
+            durable=self._durable,
+            # Metrics on, or a route asked for slow-handler warnings (timing_middleware).
+            timed=self.metrics.enabled or any(entry[3].slow < math.inf for entry in table.values()),
+            connected=self._connected,
+            finalize=self._finalize,
+        )
+        self._dispatcher = Dispatcher(self, wiring)
         self._dispatcher.start()
         self.cluster = make_cluster(self)
         await self.cluster.start()
-        self._remote = None if self.cluster.is_local else self.cluster
+        self.group_table.remote = None if self.cluster.is_local else self.cluster
         await self._run_hooks("start", self)
         s = self.settings
         tls = server_context(s)
@@ -345,7 +345,7 @@ class Server:
         await self.bindings.settle(max(0.5, deadline - loop.time()))
         await self.store.stop(max(1.0, deadline - loop.time()))
         await self.cluster.stop()
-        self._remote = None
+        self.group_table.remote = None
         await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
         self._listener = None
         if not drained or left:
@@ -362,29 +362,22 @@ class Server:
 
     # -- links --------------------------------------------------------------
 
-    def _accept(self, link: Link) -> None:
+    def accept(self, link: Link) -> None:
+        """A transport made ``link`` (its ``connection_made``): admit it, or refuse it."""
         if self._stopping or len(self.links) >= self.settings.max_connections:
-            reason = "server is shutting down" if self._stopping else "too many connections"
-            self.stats.count(self.stats.refused_by, "shutting_down" if self._stopping else "full")
-            self._refuse(link, "server_full", reason)
+            self.outcomes.refuse(link, "shutting_down" if self._stopping else "full")
             return
         admission = self._admission
         if admission is not None:
             address = address_of(link.peer)
             why = admission.refuse(address, monotonic())
             if why is not None:
-                self.stats.count(self.stats.refused_by, why)
-                if why == "accept_rate":  # a flood: spend nothing on it, not even a reply
-                    self._refuse(link, None, "over accept_rate")
-                else:
-                    self._refuse(
-                        link, "too_many_connections", f"max_connections_per_ip from {address}"
-                    )
+                self.outcomes.refuse(link, why, f"from {address}")
                 return
             link.address = address
         messages, bytes_ = self._inbound_limits
         if messages or bytes_:
-            link.limiter = InboundLimiter(monotonic(), messages, bytes_)
+            link.reader.limiter = InboundLimiter(monotonic(), messages, bytes_)
         link.id = next(self._ids)
         link.state = LinkState.OPEN
         self.links[link.id] = link
@@ -393,7 +386,7 @@ class Server:
         self._dispatcher.attach(link)
         if self._hooks["connect"]:
             # In the received queue, so the hook runs before the link's first message.
-            link.worker.post_received(link, CONNECTED)  # type: ignore[union-attr]
+            link.worker.post_connected(link)  # type: ignore[union-attr]
         log.debug(
             "link %d open from %s",
             link.id,
@@ -401,35 +394,7 @@ class Server:
             extra={"link_id": link.id, "peer": link.peer},
         )
 
-    def _refuse(self, link: Link, code: str | None, reason: str) -> None:
-        """Close a connection that never became a link; logged at most once a second."""
-        self.stats.refused += 1
-        if code is not None:
-            self.stats.count(self.stats.errors, code)
-            frame = self.codec.encode_frame(Error(code=code, message=reason, msg_id=0))
-            link.transport.write(frame)
-            link.transport.close()
-        else:
-            link.transport.abort()
-        link.state = LinkState.CLOSED
-        self._refusal_log.warning("refused %s: %s", link.peer, reason)
-
-    def _rate_limited(self, link: Link, what: str) -> None:
-        """A link went over a rate limit: counted each time, logged once per link."""
-        if what == "bytes":
-            self.stats.throttled += 1
-        if not link.limit_logged:
-            link.limit_logged = True
-            log.warning(
-                "link %d from %s: over its %s rate limit (%s policy); logged once per link",
-                link.id,
-                link.peer,
-                what,
-                self.settings.rate_limit_policy,
-                extra={"link_id": link.id},
-            )
-
-    def _link_lost(self, link: Link) -> None:
+    def link_lost(self, link: Link) -> None:
         """The transport is gone; per-link writers may end."""
         if self._dispatcher is not None and link.finalized:
             self._dispatcher.detach(link)
@@ -442,25 +407,18 @@ class Server:
         if link.state is LinkState.OPEN:
             link.close(CloseReason.REMOTE)
         for name in list(link.groups):
-            group = self._groups.get(name)
+            group = self.group_table.get(name)
             if group is not None:
                 group.discard(link)
         self.links.pop(link.id, None)
         if link.address and self._admission is not None:
             self._admission.release(link.address)
             link.address = ""
-        self.stats.closed += 1
-        self.stats.count(self.stats.closed_by, _reason_label(link.close_reason))
+        self.outcomes.closed(link)
         await self._run_hooks("disconnect", link)
         self.bindings.link_closed(link)
         if self._dispatcher is not None:
             self._dispatcher.detach(link)
-        log.debug(
-            "link %d closed: %s",
-            link.id,
-            getattr(link.close_reason, "value", link.close_reason),
-            extra={"link_id": link.id},
-        )
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -484,8 +442,7 @@ class Server:
             elif link.last_seen == 0.0:
                 link.last_seen = now
             elif timeout > 0 and now - link.last_seen > timeout:
-                self.stats.idle_closed += 1
-                _time_out(
+                self.outcomes.time_out(
                     link,
                     CloseReason.IDLE_TIMEOUT,
                     f"no message within idle_timeout ({timeout:g}s)",
@@ -499,13 +456,12 @@ class Server:
 
     def _check_partial_frame(self, link: Link, now: float, frame_timeout: float) -> None:
         """Slowloris: a frame started and never finished (the header came, the value trickles)."""
-        if not link.decoder.pending:
+        if not link.reader.pending:
             link.partial_since = 0.0
         elif link.partial_since == 0.0:
             link.partial_since = now
         elif now - link.partial_since > frame_timeout:
-            self.stats.frame_timeouts += 1
-            _time_out(
+            self.outcomes.time_out(
                 link,
                 CloseReason.FRAME_TIMEOUT,
                 f"a frame did not arrive whole within frame_timeout ({frame_timeout:g}s)",
@@ -516,22 +472,15 @@ class Server:
 
     def group(self, name: str) -> Group:
         """The group called ``name``, created on first use, dropped when empty."""
-        group = self._groups.get(name)
+        group = self.group_table.get(name)
         if group is None:
             group = Group(name, self)
-            self._groups[name] = group
+            self.group_table.adopt(group)
         return group
 
     @property
     def groups(self) -> dict[str, Group]:
-        return dict(self._groups)
-
-    def _adopt_group(self, group: Group) -> None:
-        self._groups.setdefault(group.name, group)
-
-    def _drop_group(self, group: Group) -> None:
-        if self._groups.get(group.name) is group:
-            del self._groups[group.name]
+        return dict(self.group_table.by_name)
 
     def push(self, msg: Message, to: Link | Group | Iterable[Link]) -> int:
         """Send ``msg`` to a link, a group or several links, encoding it once."""
@@ -578,15 +527,20 @@ class Server:
 
     def every(self, interval: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
         """Run ``fn`` every ``interval`` seconds on logic worker ``worker``."""
-        timer = Timer(self, interval, fn, True, worker)
+        timer = Timer(interval, fn, True, worker, self._post_to, self._timers.discard)
         self._timers.add(timer)
         return timer
 
     def after(self, delay: float, fn: Callable[[], Any], worker: int = 0) -> Timer:
         """Run ``fn`` once after ``delay`` seconds on logic worker ``worker``."""
-        timer = Timer(self, delay, fn, False, worker)
+        timer = Timer(delay, fn, False, worker, self._post_to, self._timers.discard)
         self._timers.add(timer)
         return timer
+
+    def _post_to(self, worker: int, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on logic worker ``worker`` (timers fire through this)."""
+        if self._dispatcher is not None:
+            self._dispatcher.worker_for(worker).post_active(fn)
 
     def post(self, fn: Callable[[], Any], link: Link | None = None) -> None:
         """Run ``fn`` on ``link``'s logic worker (or worker 0) as an active push."""
@@ -594,28 +548,6 @@ class Server:
             link.worker.post_active(fn)
         elif self._dispatcher is not None:
             self._dispatcher.worker_for(0).post_active(fn)
-
-
-def _time_out(link: Link, reason: CloseReason, message: str, waited: float) -> None:
-    """Tell a link which timeout closed it (Error with code idle_timeout, frame_timeout)."""
-    code = reason.name.lower()
-    log.info(
-        "link %d: %s after %.1fs, closing",
-        link.id,
-        code,
-        waited,
-        extra={"link_id": link.id, "peer": link.peer},
-    )
-    stats = link.server.stats
-    stats.count(stats.errors, code)
-    link.send(Error(code=code, message=message, msg_id=0))
-    link.close(reason)
-
-
-def _reason_label(reason: CloseReason | str | None) -> str:
-    """A close reason as a metric label: ``remote_close``, ``server_shutdown``, ..."""
-    text = getattr(reason, "value", reason) or "unknown"
-    return str(text).replace(" ", "_")
 
 
 def new_event_loop(loop_name: str = "uvloop") -> asyncio.AbstractEventLoop:

@@ -8,8 +8,33 @@ from typing import TYPE_CHECKING
 from .message import Message
 
 if TYPE_CHECKING:
+    from .cluster import Cluster
     from .framework import Server
     from .link import Link
+
+
+class GroupTable:
+    """One node's groups by name: a group enters at its first member, leaves at its last.
+
+    ``remote`` is the cluster while it has other nodes to tell (None on one
+    node): groups mirror joins, leaves and broadcasts to it.
+    """
+
+    __slots__ = ("by_name", "remote")
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Group] = {}
+        self.remote: Cluster | None = None
+
+    def get(self, name: str) -> Group | None:
+        return self.by_name.get(name)
+
+    def adopt(self, group: Group) -> None:
+        self.by_name.setdefault(group.name, group)
+
+    def drop(self, group: Group) -> None:
+        if self.by_name.get(group.name) is group:
+            del self.by_name[group.name]
 
 
 class Group:
@@ -26,11 +51,12 @@ class Group:
     ``await labels()`` count and list every node's.
     """
 
-    __slots__ = ("name", "server", "_members", "_labels")
+    __slots__ = ("name", "server", "table", "_members", "_labels")
 
     def __init__(self, name: str, server: Server) -> None:
         self.name = name
         self.server = server
+        self.table = server.group_table
         self._members: dict[int, Link] = {}  # insertion ordered: join order
         self._labels: dict[int, str] = {}
 
@@ -39,13 +65,13 @@ class Group:
         if link.is_closed:
             return
         if not self._members:
-            self.server._adopt_group(self)
+            self.table.adopt(self)
         new = link.id not in self._members
         self._members[link.id] = link
         text = label if label is not None else str(link.id)
         self._labels[link.id] = text
         link.groups.add(self.name)
-        remote = self.server._remote
+        remote = self.table.remote
         if new and remote is not None:
             remote.group_joined(self, link, text)
 
@@ -59,11 +85,11 @@ class Group:
         self._labels.pop(link.id, None)
         link.groups.discard(self.name)
         if was is not None:
-            remote = self.server._remote
+            remote = self.table.remote
             if remote is not None:
                 remote.group_left(self, link)
         if not self._members:
-            self.server._drop_group(self)
+            self.table.drop(self)
 
     @property
     def members(self) -> list[Link]:
@@ -82,6 +108,10 @@ class Group:
         """Labels of this node's members, in join order."""
         return list(self._labels.values())
 
+    def labelled(self) -> list[tuple[int, str]]:
+        """(link id, label) of this node's members, in join order (a cluster resync)."""
+        return list(self._labels.items())
+
     async def size(self) -> int:
         """Members on every node of the cluster (this node's alone without one)."""
         return await self.server.cluster.group_size(self)
@@ -98,7 +128,7 @@ class Group:
         """
         frame = self.server.codec.encode_frame(msg)
         sent = self.deliver(frame, exclude)
-        remote = self.server._remote
+        remote = self.table.remote
         if remote is not None:
             remote.group_publish(self, frame)
         return sent

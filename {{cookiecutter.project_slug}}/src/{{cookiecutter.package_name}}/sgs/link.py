@@ -1,4 +1,8 @@
-"""One connection: its recv side (parsing frames) and its send side (a bounded queue).
+"""One connection: its recv side (moving what its reader parsed to its worker) and its
+send side (a bounded queue).
+
+Parsing and the inbound budget are the I/O-free :class:`~.reader.InboundReader`;
+refusals, errors, throttles and closes with a reason are :mod:`.outcomes`.
 
 The link is the asyncio protocol object itself, so an idle connection costs
 one Python object beside the transport. How frames travel from here to a
@@ -11,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from .connector import FrameDecoder
 from .context import Context
 from .message import Message
+from .outcomes import CloseReason, Reason, as_reason, reason_label
+from .reader import InboundReader
 
 if TYPE_CHECKING:
     from .dispatcher import LogicWorker, SendWorker
     from .framework import Server
-    from .limits import InboundLimiter, TokenBucket
+    from .limits import TokenBucket
 
 log = logging.getLogger("sgs.link")
 
@@ -31,19 +35,6 @@ class LinkState(enum.IntEnum):
     OPEN = 1
     CLOSING = 2
     CLOSED = 3
-
-
-class CloseReason(str, enum.Enum):
-    REMOTE = "remote close"
-    LOCAL = "local close"
-    PROTOCOL_ERROR = "protocol error"
-    HANDLER_ERROR = "handler error"
-    IDLE_TIMEOUT = "idle timeout"
-    SEND_OVERFLOW = "send overflow"
-    SERVER_SHUTDOWN = "server shutdown"
-    SERVER_FULL = "server full"
-    RATE_LIMITED = "rate limited"
-    FRAME_TIMEOUT = "frame timeout"
 
 
 #: Bytes a reader task may have waiting before the link stops reading.
@@ -65,7 +56,7 @@ class Link(asyncio.Protocol):
         "peer",
         "state",
         "close_reason",
-        "decoder",
+        "reader",
         "worker",
         "writer",
         "out",
@@ -87,10 +78,8 @@ class Link(asyncio.Protocol):
         "rwaiter",
         "eof",
         "hold",
-        "limiter",
         "buckets",
         "throttled",
-        "deferred",
         "limit_logged",
         "protocol_errors",
         "partial_since",
@@ -106,8 +95,9 @@ class Link(asyncio.Protocol):
         self.transport: Any = None
         self.peer: Any = None
         self.state = LinkState.CONNECTING
-        self.close_reason: CloseReason | str | None = None
-        self.decoder = FrameDecoder(server.settings.max_frame_size)
+        self.close_reason: Reason | None = None
+        #: Bytes in; frames, refused ids, a pause, a broken stream out (no I/O).
+        self.reader = InboundReader(server.settings.max_frame_size)
         self.worker: LogicWorker | None = None
         self.writer: SendWorker | None = None
         self.out: list[bytes] = []
@@ -119,7 +109,7 @@ class Link(asyncio.Protocol):
         self.inbound = 0
         self.seen = False
         self.last_seen = 0.0
-        self.pending_close: CloseReason | str | None = None
+        self.pending_close: Reason | None = None
         self.interrupted = False
         self.finalized = False
         self.dropped = 0
@@ -129,10 +119,8 @@ class Link(asyncio.Protocol):
         self.rwaiter: asyncio.Future[None] | None = None
         self.eof = False
         self.hold = 0  # store_sync = "always": passes whose replies wait for a commit
-        self.limiter: InboundLimiter | None = None  # rate_limit_messages / _bytes, when on
         self.buckets: dict[type, TokenBucket] | None = None  # per-message-type limits
         self.throttled = False  # reading paused until the inbound budget refills
-        self.deferred: list[tuple[int, bytes]] | None = None  # frames past the byte budget
         self.limit_logged = False  # a limit that bites is logged once per link
         self.protocol_errors = 0  # the first is logged at WARNING, the rest at DEBUG
         self.partial_since = 0.0  # when the sweeper first saw a frame half-arrived
@@ -189,8 +177,13 @@ class Link(asyncio.Protocol):
             self.writer.schedule(self)
         return True
 
-    def close(self, reason: CloseReason | str = CloseReason.LOCAL) -> None:
-        """Idempotent. Queued frames are flushed first, except after a send overflow."""
+    def close(self, reason: Reason | str = CloseReason.LOCAL) -> None:
+        """Idempotent. Queued frames are flushed first, except after a send overflow.
+
+        ``reason`` is a :class:`CloseReason` or a reason the game registered
+        with :func:`~.outcomes.close_reason`; another string raises ValueError.
+        """
+        reason = as_reason(reason)
         if self.state >= _CLOSING:
             return
         if self.state is LinkState.CONNECTING:
@@ -213,12 +206,12 @@ class Link(asyncio.Protocol):
             asyncio.get_running_loop().call_later(
                 max(self.server.settings.drain_timeout, 0.1), self.abort
             )
-        log.debug("link %d closing: %s", self.id, _text(reason), extra={"link_id": self.id})
+        log.debug("link %d closing: %s", self.id, reason_label(reason), extra={"link_id": self.id})
 
-    def close_after_handler(self, reason: CloseReason | str) -> None:
+    def close_after_handler(self, reason: Reason | str) -> None:
         """Close once the running handler returned, so its reply goes out first."""
         if self.pending_close is None:
-            self.pending_close = reason
+            self.pending_close = as_reason(reason)
 
     def abort(self) -> None:
         """Drop the connection now, unsent data included (shutdown past its drain timeout)."""
@@ -228,21 +221,7 @@ class Link(asyncio.Protocol):
     # -- send side --------------------------------------------------------
 
     def _overflow(self, size: int) -> bool:
-        if self.server.settings.send_overflow == "drop":
-            self.dropped += 1
-            self.server.stats.dropped += 1
-            return False
-        self.server.stats.send_overflows += 1
-        log.warning(
-            "link %d: send side over %d bytes, closing",
-            self.id,
-            self.send_limit,
-            extra={"link_id": self.id},
-        )
-        self.close(CloseReason.SEND_OVERFLOW)
-        if self.worker is not None:
-            self.worker.post_send_interrupt(self)
-        return False
+        return self.server.outcomes.send_full(self)
 
     def flush(self) -> None:
         """Write everything queued in one call; run by the link's writer."""
@@ -286,7 +265,7 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
-        self.server._accept(self)
+        self.server.accept(self)
 
     def data_received(self, data: bytes) -> None:
         self.server.stats.bytes_in += len(data)
@@ -307,46 +286,26 @@ class Link(asyncio.Protocol):
                     waiter.set_result(None)
 
     def ingest(self, data: bytes) -> None:
-        """Parse ``data`` and hand the frames to the link's logic worker, in order."""
+        """Hand what the reader made of ``data`` to the link's logic worker, in stream order."""
         if self.reading_stopped:
             return
-        decoder = self.decoder
-        frames = decoder.feed(data)
-        rejected = None
-        limiter = self.limiter
-        if limiter is not None:
-            if self.deferred is not None:  # frames wait for the budget: keep their order
-                self.deferred.extend(frames)
-                frames = []
-            size = len(data)
-            limiter.msg_tokens -= len(frames)
-            limiter.byte_tokens -= size
-            if limiter.msg_tokens < 0 or limiter.byte_tokens < 0:
-                verdict = limiter.settle(frames, size, monotonic())
-            else:
-                verdict = None
-            if verdict is not None:  # over a budget: some frames wait or are refused
-                frames, rejected, deferred, pause = verdict
-                if deferred:
-                    if self.deferred is None:
-                        self.deferred = deferred
-                    else:
-                        self.deferred.extend(deferred)
-                if pause:
-                    self._throttle(pause, "messages" if rejected else "bytes")
+        frames, refused, pause, broken = self.reader.feed(data)
+        if pause:  # over a budget: stop reading first (the outcome service counts it)
+            self.server.outcomes.throttle(self, pause, "messages" if refused else "bytes")
+        worker: LogicWorker = self.worker  # type: ignore[assignment]
         if frames:
             self.seen = True
-            n = len(frames)
-            self.inbound += n
-            self.worker.post_received(self, frames)  # type: ignore[union-attr]
+            self.inbound += len(frames)
+            worker.post_frames(self, frames)
             if self.inbound > self.server.settings.inbound_limit and not self.read_paused:
                 self.read_paused = True
                 self.transport.pause_reading()
-        if rejected:  # behind the accepted frames: the answers keep the order
-            self._post_rejected(rejected)
-        if decoder.error is not None:
+        if refused:  # behind the accepted frames: the answers keep the order
+            self.seen = True
+            worker.post_refused(self, refused)
+        if broken is not None:
             self.stop_reading()
-            self.worker.post_received(self, None)  # type: ignore[union-attr]
+            worker.post_broken(self)
 
     def inbound_done(self, n: int) -> None:
         """The worker handled ``n`` frames: resume reading below half the bound."""
@@ -363,15 +322,8 @@ class Link(asyncio.Protocol):
             if not self.reading_stopped and not self.throttled and self.state is _OPEN:
                 self.transport.resume_reading()
 
-    def _post_rejected(self, rejected: list[int]) -> None:
-        self.seen = True
-        self.worker.post_received(self, rejected)  # type: ignore[union-attr, arg-type]
-
-    def _throttle(self, pause: float, what: str) -> None:
-        """Over the inbound budget: stop reading for ``pause`` seconds (TCP back-pressure)."""
-        self.server._rate_limited(self, what)
-        if self.throttled:
-            return
+    def pause_for(self, pause: float) -> None:
+        """Stop reading for ``pause`` seconds (TCP back-pressure); the outcome service decides."""
         self.throttled = True
         self.transport.pause_reading()
         asyncio.get_running_loop().call_later(pause, self._unthrottle)
@@ -381,19 +333,18 @@ class Link(asyncio.Protocol):
         self.throttled = False
         if self.state is not _OPEN:
             return
-        deferred = self.deferred
-        if deferred is not None and self.limiter is not None:
-            self.deferred = None
-            frames, rejected, pause = self.limiter.count_deferred(deferred, monotonic())
-            if frames:
-                self.seen = True
-                self.inbound += len(frames)
-                self.worker.post_received(self, frames)  # type: ignore[union-attr]
-            if rejected:
-                self._post_rejected(rejected)
-            if pause:
-                self._throttle(pause, "messages")
-                return
+        frames, refused, pause = self.reader.release()
+        worker: LogicWorker = self.worker  # type: ignore[assignment]
+        if frames:
+            self.seen = True
+            self.inbound += len(frames)
+            worker.post_frames(self, frames)
+        if refused:
+            self.seen = True
+            worker.post_refused(self, refused)
+        if pause:
+            self.server.outcomes.throttle(self, pause, "messages")
+            return
         if not self.read_paused and not self.reading_stopped:
             self.transport.resume_reading()
 
@@ -414,7 +365,7 @@ class Link(asyncio.Protocol):
         if exc is not None and was is _OPEN:
             log.debug("link %d lost: %s", self.id, exc, extra={"link_id": self.id})
         self._end_of_input()
-        self.server._link_lost(self)
+        self.server.link_lost(self)
 
     def _end_of_input(self) -> None:
         if self.rbuf is not None:  # the reader task posts the interrupt after its data
@@ -431,11 +382,11 @@ class Link(asyncio.Protocol):
         """Tell the worker the read side ended (once); it drops the link's state."""
         if not self.interrupted and self.worker is not None:
             self.interrupted = True
-            if self.decoder.pending:
+            if self.reader.pending:
                 log.info(
                     "link %d: connection ended inside a frame (%d bytes dropped)",
                     self.id,
-                    self.decoder.pending,
+                    self.reader.pending,
                     extra={"link_id": self.id},
                 )
             self.worker.post_recv_interrupt(self)
@@ -471,7 +422,3 @@ class Link(asyncio.Protocol):
                     self.transport.pause_reading()
                 except (RuntimeError, AttributeError):
                     pass  # transport already closing
-
-
-def _text(reason: CloseReason | str) -> str:
-    return reason.value if isinstance(reason, CloseReason) else str(reason)

@@ -9,9 +9,7 @@ from typing import Any, TypeVar
 
 from .builtins import PingReq, PongResp
 from .context import Context
-from .errors import HandlerError
 from .limits import TokenBucket
-from .link import CloseReason
 from .message import Message
 from .middleware import Check, Handler, Layer, Middleware, Route, compose, layer
 
@@ -148,12 +146,7 @@ def _limit_check(msg_type: type[Message], rate: float, burst: float) -> Check:
         if bucket is None:
             bucket = buckets[msg_type] = TokenBucket(rate, burst, now)
         if not bucket.take(1, now):
-            server = ctx.server
-            server.stats.rate_limited += 1
-            server._rate_limited(link, name)
-            if server.settings.rate_limit_policy == "close":
-                link.close_after_handler(CloseReason.RATE_LIMITED)
-            raise HandlerError("rate_limited", text)
+            raise ctx.server.outcomes.over_type_limit(link, name, text)
 
     limited.__qualname__ = f"limit[{name}]"
     return limited

@@ -163,7 +163,7 @@ class Membership:
                     self.keys.ctl,
                 ]
                 if group is not None:
-                    for link_id, label in group._labels.items():
+                    for link_id, label in group.labelled():
                         args += [self._member_id(link_id), label]
                 self.bus.eval(pipe, "RESYNC_GROUP", self._keys(name), args)
             return len(todo)

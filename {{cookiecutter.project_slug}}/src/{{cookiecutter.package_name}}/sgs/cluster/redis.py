@@ -136,7 +136,7 @@ class RedisCluster(Cluster):
             node_id=self.node_id,
             incarnation=self.incarnation,
             bus=self.bus,
-            groups=server._groups,
+            groups=server.group_table.by_name,
             want=self.listener.want,
             node_epoch=lambda: self.node_epoch,
             timeout=self.timeout,
@@ -480,7 +480,7 @@ class RedisCluster(Cluster):
             self._publish(self.keys.group_channel(group.name), env.Kind.GROUP, frame)
 
     def _deliver_group(self, name: str, frame: bytes) -> None:
-        group = self.server._groups.get(name)
+        group = self.server.group_table.get(name)
         if group is not None:
             group.deliver(frame)
 

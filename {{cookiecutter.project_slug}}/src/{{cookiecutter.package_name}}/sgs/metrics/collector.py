@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..link import CloseReason
+from ..outcomes import REFUSALS, close_labels
 from .base import readiness
 from .meter import TypeMeter
 
@@ -41,9 +41,10 @@ ERROR_CODES = (
     "rate_limited",
     "frame_timeout",
     "too_many_connections",
+    "partial_frame",
+    "replaced",
 )
-REFUSE_REASONS = ("full", "shutting_down", "max_connections_per_ip", "accept_rate")
-CLOSE_REASONS = tuple(r.value.replace(" ", "_") for r in CloseReason)
+REFUSE_REASONS = tuple(REFUSALS)
 
 
 def _zeros(keys: tuple[str, ...], table: dict[str, int]) -> dict[str, int]:
@@ -92,7 +93,8 @@ class ServerCollector(Collector):
         yield _counter("sgs_links_accepted", "Connections accepted as links.", stats.accepted)
         yield _by(
             "sgs_links_refused",
-            "Connections refused, by reason (full, shutting_down).",
+            "Connections refused, by reason (full, shutting_down, max_connections_per_ip, "
+            "accept_rate, origin).",
             "reason",
             _zeros(REFUSE_REASONS, stats.refused_by),
         )
@@ -100,7 +102,7 @@ class ServerCollector(Collector):
             "sgs_links_closed",
             "Links closed, by reason.",
             "reason",
-            _zeros(CLOSE_REASONS, stats.closed_by),
+            _zeros(close_labels(), stats.closed_by),
         )
         yield from self._frames()
         yield _by(
@@ -111,7 +113,8 @@ class ServerCollector(Collector):
         )
         yield _counter(
             "sgs_protocol_errors",
-            "Frames with an unknown id, an undecodable value or an oversized length.",
+            "Frames with an unknown id, an undecodable value or an oversized length, and "
+            "WebSocket messages that break the transport's rules.",
             stats.protocol_errors,
         )
         yield _counter(
@@ -145,7 +148,7 @@ class ServerCollector(Collector):
 
     def _frames(self) -> Iterator[Metric]:
         stats = self.server.stats
-        meters: list[TypeMeter] = [entry[3] for entry in self.server._table.values()]
+        meters: list[TypeMeter] = self.server.meters
         received = CounterMetricFamily(
             "sgs_frames_received",
             "Frames received with a routable id, by message type (decoded or not).",
@@ -168,7 +171,7 @@ class ServerCollector(Collector):
         yield _counter("sgs_sent_bytes", "Bytes written to links.", stats.bytes_out)
 
     def _workers(self) -> Iterator[Metric]:
-        dispatcher = self.server._dispatcher
+        dispatcher = self.server.dispatcher
         depth = GaugeMetricFamily(
             "sgs_worker_queue_depth",
             "Frames waiting for a logic worker (per_link: all per-link workers together).",
@@ -181,11 +184,11 @@ class ServerCollector(Collector):
         )
         if dispatcher is not None:
             for worker in dispatcher.logic:
-                depth.add_metric([worker.name], _waiting(worker.received))
+                depth.add_metric([worker.name], worker.waiting)
                 busy.add_metric([worker.name], worker.usage.busy_seconds)
             if dispatcher.per_link_logic:
                 waiting = sum(
-                    _waiting(link.worker.received)
+                    link.worker.waiting
                     for link in self.server.links.values()
                     if link.worker is not None and link.worker.owner is link
                 )
@@ -249,7 +252,3 @@ class ServerCollector(Collector):
         yield _gauge(
             "sgs_store_healthy", "1 while the store's backend answers.", int(store.healthy)
         )
-
-
-def _waiting(queue: Any) -> int:
-    return sum(len(frames) for _link, frames in queue if frames)

@@ -395,7 +395,7 @@ class PlayerStore:
             self._invalid.discard(key)
             if durable and self.retain > 0:
                 self._remember(state)
-        state._dirty = None
+        state.detach()
 
     def _remember(self, state: PlayerState) -> None:
         """Keep an evicted, durable state for ``retain`` seconds (bounded by max_dirty)."""
@@ -493,7 +493,7 @@ class PlayerStore:
                 continue
             self._invalid.discard(key)
             rows.append((key, data, state.epoch))
-            taken.append((state, state._version, state.epoch))
+            taken.append((state, state.version, state.epoch))
         return rows, taken
 
     async def _write_dirty(self) -> None:
@@ -528,8 +528,7 @@ class PlayerStore:
                     if self.on_fenced is not None:
                         self.on_fenced(state.key, epoch)
                 continue
-            if version > state._durable:
-                state._durable = version
+            state.stored(version)
             if current and not state.dirty:
                 self._dirty.discard(state.key)
                 if state.key in self._released:

@@ -89,6 +89,20 @@ class PlayerState(MutableMapping[str, Any]):
         return self._version != self._durable
 
     @property
+    def version(self) -> int:
+        """Bumped by every change; a flush records the version it wrote."""
+        return self._version
+
+    def stored(self, version: int) -> None:
+        """The backend holds ``version`` of this state now (the store's flush tells it)."""
+        if version > self._durable:
+            self._durable = version
+
+    def detach(self) -> None:
+        """The store let go of this state: later changes raise instead of going nowhere."""
+        self._dirty = None
+
+    @property
     def attached(self) -> bool:
         """False once the store evicted or fenced it: changes then go nowhere."""
         return self._dirty is not None

@@ -19,9 +19,10 @@ one or more complete frames. What a peer can get wrong, and the answer:
 | TLV header above ``max_frame_size`` | ``Error(frame_too_large)``, close (as on TCP) |
 | Origin not in ``ws_allowed_origins`` | HTTP 403 at the handshake |
 
-Every case is logged (at most a few lines a second) and counted in
-``server.stats.protocol_errors`` (refused handshakes in ``server.stats.refused``);
-other links are unaffected. A plain HTTP GET (no ``Upgrade`` header) is answered from
+Every case goes through the server's outcome service (:mod:`..outcomes`):
+logged (at most a few lines a second) and counted in ``protocol_errors``,
+``errors`` and ``closed_by`` (refused handshakes in ``refused_by["origin"]``),
+as on TCP; other links are unaffected. A plain HTTP GET (no ``Upgrade`` header) is answered from
 ``ws_static_dir``, so the demo page and the client are served by the port they
 talk to (:mod:`.static`).
 """
@@ -46,10 +47,9 @@ from picows import (
     ws_create_server,
 )
 
-from ..builtins import Error
 from ..connector import HEADER_SIZE
+from ..errors import ProtocolError
 from ..link import CloseReason, Link, LinkState
-from ..logs import RateLimitedLog
 from .static import StaticFiles
 
 if TYPE_CHECKING:
@@ -160,9 +160,9 @@ class WsPeer(WSListener):  # type: ignore[misc]
             link.ingest(payload)
             if frame.fin:
                 self.message_bytes = 0
-                decoder = link.decoder
-                if decoder.pending and decoder.error is None and link.state is _OPEN:
-                    self._partial_frame(decoder.pending)
+                reader = link.reader
+                if reader.pending and reader.broken is None and link.state is _OPEN:
+                    self._partial_frame()
             else:
                 self.message_bytes = size
         elif kind is _TEXT:
@@ -175,33 +175,19 @@ class WsPeer(WSListener):  # type: ignore[misc]
             ws.disconnect(True)
 
     def _refuse(self, code: WSCloseCode, what: str, *args: Any) -> None:
-        link = self.link
-        server = link.server
-        server.stats.protocol_errors += 1
-        self.ws_server.log.warning(
-            "ws link %d: " + what + ", closing with %d", link.id, *args, code
+        """Close with WebSocket close ``code``; no Error (the client broke the framing)."""
+        self._broken(code, WsProtocolError(what % args, "ws_protocol"), error=False)
+
+    def _partial_frame(self) -> None:
+        self._broken(
+            WSCloseCode.INVALID_TEXT,  # 1007: inconsistent message data
+            WsProtocolError("a WebSocket message must carry whole TLV frames", "partial_frame"),
         )
+
+    def _broken(self, code: WSCloseCode, exc: ProtocolError, error: bool = True) -> None:
         assert self.transport is not None
         self.transport.code = code
-        link.close(CloseReason.PROTOCOL_ERROR)
-
-    def _partial_frame(self, pending: int) -> None:
-        link = self.link
-        link.server.stats.protocol_errors += 1
-        self.ws_server.log.warning(
-            "ws link %d: message ended inside a TLV frame (%d bytes), closing", link.id, pending
-        )
-        link.stop_reading()
-        link.send(
-            Error(
-                code="partial_frame",
-                message="a WebSocket message must carry whole TLV frames",
-                msg_id=0,
-            )
-        )
-        assert self.transport is not None
-        self.transport.code = WSCloseCode.INVALID_TEXT  # 1007: inconsistent message data
-        link.close(CloseReason.PROTOCOL_ERROR)
+        self.link.server.outcomes.broken_stream(self.link, exc, error)
 
     def on_ws_disconnected(self, ws: WSTransport) -> None:
         sent = ws.close_handshake.sent if ws.close_handshake is not None else None
@@ -211,11 +197,8 @@ class WsPeer(WSListener):  # type: ignore[misc]
             and self.link.state is _OPEN
         ):
             # picows refused a frame from its header alone (above max_frame_size + header).
-            self.link.server.stats.protocol_errors += 1
-            self.ws_server.log.warning(
-                "ws link %d: frame above %d bytes, closed with 1009",
-                self.link.id,
-                self.ws_server.message_limit,
+            self._refuse(
+                WSCloseCode.MESSAGE_TOO_BIG, "frame above %d bytes", self.ws_server.message_limit
             )
         self.link.connection_lost(None)
 
@@ -236,7 +219,6 @@ class WsServer:
         self.allowed = frozenset(s.ws_allowed_origins)
         self.message_limit = s.max_frame_size + HEADER_SIZE
         self.static = StaticFiles(s.ws_static_dir, server) if s.ws_static_dir else None
-        self.log = RateLimitedLog(log)
         self.refused = 0
         self.port: int | None = None
         self.scheme = "http"
@@ -297,10 +279,18 @@ class WsServer:
         origin = headers.get("Origin")
         if self.allowed and origin is not None and origin not in self.allowed:
             self.refused += 1
-            self.server.stats.refused += 1
-            self.log.warning("ws handshake from origin %r refused (ws_allowed_origins)", origin)
+            self.server.outcomes.refuse_handshake("origin", f"origin {origin!r}")
             return _refusal(403, b"origin not allowed\n")
         return WsPeer(self)
+
+
+class WsProtocolError(ProtocolError):
+    """A WebSocket message that breaks the transport's rules (text, too big, partial frame)."""
+
+    def __init__(self, text: str, code: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.msg_id = 0
 
 
 def _browsable(host: str) -> str:
