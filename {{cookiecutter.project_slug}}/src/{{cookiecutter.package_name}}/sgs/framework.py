@@ -27,6 +27,7 @@ from .logs import RateLimitedLog
 from .message import Catalog, Message, default_catalog
 from .metrics import Metrics, TypeMeter, make_metrics
 from .protocol import get_codec
+from .proxy import ProxiedLink, ProxyGate, TrustedProxies
 from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
@@ -176,6 +177,13 @@ class Server:
             (s.rate_limit_bytes, s.rate_limit_bytes_burst) if s.rate_limit_bytes else None,
         )
         self._refusal_log = RateLimitedLog(log, per_second=1)  # a flood logs a line a second
+        # Behind a load balancer: whose PROXY header or X-Forwarded-For names the client.
+        self.trusted_proxies = TrustedProxies(s.trusted_proxies) if s.trusted_proxies else None
+        self.proxies = (
+            ProxyGate(self.trusted_proxies, self.refuse_connection)
+            if s.proxy_protocol and self.trusted_proxies is not None
+            else None
+        )
         # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
         self.metrics: Metrics = make_metrics(self)
         # The Agones SDK sidecar (agones = true): Ready, Health, Shutdown; a no-op otherwise.
@@ -270,9 +278,10 @@ class Server:
 
             self._ws = await start_ws(self, tls)
             self.ws_port = self._ws.port
+        link_type = Link if self.proxies is None else ProxiedLink
         try:
             self._listener = await loop.create_server(
-                lambda: Link(self),
+                lambda: link_type(self),
                 s.host,
                 s.port,
                 backlog=s.backlog,
@@ -413,6 +422,13 @@ class Server:
             link.transport.abort()
         link.state = LinkState.CLOSED
         self._refusal_log.warning("refused %s: %s", link.peer, reason)
+
+    def refuse_connection(self, transport: Any, peer: Any, why: str, detail: str) -> None:
+        """Abort a connection refused before it became a link (its PROXY header), counted."""
+        self.stats.refused += 1
+        self.stats.count(self.stats.refused_by, why)
+        transport.abort()
+        self._refusal_log.warning("refused %s: %s", peer, detail)
 
     def _rate_limited(self, link: Link, what: str) -> None:
         """A link went over a rate limit: counted each time, logged once per link."""

@@ -184,6 +184,18 @@ class ServerSettings(BaseSettings):
         10.0, ge=0, description="Seconds a started frame may take to arrive whole; 0 disables."
     )
 
+    # -- behind a load balancer: the client's real address ------------------
+    proxy_protocol: bool = Field(
+        False,
+        description="Every connection to the game and WebSocket ports starts with a PROXY "
+        "protocol header (v1 or v2) from one of trusted_proxies; others are closed.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDRs) of the load balancers whose PROXY header or "
+        'X-Forwarded-For names the client, e.g. ["10.0.0.0/8"].',
+    )
+
     # -- operations: /metrics, /healthz, /readyz over HTTP ------------------
     metrics_port: int = Field(
         0,
@@ -379,6 +391,35 @@ class ServerSettings(BaseSettings):
                 f"rate_limit_bytes_burst = {self.rate_limit_bytes_burst} is below "
                 f"max_frame_size + 8 = {self.max_frame_size + 8}: the largest frame "
                 "could never pass (raise rate_limit_bytes_burst, or rate_limit_bytes = 0)"
+            )
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{cidr!r} is not a network; write CIDRs such as 10.0.0.0/8 or fd00::/8"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_protocol_needs_proxies(self) -> ServerSettings:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError(
+                "proxy_protocol = true with no trusted_proxies would refuse every connection; "
+                'list the load balancers\' networks in trusted_proxies (e.g. ["10.0.0.0/8"])'
+            )
+        if self.proxy_protocol and (self.tls_cert_file or self.tls_key_file):
+            raise ValueError(
+                "proxy_protocol = true with tls_cert_file: the PROXY header comes before the "
+                "TLS handshake, which this server does not read; terminate TLS at the load "
+                "balancer, or turn proxy_protocol off"
             )
         return self
 

@@ -42,7 +42,14 @@ ERROR_CODES = (
     "frame_timeout",
     "too_many_connections",
 )
-REFUSE_REASONS = ("full", "shutting_down", "max_connections_per_ip", "accept_rate")
+REFUSE_REASONS = (
+    "full",
+    "shutting_down",
+    "max_connections_per_ip",
+    "accept_rate",
+    "proxy_untrusted",
+    "proxy_header",
+)
 CLOSE_REASONS = tuple(r.value.replace(" ", "_") for r in CloseReason)
 
 
@@ -92,7 +99,8 @@ class ServerCollector(Collector):
         yield _counter("sgs_links_accepted", "Connections accepted as links.", stats.accepted)
         yield _by(
             "sgs_links_refused",
-            "Connections refused, by reason (full, shutting_down).",
+            "Connections refused, by reason (full, shutting_down, max_connections_per_ip, "
+            "accept_rate, proxy_untrusted, proxy_header).",
             "reason",
             _zeros(REFUSE_REASONS, stats.refused_by),
         )
