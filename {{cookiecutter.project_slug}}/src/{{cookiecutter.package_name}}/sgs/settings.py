@@ -44,15 +44,16 @@ def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***``: safe for logs and print-config."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "***"
+        port = parts.port
+    except ValueError:  # a bad port: mask by shape, the error names the port
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url) if "@" in url else url
     if parts.password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{user}:***@{host}" + (f":{port}" if port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -192,6 +193,7 @@ class ServerSettings(BaseSettings):
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
+        examples=["10.0.0.0/8"],
         description="Networks (CIDRs) of the load balancers whose PROXY header or "
         'X-Forwarded-For names the client, e.g. ["10.0.0.0/8"].',
     )
@@ -258,6 +260,7 @@ class ServerSettings(BaseSettings):
     ws_path: str = Field("/", description="Path of the WebSocket endpoint.")
     ws_allowed_origins: list[str] = Field(
         default_factory=list,
+        examples=["https://game.example.com"],
         description="Origins a browser handshake may come from (403 otherwise); empty = any.",
     )
     ws_handshake_timeout: float = Field(
