@@ -11,11 +11,11 @@ login, so the new link carries on where the old one stopped.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 
 from ..messages import EchoReq, Error, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
-from ..sgs import Context, HandlerError, Link, Message, Router, Server
+from ..sgs import Context, Deadlines, HandlerError, Link, Message, Router, Server
 from .rooms import leave_room
 from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, GameState, account_of, state_of
 
@@ -27,9 +27,6 @@ router = Router()
 PUBLIC_MESSAGES: frozenset[type[Message]] = frozenset({LoginReq, LogoutReq, PingReq, EchoReq})
 
 MAX_ACCOUNT_LEN = 64
-
-#: Session key of the auth_timeout timer (see start_login_clock).
-LOGIN_CLOCK = "login_clock"
 
 
 def require_login(ctx: Context, msg: Message) -> None:
@@ -52,7 +49,6 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
     if current is not None and current != account:
         raise HandlerError("already_logged_in", f"this link is logged in as {current!r}")
     player = await ctx.server.bind(ctx.link, account)
-    stop_login_clock(ctx.link)
     ctx.session[ACCOUNT_KEY] = account
     ctx.session[PLAYER_KEY] = player
     return LoginResp(user=User(account_id=account, counter=player.state.get(COUNTER, 0)))
@@ -74,44 +70,42 @@ def forget(state: GameState, link: Link) -> None:
     on logout, on disconnect, or when a newer login replaced this link.
     """
     leave_room(state, link)
-    stop_login_clock(link)
     link.session.pop(ACCOUNT_KEY, None)
     link.session.pop(PLAYER_KEY, None)
 
 
-def start_login_clock(server: Server, link: Link) -> None:
-    """Give ``link`` ``auth_timeout`` seconds to log in (the connect hook).
+def login_clock(server: Server) -> Deadlines | None:
+    """Give each new link ``auth_timeout`` seconds to log in; None when it is 0.
 
     A connection that never logs in holds a slot that a player could use; a
-    script opening many of them is the cheapest flood there is. One timer
-    handle per link, checked on the link's worker so it never races a login.
+    script opening many of them is the cheapest flood there is. One timer for
+    every link (:class:`~..sgs.Deadlines`: a link costs a list entry, not a
+    timer handle and a closure); the check runs on the link's worker, so it
+    never races a login, and a link that logged in or left is simply skipped.
     """
     timeout = getattr(server.settings, "auth_timeout", 0.0)
     if timeout <= 0:
-        return
+        return None
 
-    def check() -> None:
-        if link.is_open and account_of(link) is None:
-            log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
-            link.send(
-                Error(
-                    code="login_timeout",
-                    message=f"no login within auth_timeout ({timeout:g}s)",
-                    msg_id=0,
-                )
+    def expired(link_id: object) -> None:
+        link = server.links.get(link_id)  # type: ignore[call-overload]
+        if link is not None and link.is_open and account_of(link) is None:
+            server.post(functools.partial(_login_timed_out, link, timeout), link)
+
+    return Deadlines(timeout, expired)
+
+
+def _login_timed_out(link: Link, timeout: float) -> None:
+    if link.is_open and account_of(link) is None:
+        log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
+        link.send(
+            Error(
+                code="login_timeout",
+                message=f"no login within auth_timeout ({timeout:g}s)",
+                msg_id=0,
             )
-            link.close("login timeout")
-
-    link.session[LOGIN_CLOCK] = asyncio.get_running_loop().call_later(
-        timeout, server.post, check, link
-    )
-
-
-def stop_login_clock(link: Link) -> None:
-    """Logged in or gone: the clock would only keep the link in memory until it fired."""
-    clock = link.session.pop(LOGIN_CLOCK, None)
-    if clock is not None:
-        clock.cancel()
+        )
+        link.close("login timeout")
 
 
 async def replaced(state: GameState, link: Link, account: str) -> None:
