@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
+from testkit import ServeProcess, free_port
 
 from {{ cookiecutter.package_name }} import (
     cli,
@@ -50,12 +51,6 @@ pytestmark = pytest.mark.usefixtures("isolated")
 def _no_fixed_metrics_port(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`serve` here would bind the generated metrics_port, the same in parallel tests."""
     monkeypatch.setenv(f"{ENV_PREFIX}METRICS_PORT", "0")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def command(*args: str) -> list[str]:
@@ -327,18 +322,6 @@ async def test_healthcheck_fails_on_a_silent_server() -> None:
 # --- serve -------------------------------------------------------------------------
 
 
-def wait_healthy(port: int, protocol: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited early:\n{proc.communicate()[1]}"
-        check = run_command("healthcheck", "--port", str(port), "--protocol", protocol)
-        if check.returncode == 0:
-            return
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"server never became healthy:\n{proc.communicate()[1]}")
-
-
 @pytest.mark.parametrize(
     ("flags", "protocol", "stop_signal"),
     [
@@ -350,25 +333,21 @@ def wait_healthy(port: int, protocol: str, proc: subprocess.Popen[str]) -> None:
 def test_serve_logs_settings_and_stops_gracefully(
     flags: tuple[str, ...], protocol: str, stop_signal: signal.Signals
 ) -> None:
-    port, ws_port = free_port(), free_port()  # port + 1 may be a client's ephemeral port
-    proc = subprocess.Popen(
-        command("serve", "--host", "127.0.0.1", "--port", str(port), *flags),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, f"{ENV_PREFIX}WS_PORT": str(ws_port)},
-    )
+    ws_port = free_port()  # ws_port 0 is off: a WebSocket port has to be chosen
+    # The project's own protocol unless a flag says otherwise (None: no override).
+    proc = ServeProcess(Path.cwd(), *flags, protocol=None, ws_port=str(ws_port))
     try:
-        wait_healthy(port, protocol, proc)
-        proc.send_signal(stop_signal)
-        _, log = proc.communicate(timeout=STARTUP_TIMEOUT)
+        proc.start_blocking(STARTUP_TIMEOUT)
+        port = proc.port
+        check = run_command("healthcheck", "--port", str(port), "--protocol", protocol)
+        assert check.returncode == 0, check.stderr
+        code, log = proc.stop(stop_signal, timeout=STARTUP_TIMEOUT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, log
+        proc.kill()
+    assert code == 0, log
     assert "starting with settings" in log
-    assert f"port={port}" in log and f"protocol={protocol}" in log
+    assert " port=0 " in log and f"protocol={protocol}" in log  # the settings as given
+    assert f"listening on 127.0.0.1:{port}" in log  # the port the kernel chose
     assert f"WebSocket on 127.0.0.1:{ws_port}/" in log
     if flags:
         assert "resource_model=per_link" in log

@@ -18,7 +18,8 @@ import fwkit
 from fwkit import EchoReq, RawConn, frame
 from test_metrics import metered, scrape, value
 from test_proxy_header import inet4, inet6, v2
-from wskit import free_port, ws_peer
+from testkit import free_port, until
+from wskit import ws_peer
 
 from {{ cookiecutter.package_name }}.sgs import Server
 from {{ cookiecutter.package_name }}.sgs.builtins import ERROR_ID
@@ -52,13 +53,6 @@ async def serving(**settings: Any) -> AsyncIterator[Server]:
         yield server
 
 
-async def wait_for(condition: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def answered(conn: RawConn, seq: int, send: bool = True) -> bool:
     """``seq`` is echoed (sent now unless ``send`` is False: it went with the header)."""
     if send:
@@ -89,7 +83,7 @@ async def test_v1_and_v2_headers_give_links_the_clients_addresses() -> None:
         c = await RawConn.open(server.port or 0)
         c.send(v2(command=0x20, family=0x00))  # LOCAL: the balancer's own health check
         assert await answered(c, 4)
-        await wait_for(lambda: len(server.links) == 3)
+        await until(lambda: len(server.links) == 3, 5.0, "three links")
         found = peers(server)
         assert ("203.0.113.7", 51000) in found
         assert ("2001:db8::9", 4242) in found
