@@ -30,6 +30,8 @@ START_TIMEOUT = 30.0
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 WS_LISTENING = re.compile(r"WebSocket on 127\.0\.0\.1:(\d+)/")
 METRICS = re.compile(r"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+SUPERVISOR = re.compile(r"supervisor pid (\d+): (\d+) workers on \S+:(\d+)")
+WORKER_LISTENING = re.compile(r"^\[worker (\d+) pid (\d+)\] .*listening on \S+:(\d+)", re.M)
 
 
 def free_port() -> int:
@@ -200,3 +202,79 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.stopped = False
+
+
+class Supervised:
+    """A ``serve <args>`` process tree (``--workers N``) in a session of its own, logging to ``log``.
+
+    The supervisor prefixes each worker's lines with ``[worker K pid P]``, so the
+    worker pids (to hang one with SIGSTOP, or to see who served whom) and the
+    shared port come from the log; :meth:`kill_all` kills the whole group.
+    """
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
+        self.log = log
+        self.port = 0
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(
+            command("serve", *args),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # one process group: kill_all() kills it whole
+        )
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    async def wait_for(
+        self, pattern: re.Pattern[str], count: int = 1, timeout: float = 20.0
+    ) -> list[re.Match[str]]:
+        """The first ``count`` matches of ``pattern`` in the log, waiting at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = list(pattern.finditer(self.text()))
+            if len(found) >= count:
+                return found[:count]
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no {count} x {pattern.pattern!r} in {timeout}s:\n{self.text()}"
+                )
+            if self.proc.poll() is not None and len(list(pattern.finditer(self.text()))) < count:
+                raise AssertionError(f"supervisor exited {self.proc.returncode}:\n{self.text()}")
+            await asyncio.sleep(0.05)
+
+    def workers(self) -> dict[int, int]:
+        """{worker index: pid} of the newest worker of each index that listens."""
+        found: dict[int, int] = {}
+        for match in WORKER_LISTENING.finditer(self.text()):
+            found[int(match.group(1))] = int(match.group(2))
+        return found
+
+    async def wait_serving(self, count: int = 2, timeout: float = START_TIMEOUT) -> dict[int, int]:
+        """{worker index: pid} once ``count`` workers listen; sets :attr:`port`."""
+        (head,) = await self.wait_for(SUPERVISOR, timeout=timeout)
+        self.port = int(head.group(3))
+        await self.wait_for(WORKER_LISTENING, count=count, timeout=timeout)
+        return self.workers()
+
+    async def wait_exit(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"supervisor still running after {timeout}s:\n{self.text()}")
+            await asyncio.sleep(0.05)
+        return self.proc.returncode
+
+    def kill_all(self) -> None:
+        """SIGCONT (a worker may be frozen), then SIGKILL to the whole process group."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGCONT)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self._out.close()

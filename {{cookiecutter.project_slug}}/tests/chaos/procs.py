@@ -10,20 +10,12 @@ while its socket stays open and the kernel keeps queueing connections to it).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-from testkit import ServeProcess, command, serve_env
+import testkit
+from testkit import ServeProcess, serve_env
 
 START_TIMEOUT = 30.0
-SUPERVISOR = re.compile(r"supervisor pid (\d+): (\d+) workers on \S+:(\d+)")
-WORKER_LISTENING = re.compile(r"^\[worker (\d+) pid (\d+)\] .*listening on \S+:(\d+)", re.M)
 
 
 class Node(ServeProcess):
@@ -38,53 +30,26 @@ class Node(ServeProcess):
         self.kill()
 
 
-class Supervised:
+class Supervised(testkit.Supervised):
     """``serve --workers 2`` in a session of its own, logging to ``<workdir>/<name>.log``."""
 
     def __init__(self, name: str, workdir: Path, **settings: str) -> None:
-        self.name = name
-        self.log = workdir / f"{name}.log"
-        self._out = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            command("serve", "--workers", "2", "--host", "127.0.0.1", "--port", "0"),
+        super().__init__(
+            ["--workers", "2", "--host", "127.0.0.1", "--port", "0"],
+            serve_env({"node_id": name, "metrics_port": "0", **settings}),
+            workdir / f"{name}.log",
             cwd=workdir,
-            env=serve_env({"node_id": name, "metrics_port": "0", **settings}),
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # one process group: terminate() kills it whole
-        )  # fmt: skip
-        self.port = 0
+        )
+        self.name = name
 
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def workers(self) -> dict[int, int]:
-        """{worker index: pid} of the newest worker of each index that listens."""
-        found: dict[int, int] = {}
-        for match in WORKER_LISTENING.finditer(self.text()):
-            found[int(match.group(1))] = int(match.group(2))
-        return found
-
-    async def wait_serving(self, count: int = 2) -> dict[int, int]:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            head = SUPERVISOR.search(self.text())
-            workers = self.workers()
-            if head and len(workers) >= count:
-                self.port = int(head.group(3))
-                return workers
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"supervisor {self.name} is not serving:\n{self.text()}")
-            await asyncio.sleep(0.05)
+    async def wait_serving(self, count: int = 2, timeout: float = START_TIMEOUT) -> dict[int, int]:
+        try:
+            return await super().wait_serving(count, timeout)
+        except AssertionError as exc:
+            raise RuntimeError(f"supervisor {self.name} is not serving: {exc}") from None
 
     def terminate(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGCONT)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self._out.close()
+        self.kill_all()
 
 
 def process_gone(pid: int) -> bool:
