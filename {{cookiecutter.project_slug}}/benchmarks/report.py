@@ -24,7 +24,8 @@ from .profile import markdown as profile_markdown
 Row = dict[str, Any]
 LATENCY_SCENARIOS = ("echo_latency", "echo_latency_samecore")
 IDLE_TARGET_CONNS = 10_000
-#: KiB per idle connection on shared_all before issue 27 (limits off, limits checked),
+#: KiB per idle connection on shared_all before the shared login-deadline timer and the
+#: flattened limiter (limits off, limits checked),
 #: measured with this bench on a 2-core VM (another run that day: 1.97 and 3.42): a
 #: call_later handle and closure per link for the login deadline (~950 B), the
 #: inbound limiter's three objects (~260 B) and the decoder's empty tail (56 B).
@@ -213,7 +214,7 @@ def _idle_target(
     met = all_answer and kib is not None and kib <= limit_kib
     notes = f"{row['answered']}/{row['conns']} answered"
     if model == "shared_all" and variant in IDLE_BEFORE_KIB:
-        notes += f"; {IDLE_BEFORE_KIB[variant]:.2f} KiB/conn before issue 27"
+        notes += f"; {IDLE_BEFORE_KIB[variant]:.2f} KiB/conn before the shared deadline timer"
     if row["conns"] < IDLE_TARGET_CONNS:
         notes += f"; scaled down to {row['conns']} connections"
         met = None if met else met
@@ -669,7 +670,7 @@ def _variant_table(rows: list[Row], scenario: str) -> list[str]:
 
 
 def _idle_table(rows: list[Row]) -> list[str]:
-    head = "| server | connected | answered (1st / after) | RSS before MiB | RSS after MiB | KiB/conn | before issue 27 | connect s | errors |"
+    head = "| server | connected | answered (1st / after) | RSS before MiB | RSS after MiB | KiB/conn | before shared timers | connect s | errors |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         if "failed" in row:
@@ -684,7 +685,7 @@ def _idle_table(rows: list[Row]) -> list[str]:
 
 
 def _idle_before(row: Row) -> str:
-    """The KiB per connection this case measured before issue 27 (shared_all only)."""
+    """The KiB per connection this case measured before the shared timers (shared_all only)."""
     before = IDLE_BEFORE_KIB.get(row.get("variant") or "")
     if row.get("server") != "framework" or row.get("model") != "shared_all" or before is None:
         return "-"
