@@ -13,8 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from {{ cookiecutter.package_name }}.sgs.proxy import ProxyHeaderError, ProxyHeaderReader
-from {{ cookiecutter.package_name }}.sgs.proxy.header import V1_MAX, V2_MAX_PAYLOAD, V2_SIGNATURE
+from {{ cookiecutter.package_name }}.sgs.proxy import (
+    ProxyHeaderError,
+    ProxyHeaderReader,
+)
+from {{ cookiecutter.package_name }}.sgs.proxy.header import (
+    V1_MAX,
+    V2_MAX_PAYLOAD,
+    V2_SIGNATURE,
+)
 
 
 def v2(
