@@ -405,9 +405,14 @@ def test_compose_publishes_the_port_and_checks_health(baked: Baked) -> None:
     assert interpolate(ws_mapping, {f"{baked.prefix}WS_PUBLISHED_PORT": "40002"}).endswith(
         f":40002:{ws_port}"
     )
-    assert interpolate(metrics, {}) == f"0.0.0.0:{METRICS_PORT}:{METRICS_PORT}"
+    # /metrics is for this host only by default; the game ports are public.
+    assert interpolate(metrics, {}) == f"127.0.0.1:{METRICS_PORT}:{METRICS_PORT}"
     moved = interpolate(metrics, {f"{baked.prefix}METRICS_PUBLISHED_PORT": "40003"})
-    assert moved == f"0.0.0.0:40003:{METRICS_PORT}", "the metrics port's host side must move"
+    assert moved == f"127.0.0.1:40003:{METRICS_PORT}", "the metrics port's host side must move"
+    opened = interpolate(metrics, {f"{baked.prefix}OPS_PUBLISHED_ADDRESS": "0.0.0.0"})
+    assert opened == f"0.0.0.0:{METRICS_PORT}:{METRICS_PORT}", "the ops address must move"
+    still = interpolate(metrics, {f"{baked.prefix}PUBLISHED_ADDRESS": "0.0.0.0"})
+    assert still.startswith("127.0.0.1:"), "the game's address must not open /metrics"
     metrics_env = game["environment"][f"{baked.prefix}METRICS_PORT"]
     assert interpolate(str(metrics_env), {}) == str(METRICS_PORT)
     address, published, target = interpolate(mapping, {}).split(":")
@@ -549,6 +554,23 @@ def test_prometheus_scrapes_the_game_services_metrics_port(baked: Baked) -> None
     promtool = find_tool("promtool")
     if promtool is not None:  # Debian's prometheus package has it; checks the full schema
         run([promtool, "check", "config", str(config_path)], timeout=60)
+
+
+def test_operations_endpoints_are_private_and_the_game_ports_public(baked: Baked) -> None:
+    """/metrics, Prometheus and Grafana (anonymous) on 127.0.0.1 unless OPS_PUBLISHED_ADDRESS."""
+    services = compose_doc(baked)["services"]
+    opened = {f"{baked.prefix}OPS_PUBLISHED_ADDRESS": "0.0.0.0"}
+    game_ports = services["game"]["ports"]
+    for mapping in game_ports[:2]:  # the game port and the WebSocket port
+        assert interpolate(mapping, {}).startswith("0.0.0.0:"), mapping
+    ops = [game_ports[2], *services["prometheus"]["ports"], *services["grafana"]["ports"]]
+    for mapping in ops:
+        assert interpolate(mapping, {}).startswith("127.0.0.1:"), mapping
+        assert interpolate(mapping, opened).startswith("0.0.0.0:"), mapping
+    text = (baked.path / "compose.yaml").read_text(encoding="utf-8")
+    assert f"{baked.prefix}OPS_PUBLISHED_ADDRESS" in text.split("services:")[0], (
+        "the override must be documented beside the other published-address variables"
+    )
 
 
 def test_grafana_provisions_the_datasource_and_the_dashboard(baked: Baked) -> None:

@@ -146,6 +146,13 @@ def plan(args: argparse.Namespace, framework: bool) -> list[Case]:
         for protocol in protocols:
             if protocol == "json" or name in args.protocol_scenarios:
                 cases += [Case("framework", scenario, protocol, m) for m in models]
+        protocol = "json" if "json" in protocols else protocols[0]
+        cases += [
+            Case("framework", scenario, protocol, m, v)
+            for m in models
+            if m in ("shared_all", "default")
+            for v in scenario.also
+        ]
     return cases
 
 

@@ -24,6 +24,9 @@ class Scenario:
     #: ("" = the plain server, "cluster", "2nodes", "sqlite", "sqlite_always", "limits",
     #: "ws", "metrics"; see runner.VARIANTS)
     variants: tuple[str, ...] = ()
+    #: framework variants run once more beside the usual sweep (baselines, every model),
+    #: on shared_all (or the app's model) and json: "limits" for the idle memory target
+    also: tuple[str, ...] = ()
 
     def scaled(self, conns: int | None = None, depth: int | None = None) -> Scenario:
         return replace(self, conns=conns or self.conns, depth=depth or self.depth)
@@ -130,8 +133,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "idle",
             "idle",
-            "10,000 idle connections: RSS per connection, then all pinged",
+            "10,000 idle connections: RSS per connection, then all pinged; with every "
+            "hostile-client limit on (never biting) beside no limits",
             conns=10_000,
+            also=("limits",),
         ),
     )
 }

@@ -21,13 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit import free_port
+
 BINARY = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def require_redis() -> str:

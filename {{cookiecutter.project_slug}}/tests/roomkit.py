@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from {{ cookiecutter.package_name }} import (
@@ -148,11 +147,3 @@ def lab_client(server: Server, protocol: str) -> Client:
 
 def lab_rooms(server: Server) -> dict[str, Room]:
     return manager_of(server).rooms
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)

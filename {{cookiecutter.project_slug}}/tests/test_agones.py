@@ -13,17 +13,17 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from agones_sidecar import StandInSidecar
+from testkit import ServeProcess, free_port, until
 
 from {{ cookiecutter.package_name }}.settings import (
-    ENV_PREFIX,
     Settings,
 )
 from {{ cookiecutter.package_name }}.sgs import (
@@ -42,14 +42,7 @@ from {{ cookiecutter.package_name }}.sgs.testing import (
     running_server,
 )
 
-PACKAGE = "{{ cookiecutter.package_name }}"
 INTERVAL = 0.2  # health period of these tests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int) -> bool:
@@ -60,32 +53,19 @@ def port_open(port: int) -> bool:
         return False
 
 
-async def start_serve(
-    sdk_port: int, game_port: int, interval: float = INTERVAL, flag: bool = False
-) -> asyncio.subprocess.Process:
+def agones_serve(
+    workdir: Path, sdk_port: int, interval: float = INTERVAL, flag: bool = False
+) -> ServeProcess:
     """``serve`` with agones on (by setting, or ``--agones``), its SDK port in the env as Agones gives it."""
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "AGONES_SDK_HTTP_PORT": str(sdk_port),
-        f"{ENV_PREFIX}AGONES_HEALTH_INTERVAL": str(interval),
-        f"{ENV_PREFIX}HOST": "127.0.0.1",
-        f"{ENV_PREFIX}PORT": str(game_port),
-        f"{ENV_PREFIX}WS_PORT": "0",
-        f"{ENV_PREFIX}STORE_URL": "memory://",
-        f"{ENV_PREFIX}DRAIN_TIMEOUT": "2",
-    }
-    if not flag:
-        env[f"{ENV_PREFIX}AGONES"] = "true"
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        PACKAGE,
-        "serve",
+    return ServeProcess(
+        workdir,
         *(["--agones"] if flag else []),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env={**os.environ, "AGONES_SDK_HTTP_PORT": str(sdk_port)},
+        protocol=None,  # the project's own, as ping() speaks it
+        agones=None if flag else "true",
+        agones_health_interval=str(interval),
+        store_url="memory://",
+        drain_timeout="2",
     )
 
 
@@ -94,35 +74,12 @@ async def ping(port: int) -> None:
         assert isinstance(await c.request(PingReq(client_time_ms=1), timeout=5), PongResp)
 
 
-async def wait_answering(port: int, proc: asyncio.subprocess.Process, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.returncode is None, "serve exited"
-        try:
-            await ping(port)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
-async def stop_serve(proc: asyncio.subprocess.Process) -> str:
+async def stop_serve(proc: ServeProcess) -> str:
     """SIGTERM, then the exit code must be 0; returns what the server logged."""
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    log = err.decode()
-    assert proc.returncode == 0, log
+    code, log = await proc.stopped_by(signal.SIGTERM)
+    assert code == 0, log
     assert "Traceback" not in log, log
     return log
-
-
-async def until(condition: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -132,8 +89,9 @@ def gaps(times: list[float]) -> list[float]:
 # --- a real serve process --------------------------------------------------------
 
 
-async def test_ready_after_listen_health_at_the_period_shutdown_after_drain() -> None:
-    game_port = free_port()
+async def test_ready_after_listen_health_at_the_period_shutdown_after_drain(
+    tmp_path: Path,
+) -> None:
     listening_at_ready: list[bool] = []
     at_shutdown: list[tuple[bool, bytes | None]] = []
     player: socket.socket | None = None
@@ -141,13 +99,16 @@ async def test_ready_after_listen_health_at_the_period_shutdown_after_drain() ->
     def shutdown_seen() -> None:
         """At Shutdown, the drain must be over: the player's link closed, the port shut."""
         assert player is not None
-        at_shutdown.append((port_open(game_port), read_until_eof(player)))
+        at_shutdown.append((port_open(proc.port), read_until_eof(player)))
 
     with StandInSidecar() as sidecar:
-        sidecar.hooks["/ready"] = lambda: listening_at_ready.append(port_open(game_port))
+        proc = agones_serve(tmp_path, sidecar.port)
+        # The log names the port before Ready: it must be open by then.
+        sidecar.hooks["/ready"] = lambda: listening_at_ready.append(port_open(proc.logged_port()))
         sidecar.hooks["/shutdown"] = shutdown_seen
-        proc = await start_serve(sidecar.port, game_port)
         try:
+            await proc.start()
+            game_port = proc.port
             ready_at = (await asyncio.to_thread(sidecar.wait_for, "/ready"))[0]
             assert listening_at_ready == [True], "Ready came before the game port listened"
             labels = [c for c in sidecar.calls if c.path == "/metadata/label"]
@@ -168,8 +129,7 @@ async def test_ready_after_listen_health_at_the_period_shutdown_after_drain() ->
 
             log = await stop_serve(proc)
         finally:
-            if proc.returncode is None:
-                proc.kill()
+            proc.kill()
             if player is not None:
                 player.close()
         assert at_shutdown == [(False, b"")], "Shutdown came before the drain ended"
@@ -193,11 +153,13 @@ def read_until_eof(sock: socket.socket) -> bytes | None:
     return b""
 
 
-async def test_a_sidecar_that_starts_late_is_retried() -> None:
-    sdk_port, game_port = free_port(), free_port()
-    proc = await start_serve(sdk_port, game_port, flag=True)
+async def test_a_sidecar_that_starts_late_is_retried(tmp_path: Path) -> None:
+    sdk_port = free_port()  # nothing listens there yet
+    proc = agones_serve(tmp_path, sdk_port, flag=True)
     try:
-        await wait_answering(game_port, proc)  # serving without any sidecar
+        await proc.start()  # serving without any sidecar
+        game_port = proc.port
+        await ping(game_port)
         await asyncio.sleep(1.0)  # several failed attempts
         with StandInSidecar(sdk_port) as sidecar:
             await asyncio.to_thread(sidecar.wait_for, "/ready", 1, 15)
@@ -206,20 +168,20 @@ async def test_a_sidecar_that_starts_late_is_retried() -> None:
             log = await stop_serve(proc)
             assert sidecar.paths()[-1] == "/shutdown"
     finally:
-        if proc.returncode is None:
-            proc.kill()
+        proc.kill()
     # One line per failure streak, not one per attempt.
     assert log.count("Agones: ready failed") == 1, log
     assert "Agones: ready works again after" in log
 
 
-async def test_a_sidecar_answering_errors_never_stops_the_game() -> None:
-    game_port = free_port()
+async def test_a_sidecar_answering_errors_never_stops_the_game(tmp_path: Path) -> None:
     with StandInSidecar() as sidecar:
         sidecar.fail_status = 503
-        proc = await start_serve(sidecar.port, game_port)
+        proc = agones_serve(tmp_path, sidecar.port)
         try:
-            await wait_answering(game_port, proc)
+            await proc.start()
+            game_port = proc.port
+            await ping(game_port)
             await asyncio.to_thread(sidecar.wait_for, "/ready", 4)
             for _ in range(5):  # answering all along
                 await ping(game_port)
@@ -232,8 +194,7 @@ async def test_a_sidecar_answering_errors_never_stops_the_game() -> None:
             await until(lambda: sidecar.gameserver.state == "Ready")
             await stop_serve(proc)
         finally:
-            if proc.returncode is None:
-                proc.kill()
+            proc.kill()
         assert sidecar.gameserver.state == "Shutdown"
 
 

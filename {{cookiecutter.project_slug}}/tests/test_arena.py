@@ -8,6 +8,8 @@ import bson
 import msgspec
 import pytest
 
+from testkit import until
+
 from {{ cookiecutter.package_name }}.client import (
     GameClient,
 )
@@ -172,13 +174,6 @@ async def test_a_player_chats_and_plays_at_once_chat_is_a_room_type() -> None:
             with pytest.raises(RemoteError) as info:
                 await a.join_or_create("chat")  # joined by name, never matchmade
             assert info.value.error.code == "no_such_room"
-            await wait_for(
+            await until(
                 lambda: [len(r.clients) for r in manager_of(server).shared_rooms("chat")] == [1]
             )
-
-
-async def wait_for(predicate, timeout: float = T) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)

@@ -12,6 +12,7 @@ import pytest
 
 import fwkit
 from fwkit import BoomReq, DenyReq, EchoReq, KickReq, RawConn, frame
+from testkit import until
 
 from {{ cookiecutter.package_name }}.sgs import (
     Client,
@@ -53,14 +54,6 @@ def error_of(value: bytes) -> dict[str, Any]:
     return json.loads(value)
 
 
-async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
 @pytest.mark.parametrize("model", MODELS)
 async def test_oversized_length_gets_error_and_close(model: str) -> None:
     async with serving(model, max_frame_size=1024) as (server, closed):
@@ -75,7 +68,7 @@ async def test_oversized_length_gets_error_and_close(model: str) -> None:
         err = error_of(value)
         assert err["code"] == "frame_too_large" and err["msg_id"] == 1001
         assert await raw.read_eof() == b""
-        await wait_for(lambda: len(closed) == 1)
+        await until(lambda: len(closed) == 1)
         assert closed[0].close_reason is CloseReason.PROTOCOL_ERROR
         assert (await bystander.request(EchoReq(seq=7, text="b"))).seq == 7
         await bystander.close()
@@ -139,7 +132,7 @@ async def test_protocol_error_policy_close() -> None:
         msg_id, value = await raw.read_frame()
         assert msg_id == ERROR_ID and error_of(value)["code"] == "unknown_message"
         assert await raw.read_eof() == b""
-        await wait_for(lambda: len(closed) == 1)
+        await until(lambda: len(closed) == 1)
         assert closed[0].close_reason is CloseReason.PROTOCOL_ERROR
         await bystander_is_served(server)
 
@@ -166,7 +159,7 @@ async def test_handler_error_policy_close() -> None:
             with pytest.raises(RemoteError):
                 await c.request(BoomReq())
             await asyncio.wait_for(c.wait_closed(), 5)
-        await wait_for(lambda: len(closed) == 1)
+        await until(lambda: len(closed) == 1)
         assert closed[0].close_reason is CloseReason.HANDLER_ERROR
         await bystander_is_served(server)
 
@@ -180,7 +173,7 @@ async def test_disconnect_in_the_middle_of_a_frame(model: str) -> None:
         msg_id, _ = await raw.read_frame()
         assert msg_id == EchoReq.__reply__.__msg_id__
         await raw.close()
-        await wait_for(lambda: len(closed) == 1)
+        await until(lambda: len(closed) == 1)
         assert closed[0].close_reason is CloseReason.REMOTE
         assert server.links == {}
         await bystander_is_served(server)
@@ -197,7 +190,7 @@ async def test_client_that_never_reads_is_closed_for_send_overflow(model: str) -
             if closed:
                 break
             await asyncio.sleep(0)
-        await wait_for(lambda: len(closed) == 1, timeout=10)
+        await until(lambda: len(closed) == 1, timeout=10)
         assert closed[0].close_reason is CloseReason.SEND_OVERFLOW
         await bystander_is_served(server)
         raw.writer.transport.abort()
@@ -210,7 +203,7 @@ async def test_drop_policy_drops_and_counts() -> None:
         for _ in range(300):
             raw.send(request)
             await asyncio.sleep(0)
-        await wait_for(lambda: server.stats.dropped > 0, timeout=10)
+        await until(lambda: server.stats.dropped > 0, timeout=10)
         assert closed == [] and len(server.links) == 1  # dropped, not closed
         await bystander_is_served(server)
         raw.writer.transport.abort()
@@ -225,7 +218,7 @@ async def test_idle_link_is_closed_and_keepalive_is_not(model: str) -> None:
         data = await raw.read_eof(timeout=5)
         assert data[:4] == ERROR_ID.to_bytes(4, "big")
         assert error_of(data[8:])["code"] == "idle_timeout"
-        await wait_for(lambda: len(closed) == 1)
+        await until(lambda: len(closed) == 1)
         assert closed[0].close_reason is CloseReason.IDLE_TIMEOUT
         await asyncio.sleep(0.4)
         assert alive.connected
@@ -248,7 +241,7 @@ async def test_connection_beyond_max_connections_is_refused_clearly() -> None:
         for c in (first, second):
             assert (await c.request(EchoReq(seq=1, text="ok"))).seq == 1
         await first.close()
-        await wait_for(lambda: len(server.links) == 1)
+        await until(lambda: len(server.links) == 1)
         await bystander_is_served(server)  # a slot is free again
         await second.close()
         await raw.close()
@@ -261,5 +254,5 @@ async def test_kick_flushes_reply_first(model: str) -> None:
             reply = await c.request(KickReq())
             assert reply.text == "bye"
             await asyncio.wait_for(c.wait_closed(), 5)
-        await wait_for(lambda: len(closed) == 1)
+        await until(lambda: len(closed) == 1)
         assert closed[0].close_reason == "kicked"

@@ -103,7 +103,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     rows = report["rows"]
     servers = {row["server"] for row in rows}
     assert servers == {"raw", "json", "streams", "framework"}
-    assert len(rows) == 4 * 4
+    assert len(rows) == 4 * 4 + 1  # idle also runs the framework with every limit on
     for row in rows:
         assert "failed" not in row, row
         assert row["errors"] == 0, row

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
+from testkit import ServeProcess, free_port
 
 from {{ cookiecutter.package_name }} import (
     cli,
@@ -50,12 +51,6 @@ pytestmark = pytest.mark.usefixtures("isolated")
 def _no_fixed_metrics_port(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`serve` here would bind the generated metrics_port, the same in parallel tests."""
     monkeypatch.setenv(f"{ENV_PREFIX}METRICS_PORT", "0")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def command(*args: str) -> list[str]:
@@ -120,34 +115,139 @@ def test_print_config_json_with_a_config_file(
     }
 
 
-# --- settings errors: pydantic's message, exit 2, no traceback ------------------
+PROG = cli.PROG
+
+
+# --- settings errors: one line per problem, exit 2, no traceback -----------------
+
+
+def assert_clear(err: str, expected: list[tuple[str, str, str, str]]) -> None:
+    """Exactly one line per problem, each naming (setting, value, origin, fix)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == len(expected), err
+    for line, (field, value, origin, fix) in zip(lines, expected, strict=True):
+        assert line.startswith(f"{PROG}: {field} = "), line
+        for part in (value, origin, fix):
+            assert part in line, (part, line)
+    for noise in ("[type=", "input_value", "For further information", "errors.pydantic.dev"):
+        assert noise not in err, err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
-    ("argv", "field"),
+    ("argv", "expected"),
     [
-        (["serve", "--port", "70000"], "port"),
-        (["serve", "--protocol", "xml"], "protocol"),
-        (["serve", "--resource-model", "9"], "resource_model"),
-        (["healthcheck", "--port", "-5"], "port"),
-        (["print-config"], "logic_workers"),
+        (
+            ["serve", "--port", "70000"],
+            [("port", "'70000'", "flag --port", "use a whole number from 0 to 65535")],
+        ),
+        (
+            ["serve", "--protocol", "xml"],
+            [("protocol", "'xml'", "flag --protocol", "use one of json, protobuf, msgpack, bson")],
+        ),
+        (
+            ["serve", "--resource-model", "9"],
+            [("resource_model", "'9'", "flag --resource-model", "use one of per_link")],
+        ),
+        (
+            ["healthcheck", "--port", "-5"],
+            [("port", "'-5'", "flag --port", "from 0 to 65535")],
+        ),
+        (
+            ["serve", "--port", "x", "--metrics-port", "99999"],
+            [
+                ("port", "'x'", "flag --port", "use a whole number from 0 to 65535"),
+                ("metrics_port", "'99999'", "flag --metrics-port", "from 0 to 65535"),
+            ],
+        ),
     ],
 )
-def test_bad_setting_exits_2_naming_the_field(
-    argv: list[str], field: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_bad_flags_print_one_clear_line_each_and_exit_2(
+    argv: list[str], expected: list[tuple[str, str, str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if argv == ["print-config"]:
-        monkeypatch.setenv(f"{ENV_PREFIX}LOGIC_WORKERS", "zero")
     assert cli.main(argv) == 2
+    assert_clear(capsys.readouterr().err, expected)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"LOGIC_WORKERS": "zero"},
+            [("logic_workers", "'zero'", f"environment {ENV_PREFIX}LOGIC_WORKERS", "whole number")],
+        ),
+        (
+            {"IDLE_TIMEOUT": "-1"},
+            [("idle_timeout", "'-1'", "IDLE_TIMEOUT", "use a number of at least 0")],
+        ),
+        (
+            {"PROXY_PROTOCOL": "maybe"},
+            [("proxy_protocol", "'maybe'", "PROXY_PROTOCOL", "use true or false")],
+        ),
+        (
+            {"TRUSTED_PROXIES": "10.0.0.0/8"},  # not a JSON list
+            [("trusted_proxies", "'10.0.0.0/8'", "TRUSTED_PROXIES", '["10.0.0.0/8"]')],
+        ),
+        (
+            {"TRUSTED_PROXIES": '["10.0.0.0/33"]'},
+            [("trusted_proxies", "['10.0.0.0/33']", "TRUSTED_PROXIES", "CIDRs such as")],
+        ),
+        (
+            {"CLUSTER_URL": "redis://:hunter2@h:x/0"},
+            [("cluster_url", "***", "CLUSTER_URL", "bad port")],
+        ),
+    ],
+)
+def test_bad_environment_values_print_one_clear_line_each(
+    env: dict[str, str],
+    expected: list[tuple[str, str, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(f"{ENV_PREFIX}{name}", value)
+    assert cli.main(["print-config"]) == 2
     err = capsys.readouterr().err
-    assert "invalid settings" in err and field in err
-    assert "Traceback" not in err
+    assert_clear(err, expected)
+    assert "hunter2" not in err
+
+
+def test_bad_config_file_values_name_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('port = 70000\nloop = "trio"\nsend_workers = 2\n', encoding="utf-8")
+    assert cli.main(["serve", "--config", str(config)]) == 2
+    where = f"config file {config}"
+    assert_clear(
+        capsys.readouterr().err,
+        [
+            ("port", "70000", where, "use a whole number from 0 to 65535"),
+            ("loop", "'trio'", where, "use one of uvloop, asyncio"),
+        ],
+    )
+    config.write_text("port = [", encoding="utf-8")
+    assert cli.main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid TOML" in err and str(config) in err
+
+
+def test_a_check_across_settings_prints_its_own_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"{PROG}: settings: workers = 2 needs cluster_url: each worker process is a cluster "
+        "node, and nodes share rooms and logins through Redis (set cluster_url, or workers = 1)"
+    ]
 
 
 def test_bad_setting_in_a_real_process_has_no_traceback() -> None:
     result = run_command("serve", "--port", "not-a-port")
     assert result.returncode == 2
-    assert "port" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"{PROG}: port = 'not-a-port' (flag --port): input should be a valid integer, unable "
+        "to parse string as an integer; use a whole number from 0 to 65535"
+    ]
 
 
 def test_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,18 +322,6 @@ async def test_healthcheck_fails_on_a_silent_server() -> None:
 # --- serve -------------------------------------------------------------------------
 
 
-def wait_healthy(port: int, protocol: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited early:\n{proc.communicate()[1]}"
-        check = run_command("healthcheck", "--port", str(port), "--protocol", protocol)
-        if check.returncode == 0:
-            return
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"server never became healthy:\n{proc.communicate()[1]}")
-
-
 @pytest.mark.parametrize(
     ("flags", "protocol", "stop_signal"),
     [
@@ -245,25 +333,21 @@ def wait_healthy(port: int, protocol: str, proc: subprocess.Popen[str]) -> None:
 def test_serve_logs_settings_and_stops_gracefully(
     flags: tuple[str, ...], protocol: str, stop_signal: signal.Signals
 ) -> None:
-    port, ws_port = free_port(), free_port()  # port + 1 may be a client's ephemeral port
-    proc = subprocess.Popen(
-        command("serve", "--host", "127.0.0.1", "--port", str(port), *flags),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, f"{ENV_PREFIX}WS_PORT": str(ws_port)},
-    )
+    ws_port = free_port()  # ws_port 0 is off: a WebSocket port has to be chosen
+    # The project's own protocol unless a flag says otherwise (None: no override).
+    proc = ServeProcess(Path.cwd(), *flags, protocol=None, ws_port=str(ws_port))
     try:
-        wait_healthy(port, protocol, proc)
-        proc.send_signal(stop_signal)
-        _, log = proc.communicate(timeout=STARTUP_TIMEOUT)
+        proc.start_blocking(STARTUP_TIMEOUT)
+        port = proc.port
+        check = run_command("healthcheck", "--port", str(port), "--protocol", protocol)
+        assert check.returncode == 0, check.stderr
+        code, log = proc.stop(stop_signal, timeout=STARTUP_TIMEOUT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, log
+        proc.kill()
+    assert code == 0, log
     assert "starting with settings" in log
-    assert f"port={port}" in log and f"protocol={protocol}" in log
+    assert " port=0 " in log and f"protocol={protocol}" in log  # the settings as given
+    assert f"listening on 127.0.0.1:{port}" in log  # the port the kernel chose
     assert f"WebSocket on 127.0.0.1:{ws_port}/" in log
     if flags:
         assert "resource_model=per_link" in log

@@ -14,12 +14,13 @@ import functools
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis as redis_sync
 
 from redis_server import RedisServer
+from testkit import until
 
 from {{ cookiecutter.package_name }}.client import (
     GameClient,
@@ -101,19 +102,11 @@ def client(server: Server, protocol: str = "json") -> GameClient:
     return GameClient("127.0.0.1", server.port, protocol=protocol, timeout=TIMEOUT)
 
 
-async def wait_until(check: Callable[[], bool], timeout: float = TIMEOUT, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.01)
-
-
 async def interest_known(servers: list[Server], group: str, members_on: list[Server]) -> None:
     """Wait until every node knows which other nodes have members in ``group``."""
     for server in servers:
         others = {s.cluster.node_id for s in members_on if s is not server}
-        await wait_until(
+        await until(
             lambda s=server, o=others: s.cluster.interest.get(group, set()) >= o,
             what=f"{server.cluster.node_id} to learn who is in {group}",
         )
@@ -152,7 +145,7 @@ async def test_three_nodes_every_member_gets_every_broadcast_once_in_order(
         senders = clients[::2]  # one per node
         await asyncio.gather(*(_say_many(c, f"s{n}", per_sender) for n, c in enumerate(senders)))
         total = per_sender * len(senders)
-        await wait_until(lambda: all(len(h) == total for h in heard.values()), what="deliveries")
+        await until(lambda: all(len(h) == total for h in heard.values()), what="deliveries")
         await asyncio.sleep(0.2)  # nothing more may arrive
         for messages in heard.values():
             assert len(messages) == total
@@ -188,17 +181,17 @@ async def test_a_node_subscribes_to_a_room_only_while_it_has_members(
             await cb.login("bob")
             joined = await ca.join("lobby")
             assert joined.members == ["ann"]
-            await wait_until(lambda: numsub(redis_server, channel) == 1, what="A subscribed")
+            await until(lambda: numsub(redis_server, channel) == 1, what="A subscribed")
             joined = await cb.join("lobby")
             assert joined.members == ["ann", "bob"], "members on every node"
-            await wait_until(lambda: numsub(redis_server, channel) == 2, what="B subscribed")
+            await until(lambda: numsub(redis_server, channel) == 2, what="B subscribed")
             await ca.leave()
-            await wait_until(lambda: numsub(redis_server, channel) == 1, what="A unsubscribed")
+            await until(lambda: numsub(redis_server, channel) == 1, what="A unsubscribed")
             await interest_known([a], "room:lobby", [b])
-            await wait_until(lambda: "room:lobby" not in b.cluster.interest, what="B to forget A")
-        await wait_until(lambda: numsub(redis_server, channel) == 0, what="nobody subscribed")
+            await until(lambda: "room:lobby" not in b.cluster.interest, what="B to forget A")
+        await until(lambda: numsub(redis_server, channel) == 0, what="nobody subscribed")
         with redis_sync.Redis(port=redis_server.port) as r:
-            await wait_until(lambda: r.hlen(f"{PREFIX}:gmembers:room:lobby") == 0)
+            await until(lambda: r.hlen(f"{PREFIX}:gmembers:room:lobby") == 0)
 
 
 # -- 3. Redis killed and restarted mid-stream ----------------------------------------
@@ -224,18 +217,16 @@ async def test_redis_restart_mid_stream_every_node_comes_back_and_counts_the_gap
                 return k
 
             sender = asyncio.create_task(stream())
-            await wait_until(lambda: len(got) >= 20, what="traffic before the restart")
+            await until(lambda: len(got) >= 20, what="traffic before the restart")
             redis_server.kill()
             await asyncio.sleep(0.5)
             redis_server.start()
             started = time.monotonic()
-            await wait_until(
-                lambda: a.cluster.connected and b.cluster.connected, what="both nodes back"
-            )
+            await until(lambda: a.cluster.connected and b.cluster.connected, what="both nodes back")
             assert time.monotonic() - started < 8.0
             await interest_known([a, b], "room:r", [a, b])
             before = len(got)
-            await wait_until(lambda: len(got) >= before + 20, what="rooms work again")
+            await until(lambda: len(got) >= before + 20, what="rooms work again")
             stop.set()
             sent = await sender
             assert len(got) < sent, "messages in the outage are lost, not replayed"
@@ -271,7 +262,7 @@ async def test_hundred_simultaneous_logins_over_two_nodes_leave_one_survivor(
 
         results = await asyncio.gather(*(login(c) for c in clients))
         try:
-            await wait_until(lambda: sum(not c.closed for c in clients) == 1)
+            await until(lambda: sum(not c.closed for c in clients) == 1)
         except AssertionError as exc:
             alive = [(i, results[i], errors[i]) for i, c in enumerate(clients) if not c.closed]
             raise AssertionError(
@@ -386,7 +377,7 @@ async def test_broadcast_then_reply_arrive_in_that_order(redis_server: RedisServ
             for n in range(50):
                 resp = await ca.request(ShoutReq(n=n))
                 seen.append(("reply", resp.n))
-            await wait_until(lambda: len(remote) == 50, what="remote pushes")
+            await until(lambda: len(remote) == 50, what="remote pushes")
         assert seen == [item for n in range(50) for item in (("push", n), ("reply", n))]
         assert remote == list(range(50))
 
@@ -416,10 +407,10 @@ async def test_paused_redis_leaves_local_play_alone_bounds_memory_and_counts_dro
                 n = 400
                 for k in range(n):
                     await sender.say(f"m{k}")
-                await wait_until(lambda: len(got_local) == n, what="local deliveries")
+                await until(lambda: len(got_local) == n, what="local deliveries")
                 assert [m.text for m in got_local] == [f"m{k}" for k in range(n)]
                 assert len(a.cluster.bus.queue) <= queue, "bounded publish queue"
-                await wait_until(lambda: a.cluster.stats.dropped > 0, what="counted drops")
+                await until(lambda: a.cluster.stats.dropped > 0, what="counted drops")
             finally:
                 redis_server.resume()
             # The broker is back; until the nodes noticed both the pause and the
@@ -473,9 +464,9 @@ async def test_junk_on_cluster_channels_is_ignored_and_counted(
                     for channel in channels:
                         r.publish(channel, data)
             expected = len(junk) * len(channels)
-            await wait_until(lambda: b.cluster.stats.junk >= expected, what="junk counted")
+            await until(lambda: b.cluster.stats.junk >= expected, what="junk counted")
             await ca.say("still fine")
-            await wait_until(lambda: [m.text for m in got] == ["still fine"])
+            await until(lambda: [m.text for m in got] == ["still fine"])
             assert (await cb.echo("alive")) == "alive"
             assert a.cluster.connected and b.cluster.connected
 
@@ -493,7 +484,7 @@ async def test_room_ticks_come_from_one_node_with_cluster_wide_numbers(
             ca.on_room_tick(ticks_a.append)
             cb.on_room_tick(ticks_b.append)
             await seat_ann_and_bob(a, ca, b, cb, "clock")
-            await wait_until(lambda: any(t.members == 2 for t in ticks_b), what="2 members")
+            await until(lambda: any(t.members == 2 for t in ticks_b), what="2 members")
             start = next(t.tick for t in ticks_b if t.members == 2)
 
             def both_have_ten() -> bool:
@@ -501,7 +492,7 @@ async def test_room_ticks_come_from_one_node_with_cluster_wide_numbers(
                 seen_b = [t for t in ticks_b if t.tick >= start]
                 return min(len(seen_a), len(seen_b)) >= 10
 
-            await wait_until(both_have_ten)
+            await until(both_have_ten)
             later_a = [t.tick for t in ticks_a if t.tick >= start][:10]
             later_b = [t.tick for t in ticks_b if t.tick >= start][:10]
             assert later_a == later_b == list(range(start, start + 10)), "one numbering"

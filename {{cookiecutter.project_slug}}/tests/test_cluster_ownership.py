@@ -22,7 +22,8 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from redis_server import RedisServer
-from test_cluster import PREFIX, TIMEOUT, client, node, wait_until
+from test_cluster import PREFIX, TIMEOUT, client, node
+from testkit import until
 
 from {{ cookiecutter.package_name }}.handlers import (
     router,
@@ -128,7 +129,7 @@ async def test_bus_keeps_order_and_a_paused_broker_makes_the_outcome_unknown(
             await bus.call(lambda pipe: (pipe.set("late", "1"), 1)[1])
         # The command was sent: it runs once the pause ends.
         with raw(redis_server) as r:
-            await wait_until(lambda: r.get("late") == b"1", what="the late command to run")
+            await until(lambda: r.get("late") == b"1", what="the late command to run")
 
 
 # -- the subscriber never goes deaf quietly --------------------------------------------
@@ -168,14 +169,14 @@ async def test_listener_resubscribes_after_client_kill_pubsub_and_rechecks(
     heard: list[tuple[str, Any]] = []
     checks: list[bool] = []
     async with listener_on(redis_server, heard, checks) as listener:
-        await wait_until(lambda: listener.listening, what="subscribed")
+        await until(lambda: listener.listening, what="subscribed")
         assert checks == [True]
         with raw(redis_server) as r:
             r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-            await wait_until(lambda: checks == [True, False], what="a re-check after resubscribing")
-            await wait_until(lambda: listener.listening, what="listening again")
+            await until(lambda: checks == [True, False], what="a re-check after resubscribing")
+            await until(lambda: listener.listening, what="listening again")
             r.publish("t:ctl", b"after")
-        await wait_until(lambda: ("t:ctl", b"after") in heard, what="messages flow again")
+        await until(lambda: ("t:ctl", b"after") in heard, what="messages flow again")
         assert listener.reconnects == 1
 
 
@@ -186,13 +187,13 @@ async def test_listener_notices_a_silent_broker_within_its_io_timeout(
     heard: list[tuple[str, Any]] = []
     checks: list[bool] = []
     async with listener_on(redis_server, heard, checks) as listener:
-        await wait_until(lambda: listener.listening, what="subscribed")
+        await until(lambda: listener.listening, what="subscribed")
         with raw(redis_server) as r:
             r.execute_command("CLIENT", "PAUSE", "4000", "ALL")
         started = time.monotonic()
-        await wait_until(lambda: not listener.listening, what="the listener to notice")
+        await until(lambda: not listener.listening, what="the listener to notice")
         assert time.monotonic() - started < 3.0, "io_timeout (1 s) plus one heartbeat"
-        await wait_until(lambda: listener.listening, timeout=15, what="listening again")
+        await until(lambda: listener.listening, timeout=15, what="listening again")
         assert checks[-1] is False, "re-checked what it may have missed"
 
 
@@ -255,7 +256,7 @@ async def test_a_binding_only_the_reaper_removed_is_taken_back(
             with raw(redis_server) as r:
                 k = Keys(PREFIX)
                 r.delete(k.bind("bea"))  # what REAP does to a paused node's bindings
-                await wait_until(
+                await until(
                     lambda: r.hget(k.bind("bea"), "node") == node_id.encode(),
                     what="the binding to be taken back",
                 )
@@ -278,7 +279,7 @@ async def test_a_login_after_losing_ownership_reads_the_newer_owners_state(
             await first.login("alice")
             for _ in range(3):
                 await first.business(1, 1, 1)
-            await wait_until(lambda: not a.store.get("alice").dirty, what="a flush")
+            await until(lambda: not a.store.get("alice").dirty, what="a flush")
             # A is reaped as after a pause past its lease (its lease, bindings gone).
             with raw(redis_server) as r:
                 k = Keys(PREFIX)
@@ -300,7 +301,7 @@ async def test_a_login_after_losing_ownership_reads_the_newer_owners_state(
                 assert (await second.login("alice")).counter == 3
                 for _ in range(5):
                     await second.business(1, 1, 1)
-                await wait_until(lambda: not b.store.get("alice").dirty, what="B's flush")
+                await until(lambda: not b.store.get("alice").dirty, what="B's flush")
                 await first.wait_closed(TIMEOUT)
                 async with client(a) as third:
                     user = await third.login("alice")
@@ -412,13 +413,13 @@ async def test_redis_restarted_empty_keeps_an_online_players_state(
             await first.login("erin")
             for _ in range(5):
                 await first.business(1, 1, 1)
-            await wait_until(lambda: not a.store.get("erin").dirty, what="a flush")
+            await until(lambda: not a.store.get("erin").dirty, what="a flush")
             redis_server.restart()  # empty: persistence is off
-            await wait_until(
+            await until(
                 lambda: a.cluster.stats.broker_resets >= 1 and a.cluster.connected,
                 what="A to notice the data loss",
             )
-            await wait_until(lambda: b.cluster.connected, what="B back")
+            await until(lambda: b.cluster.connected, what="B back")
             async with client(b) as second:
                 deadline = time.monotonic() + TIMEOUT
                 while True:  # logins during the reconnect may be refused: retry
@@ -452,10 +453,10 @@ async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServe
                 await asyncio.wait_for(ca.leave(), TIMEOUT)  # answered locally
             finally:
                 redis_server.resume()
-            await wait_until(lambda: a.cluster.connected and a.cluster.lease_held, what="A back")
-            await wait_until(lambda: b.cluster.connected, what="B back")
+            await until(lambda: a.cluster.connected and a.cluster.lease_held, what="A back")
+            await until(lambda: b.cluster.connected, what="B back")
             with raw(redis_server) as r:
-                await wait_until(
+                await until(
                     lambda: r.hlen(f"{PREFIX}:gmembers:room:x") == 0, what="the ghost to go"
                 )
             assert (await cb.join("x")).members == ["gus"]
@@ -508,7 +509,7 @@ async def test_an_unbound_accounts_epoch_key_expires(redis_server: RedisServer) 
                 assert r.pttl(f"{PREFIX}:epoch:jon") == -1, "held: no expiry"
             await c.logout()
         with raw(redis_server) as r:
-            await wait_until(
+            await until(
                 lambda: r.pttl(f"{PREFIX}:epoch:jon") > 0, what="the epoch key to get a TTL"
             )
         assert a.bindings.players == {}
@@ -548,7 +549,7 @@ async def test_write_back_returns_recently_handed_off_states_and_the_newer_epoch
         await backend.claim("moved", 20)  # ... and a newer owner already wrote back its own
         await backend.write([("moved", {"n": 2}, 20)])
         assert store.write_back() == 2
-        await wait_until(lambda: not store.unsaved, what="the write back")
+        await until(lambda: not store.unsaved, what="the write back")
         assert await backend.get("gone") == ({"n": 5}, 10)
         assert await backend.get("moved") == ({"n": 2}, 20), "the older epoch is fenced"
         assert store.get("gone") is None and store.get("moved") is None

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer
+from testkit import ServeProcess
 
 from {{ cookiecutter.package_name }}.client import GameClient
 from {{ cookiecutter.package_name }}.handlers import (
@@ -27,58 +26,28 @@ from {{ cookiecutter.package_name }}.handlers import (
     setup,
 )
 from {{ cookiecutter.package_name }}.messages import RoomTick
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
-PACKAGE = "{{ cookiecutter.package_name }}"
 LEASE = 1.5
 PREFIX = "sgs"
 TIMEOUT = 10.0
 
 
 @pytest.fixture
-def node_process(
-    redis_server: RedisServer, tmp_path: Path
-) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """``serve`` in its own process as node ``victim``, killed after the test whatever happens."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)} | {
-        f"{ENV_PREFIX}CLUSTER_URL": redis_server.url,
-        f"{ENV_PREFIX}NODE_ID": "victim",
-        f"{ENV_PREFIX}CLUSTER_LEASE": str(LEASE),
-        f"{ENV_PREFIX}STORE_URL": "memory://",
-        f"{ENV_PREFIX}PROTOCOL": "json",  # what the test's clients speak
-        f"{ENV_PREFIX}WS_PORT": "0",  # TCP only: port + 1 may be a client's ephemeral port
-        f"{ENV_PREFIX}METRICS_PORT": "0",  # no fixed port shared by parallel tests
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        text=True,
+def node_process(redis_server: RedisServer, tmp_path: Path) -> Iterator[ServeProcess]:
+    """``serve`` as node ``victim`` (the test starts it), killed after the test whatever happens."""
+    proc = ServeProcess(
+        tmp_path,
+        name="victim",
+        cluster_url=redis_server.url,
+        node_id="victim",
+        cluster_lease=str(LEASE),
+        store_url="memory://",
     )
     try:
-        yield port, proc
+        yield proc
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-async def wait_for_port(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        assert proc.poll() is None, "the node process died"
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, "the node never listened"
-            await asyncio.sleep(0.05)
+        proc.kill()
 
 
 def victim_traces(r: redis_sync.Redis) -> tuple[bytes | None, list[bytes]]:
@@ -89,10 +58,11 @@ def victim_traces(r: redis_sync.Redis) -> tuple[bytes | None, list[bytes]]:
 
 
 async def test_killed_node_is_reaped_within_its_lease_and_a_stopped_one_is_not(
-    redis_server: RedisServer, node_process: tuple[int, subprocess.Popen[str]]
+    redis_server: RedisServer, node_process: ServeProcess
 ) -> None:
-    port, proc = node_process
-    await wait_for_port(port, proc)
+    await node_process.start()
+    port, proc = node_process.port, node_process.proc
+    assert proc is not None
     async with running_server(
         router,
         setup=setup,

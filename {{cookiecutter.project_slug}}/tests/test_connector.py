@@ -103,3 +103,15 @@ def test_large_frame_in_many_reads() -> None:
     for off in range(0, len(data), 1000):
         got += decoder.feed(data[off : off + 1000])
     assert got == [(2, value), (3, b"tail")]
+
+
+def test_idle_decoders_share_one_empty_tail_and_never_write_to_it() -> None:
+    """An idle link's decoder holds no buffer of its own; a partial frame gets a fresh one."""
+    a, b = FrameDecoder(1024), FrameDecoder(1024)
+    assert a._tail is b._tail and not a._tail
+    whole = encode_frame(5, b"abc")
+    assert a.feed(whole[:4]) == [] and a.pending == 4
+    assert b.pending == 0 and not b._tail, "a partial frame on one link leaked into another"
+    assert a.feed(whole[4:] + whole) == [(5, b"abc"), (5, b"abc")]
+    assert a.pending == 0 and a._tail is b._tail
+    assert FrameDecoder(1024)._tail == bytearray()

@@ -17,7 +17,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tomllib
@@ -28,6 +27,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from testkit import free_port
 
 from {{ cookiecutter.package_name }}.settings import (
     ENV_PREFIX,
@@ -289,12 +290,6 @@ async def test_every_port_the_server_opens_is_declared(
         opened = listening_ports() - before
         expected = {server.port, server.ws_port, server.metrics.address[1]} - {None, 0}  # type: ignore[index]
         assert opened == expected
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_probe_paths_exist_on_the_metrics_port(

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from testkit import until
+
 from {{ cookiecutter.package_name }}.client import (
     GameClient,
     run_robots,
@@ -58,15 +60,6 @@ def client_for(server: Server, protocol: str) -> GameClient:
     return GameClient("127.0.0.1", server.port, protocol=protocol, timeout=TIMEOUT)
 
 
-async def wait_until(predicate, timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
-
-
 @MATRIX
 async def test_robot_flow(protocol: str, model: str) -> None:
     async with game_server(protocol, model) as server:
@@ -102,7 +95,7 @@ async def test_room_broadcast_every_member_once_in_order(protocol: str, model: s
 
             await asyncio.gather(*(chatter(i, client) for i, client in enumerate(clients)))
             total = lines * len(clients)
-            await wait_until(lambda: all(len(h) == total for h in heard))
+            await until(lambda: all(len(h) == total for h in heard))
             # A round trip after the last push: anything duplicated would be here by now.
             for client in clients:
                 await client.echo("sync")
@@ -124,11 +117,11 @@ async def test_room_ticks_arrive_on_schedule(protocol: str, model: str) -> None:
             alice.on_room_tick(lambda msg: ticks.append((time.monotonic(), msg)))
             await alice.login("alice")
             await alice.join("clock")
-            await wait_until(lambda: len(ticks) >= 4)
+            await until(lambda: len(ticks) >= 4)
             await bob.login("bob")
             await bob.join("clock")
             seen = len(ticks)
-            await wait_until(lambda: any(t.members == 2 for _, t in ticks[seen:]))
+            await until(lambda: any(t.members == 2 for _, t in ticks[seen:]))
         numbers = [t.tick for _, t in ticks]
         assert numbers == list(range(1, len(numbers) + 1)), "one tick per interval, none skipped"
         assert all(t.room == "clock" for _, t in ticks)
@@ -146,7 +139,7 @@ async def test_empty_room_gets_no_ticks(protocol: str, model: str) -> None:
         alice.on_room_tick(ticks.append)
         await alice.login("alice")
         await alice.join("quiet")
-        await wait_until(lambda: len(ticks) >= 1)
+        await until(lambda: len(ticks) >= 1)
         assert (await alice.leave()).room == "quiet"
         await alice.echo("sync")
         count = len(ticks)
@@ -181,7 +174,7 @@ async def test_logout_closes_link_after_reply(protocol: str, model: str) -> None
             await client.join("hall")
             await client.logout()  # returns only after LogoutResp arrived and the link closed
             assert client.closed
-        await wait_until(lambda: not server.links)
+        await until(lambda: not server.links)
 
 
 @MATRIX

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import fwkit
 from fwkit import SlowReq
+from testkit import free_port
 
 from {{ cookiecutter.package_name }}.client import (
     GameClient,
@@ -50,12 +50,6 @@ from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 TIMEOUT = 5.0
 ROBOTS, REQUESTS = 4, 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def get(server: Server, path: str) -> tuple[int, str]:

@@ -11,11 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+from testkit import ServeProcess, free_port
 
 from {{ cookiecutter.package_name }}.settings import (
     ENV_PREFIX,
@@ -27,12 +29,6 @@ STARTUP_TIMEOUT = 20.0
 pytestmark = pytest.mark.usefixtures("isolated")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", PACKAGE, *args]
 
@@ -42,42 +38,14 @@ def run_command(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[
 
 
 @contextmanager
-def serving(*flags: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
-    """`serve` on free ports with metrics; yields (process, game port, metrics port)."""
-    port, mport = free_port(), free_port()
-    proc = subprocess.Popen(
-        command(
-            "serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(mport),
-            # no WebSocket port: port + 1 may be another process's ephemeral port here
-            "--ws-port", "0", "--protocol", "json", *flags,
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+def serving(*flags: str) -> Iterator[tuple[ServeProcess, int, int]]:
+    """`serve` with metrics in the working directory; yields (process, game port, metrics port)."""
+    proc = ServeProcess(Path.cwd(), *flags, metrics=True)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            assert proc.poll() is None, f"server exited early:\n{proc.communicate()[1]}"
-            check = run_command(
-                "healthcheck",
-                "--port",
-                str(port),
-                "--protocol",
-                "json",
-                "--metrics-port",
-                str(mport),
-            )
-            if check.returncode == 0:
-                assert "/readyz: ready" in check.stdout, check.stdout
-                break
-            assert time.monotonic() < deadline, f"never healthy: {check.stderr}"
-            time.sleep(0.2)
-        yield proc, port, mport
+        proc.start_blocking(STARTUP_TIMEOUT)
+        yield proc, proc.port, proc.metrics_port
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        proc.kill()
 
 
 def send_bad_frame(port: int) -> None:
@@ -91,10 +59,9 @@ def send_bad_frame(port: int) -> None:
 def test_json_logs_carry_link_message_peer_and_node_ids() -> None:
     with serving("--log-format", "json", "--log-level", "DEBUG") as (proc, port, _mport):
         send_bad_frame(port)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=STARTUP_TIMEOUT)
-    assert proc.returncode == 0, err
-    records = [json.loads(line) for line in err.splitlines() if line.strip()]
+        code, log = proc.stop(timeout=STARTUP_TIMEOUT)
+    assert code == 0, log
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
     assert records and all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     node = {r.get("node") for r in records}
     assert len(node) == 1 and None not in node  # every line names the node

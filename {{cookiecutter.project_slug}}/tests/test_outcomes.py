@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import fwkit
 from fwkit import BagReq, BoomReq, DenyReq, EchoReq, KickReq, RawConn
-from wskit import free_port, ws_peer
+from testkit import free_port
+from wskit import ws_peer
 
 from {{ cookiecutter.package_name }} import (
     handlers,

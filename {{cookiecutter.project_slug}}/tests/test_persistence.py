@@ -10,10 +10,8 @@ was sent.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,8 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer
+from testkit import ServeProcess, command, serve_env
 
 from {{ cookiecutter.package_name }}.client import (
     GameClient,
@@ -31,65 +30,13 @@ from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
 )
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
-PACKAGE = "{{ cookiecutter.package_name }}"
 TIMEOUT = 10.0
 
 
-class ServeProcess:
-    """`python -m <package> serve` in ``cwd`` with ``settings`` in the environment."""
-
-    def __init__(self, cwd: Path, **settings: str) -> None:
-        self.cwd = cwd
-        self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        # The client here speaks json, whatever this project's default codec is.
-        self.env.update({f"{ENV_PREFIX}PROTOCOL": "json", f"{ENV_PREFIX}METRICS_PORT": "0"})
-        # No WebSocket port: port + 1 may be a client's ephemeral port here.
-        self.env.update({f"{ENV_PREFIX}WS_PORT": "0"})
-        self.env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()})
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> ServeProcess:
-        args = [sys.executable, "-m", PACKAGE, "serve", "--host", "127.0.0.1"]
-        self.proc = subprocess.Popen(
-            [*args, "--port", str(self.port)],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        return self
-
-    async def ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            assert self.proc.poll() is None, self.proc.communicate()[0]
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "never listened"
-                await asyncio.sleep(0.05)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=30)
-        return self.proc.returncode, out
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-    def client(self) -> GameClient:
-        return GameClient("127.0.0.1", self.port, timeout=TIMEOUT)
+def client_of(proc: ServeProcess) -> GameClient:
+    return GameClient("127.0.0.1", proc.port, timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -112,10 +59,10 @@ async def test_counter_survives_sigterm_and_restart(
 ) -> None:
     url = redis_server.url if backend == "redis" else "sqlite:///var/game.db"
     settings = {"store_url": url, "store_flush_interval": "30"}  # only the stop flushes
-    first = ServeProcess(tmp_path, **settings).start()
+    first = ServeProcess(tmp_path, **settings)
     processes.append(first)
-    await first.ready()
-    async with first.client() as c:
+    await first.start()
+    async with client_of(first) as c:
         assert (await c.login("keeper")).counter == 0
         for k in range(25):
             assert (await c.business(k, k, 1)).result == k + 1
@@ -123,10 +70,10 @@ async def test_counter_survives_sigterm_and_restart(
     assert code == 0, log
     if backend == "sqlite":
         assert (tmp_path / "var" / "game.db").is_file(), "relative to the working directory"
-    second = ServeProcess(tmp_path, **settings).start()
+    second = ServeProcess(tmp_path, **settings)
     processes.append(second)
-    await second.ready()
-    async with second.client() as c:
+    await second.start()
+    async with client_of(second) as c:
         assert (await c.login("keeper")).counter == 25
     assert second.stop()[0] == 0
 
@@ -153,12 +100,12 @@ async def test_sigkill_loses_at_most_what_the_mode_allows(
         "store_sync": sync,
         "store_flush_interval": str(interval),
     }
-    first = ServeProcess(tmp_path, **settings).start()
+    first = ServeProcess(tmp_path, **settings)
     processes.append(first)
-    await first.ready()
+    await first.start()
     acked: list[float] = []
     sent = [0]
-    c = first.client()
+    c = client_of(first)
     await c.connect()
     await c.login("crasher")
     stream = asyncio.create_task(_business_stream(c, acked, sent))
@@ -172,10 +119,10 @@ async def test_sigkill_loses_at_most_what_the_mode_allows(
     first.proc.communicate()
     await asyncio.wait_for(stream, TIMEOUT)
     await c.close()
-    second = ServeProcess(tmp_path, **settings).start()
+    second = ServeProcess(tmp_path, **settings)
     processes.append(second)
-    await second.ready()
-    async with second.client() as again:
+    await second.start()
+    async with client_of(second) as again:
         counter = (await again.login("crasher")).counter
     assert counter <= sent[0], "never more than was sent"
     if sync == "always":
@@ -213,10 +160,10 @@ async def test_paused_redis_store_keeps_the_server_serving_and_flushes_when_back
     tmp_path: Path, redis_server: RedisServer, processes: list[ServeProcess]
 ) -> None:
     settings = {"store_url": redis_server.url, "store_flush_interval": "0.2"}
-    server = ServeProcess(tmp_path, **settings).start()
+    server = ServeProcess(tmp_path, **settings)
     processes.append(server)
-    await server.ready()
-    async with server.client() as c:
+    await server.start()
+    async with client_of(server) as c:
         await c.login("patient")
         for k in range(5):
             await c.business(k, 0, 0)
@@ -252,8 +199,14 @@ def test_bad_store_url_stops_start_up_with_a_clear_message(
     url: str, says: str, tmp_path: Path
 ) -> None:
     (tmp_path / "var").mkdir()
-    proc = ServeProcess(tmp_path, store_url=url).start()
-    assert proc.proc is not None
-    out, _ = proc.proc.communicate(timeout=30)
-    assert proc.proc.returncode == 2, out
+    proc = subprocess.run(
+        command("serve", "--host", "127.0.0.1", "--port", "0"),
+        cwd=tmp_path,
+        env=serve_env({"store_url": url}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
     assert says in out and "Traceback" not in out, out

@@ -21,9 +21,9 @@ from roomkit import (
     lab_client,
     lab_rooms,
     lab_server,
-    wait_until,
 )
-from wskit import free_port, ws_peer
+from testkit import free_port, until
+from wskit import ws_peer
 
 from {{ cookiecutter.package_name }}.sgs import (
     RemoteError,
@@ -214,7 +214,7 @@ async def test_reserved_seat_keeps_an_empty_room_until_it_expires_then_disposes(
         await a.request(LeaveRoom(), timeout=T)
         await asyncio.sleep(0.3)  # past empty_grace (0.2), within the seat's 0.5 s
         assert room_id in lab_rooms(server)
-        await wait_until(lambda: room_id not in lab_rooms(server))
+        await until(lambda: room_id not in lab_rooms(server))
         assert Lab.log[room_id][-1] == ("dispose",)
         assert (await a.request(ListRooms(), timeout=T)).rooms == []
         await a.close()
@@ -229,7 +229,7 @@ async def test_on_leave_consented_and_dispose_after_grace() -> None:
         assert await a.request(LeaveRoom(), timeout=T) == RoomLeft(room_id=room_id)
         assert await error_code(a.request(LeaveRoom(), timeout=T)) == "not_in_room"
         await b.close()  # the link drops: consented is False
-        await wait_until(lambda: room_id not in lab_rooms(server))
+        await until(lambda: room_id not in lab_rooms(server))
         events = Lab.log[room_id]
         assert ("leave", names[0], True) in events
         assert ("leave", names[1], False) in events
@@ -289,12 +289,12 @@ async def test_broadcast_send_metadata_and_disconnect() -> None:
         await a.request(LabCmd(cmd="meta:map=dust"), timeout=T)
         listing = await b.request(ListRooms(filters=opts(map="dust")), timeout=T)
         assert [r.room_id for r in listing.rooms] == [room_id]
-        await wait_until(lambda: "hello" in notes["b"])
+        await until(lambda: "hello" in notes["b"])
         assert "hello" not in notes["a"] and "psst" in notes["a"] and "psst" not in notes["b"]
         a.send_nowait(LabCmd(cmd="disconnect:game over"))
-        await wait_until(lambda: closed)
+        await until(lambda: closed)
         assert closed == [RoomClosed(room_id=room_id, reason="game over")]
-        await wait_until(lambda: room_id not in lab_rooms(server))
+        await until(lambda: room_id not in lab_rooms(server))
         assert ("dispose",) == Lab.log[room_id][-1]
         assert await error_code(b.request(LabReq(text="x"), timeout=T)) == "not_in_room"
         await a.close()
@@ -307,7 +307,7 @@ async def test_server_stop_closes_rooms_with_room_closed() -> None:
         a = await lab_client(server, "json").connect()
         a.on(RoomClosed, closed.append)
         room_id = (await a.request(JoinOrCreate(room_type="lab"), timeout=T)).room_id
-    await wait_until(lambda: closed)
+    await until(lambda: closed)
     assert closed == [RoomClosed(room_id=room_id, reason="server shutdown")]
     await a.close()
 
@@ -336,7 +336,7 @@ async def test_tcp_and_websocket_members_in_one_match(protocol: str) -> None:
         joined = codec.decode(frames[0][0], frames[0][1])
         assert joined == RoomJoined(room_id=room_id, room_type="lab", clients=2, max_clients=2)
         ws.send(codec.encode_frame(LabCmd(cmd="shout:from ws")))
-        await wait_until(lambda: "from ws" in notes)
+        await until(lambda: "from ws" in notes)
         await tcp.request(LabCmd(cmd="shout:from tcp"), timeout=T)
         got = []
         while not any(isinstance(m, LabNote) and m.text == "from tcp" for m in got):

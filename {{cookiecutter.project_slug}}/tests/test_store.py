@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from redis_server import RedisServer
+from testkit import until
 
 from {{ cookiecutter.package_name }}.sgs.settings import (
     ServerSettings,
@@ -51,16 +52,6 @@ WAIT = 10.0  # every wait in this file is bounded by this many seconds
 LONG = 3600.0  # a flush interval that never fires during a test
 
 BackendFactory = Callable[[], Backend]
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def new_store(
@@ -154,7 +145,7 @@ async def test_write_behind_flushes_in_one_batch(backends: BackendFactory) -> No
             for state in states:
                 state["counter"] = state.get("counter", 0) + 1
         assert store.stats.dirty == 20
-        await until(lambda: store.stats.dirty == 0, "the write-behind flush")
+        await until(lambda: store.stats.dirty == 0, WAIT, "the write-behind flush")
         assert store.stats.flushes == 1 and store.stats.keys_flushed == 20
         assert store.stats.max_batch == 20 and store.stats.failures == 0
         assert await store.backend.get("p7") == ({"counter": 5}, 1)
@@ -231,7 +222,7 @@ async def test_release_and_hand_off_evict_once_durable(backends: BackendFactory)
         left = await store.load("left", 1)
         left["counter"] = 3
         store.release("left")  # flushed soon in the background, not at the interval
-        await until(lambda: store.get("left") is None, "the released state's flush")
+        await until(lambda: store.get("left") is None, WAIT, "the released state's flush")
         assert await store.backend.get("left") == ({"counter": 3}, 1)
 
         moving = await store.load("moving", 1)
@@ -319,14 +310,14 @@ async def test_sqlite_write_failure_keeps_serving_then_flushes(tmp_path: Path, c
         state = await store.load("ann", 1)
         locker.execute("BEGIN EXCLUSIVE")  # from now on every write of the store fails
         state["counter"] = 1
-        await until(lambda: store.stats.failures >= 3, "three failed flush attempts")
+        await until(lambda: store.stats.failures >= 3, WAIT, "three failed flush attempts")
         assert not store.healthy and store.get("ann") is state and state.dirty
         with pytest.raises(StoreUnavailable, match="locked"):
             await store.load("bob", 1)  # a new login cannot be claimed: refused clearly
         state["counter"] = 2  # the owner keeps playing in memory
         assert len(store_errors(caplog)) == 1  # logged once per failure streak
         locker.execute("ROLLBACK")  # the disk is back
-        await until(lambda: store.stats.dirty == 0, "the flush after the lock is gone")
+        await until(lambda: store.stats.dirty == 0, WAIT, "the flush after the lock is gone")
         assert store.healthy
         row = locker.execute("SELECT data, epoch FROM player_state WHERE key = 'ann'").fetchone()
         assert row == ('{"counter":2}', 1)
@@ -343,13 +334,13 @@ async def test_redis_paused_then_resumed(redis_server: RedisServer, caplog: Any)
         redis_server.pause()  # SIGSTOP: connections stay open, nothing answers
         try:
             state["counter"] = 1
-            await until(lambda: store.stats.failures >= 2, "failed flushes to a paused Redis")
+            await until(lambda: store.stats.failures >= 2, WAIT, "failed flushes to a paused Redis")
             with pytest.raises(StoreUnavailable):
                 await asyncio.wait_for(store.load("bob", 1), WAIT)  # bounded by the timeout
             state["counter"] = 2
         finally:
             redis_server.resume()
-        await until(lambda: store.stats.dirty == 0, "the flush after SIGCONT")
+        await until(lambda: store.stats.dirty == 0, WAIT, "the flush after SIGCONT")
         assert await store.backend.get("ann") == ({"counter": 2}, 1)
         assert len(store_errors(caplog)) == 1
     finally:
@@ -363,10 +354,10 @@ async def test_redis_killed_then_restarted(redis_server: RedisServer) -> None:
         state = await store.load("ann", 1)
         redis_server.kill()
         state["counter"] = 5
-        await until(lambda: store.stats.failures >= 2, "failed flushes to a dead Redis")
+        await until(lambda: store.stats.failures >= 2, WAIT, "failed flushes to a dead Redis")
         assert store.get("ann") is state and not store.healthy
         redis_server.start()  # same port, empty (persistence off)
-        await until(lambda: store.stats.dirty == 0, "the flush after the restart")
+        await until(lambda: store.stats.dirty == 0, WAIT, "the flush after the restart")
         assert await store.backend.get("ann") == ({"counter": 5}, 1)
         assert store.healthy
     finally:

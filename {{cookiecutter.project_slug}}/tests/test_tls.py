@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 import fwkit
 from fwkit import EchoReq, RawConn, frame
-from wskit import WsPeer, free_port, ws_peer
+from testkit import free_port
+from wskit import WsPeer, ws_peer
 
 from {{ cookiecutter.package_name }}.app import create_server
 from {{ cookiecutter.package_name }}.client_cli import client_main

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from wskit import free_port
+from testkit import free_port
 
 from {{ cookiecutter.package_name }}.client import (
     GameClient,

@@ -13,7 +13,8 @@ import socket
 import pytest
 from picows import WSCloseCode, WSHandshakeError, WSMsgType
 
-from wskit import free_port, ws_peer
+from testkit import free_port
+from wskit import ws_peer
 
 from {{ cookiecutter.package_name }}.client import (
     GameClient,

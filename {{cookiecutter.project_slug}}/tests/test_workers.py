@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from redis_server import RedisServer
+from testkit import SUPERVISOR, WORKER_LISTENING, Supervised
 
 from {{ cookiecutter.package_name }}.messages import (
     BusinessReq,
@@ -55,60 +56,7 @@ pytestmark = [
     pytest.mark.skipif(not reuse_port_supported(), reason="SO_REUSEPORT balancing is Linux-only"),
 ]
 
-SUPERVISOR_LINE = re.compile(r"supervisor pid (\d+): (\d+) workers on \S+:(\d+)")
-LISTENING = re.compile(r"^\[worker (\d+) pid (\d+)\] .*listening on \S+:(\d+)", re.MULTILINE)
 PEER = re.compile(r"^\[worker \d+ pid (\d+)\] .*link \d+ open from \('127\.0\.0\.1', (\d+)\)", re.M)
-
-
-class Supervised:
-    """A `serve --workers` process tree whose stderr goes to a file the test reads."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", PACKAGE, "serve", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # one process group: the finally kills it whole
-        )
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    async def wait_for(
-        self, pattern: re.Pattern[str], count: int = 1, timeout: float = 20.0
-    ) -> list[re.Match[str]]:
-        """The first ``count`` matches of ``pattern`` in the log, waiting at most ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = list(pattern.finditer(self.text()))
-            if len(found) >= count:
-                return found[:count]
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {count} x {pattern.pattern!r} in {timeout}s:\n{self.text()}"
-                )
-            if self.proc.poll() is not None and len(list(pattern.finditer(self.text()))) < count:
-                raise AssertionError(f"supervisor exited {self.proc.returncode}:\n{self.text()}")
-            await asyncio.sleep(0.05)
-
-    async def wait_exit(self, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"supervisor still running after {timeout}s:\n{self.text()}")
-            await asyncio.sleep(0.05)
-        return self.proc.returncode
-
-    def kill_all(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self._out.close()
 
 
 @contextlib.contextmanager
@@ -132,9 +80,9 @@ def two_workers(
 
 async def wait_serving(sup: Supervised) -> tuple[int, dict[int, int]]:
     """The shared port and {worker index: pid} once both workers listen on it."""
-    (head,) = await sup.wait_for(SUPERVISOR_LINE, timeout=STARTUP_TIMEOUT)
+    (head,) = await sup.wait_for(SUPERVISOR, timeout=STARTUP_TIMEOUT)
     port = int(head.group(3))
-    found = await sup.wait_for(LISTENING, count=2, timeout=STARTUP_TIMEOUT)
+    found = await sup.wait_for(WORKER_LISTENING, count=2, timeout=STARTUP_TIMEOUT)
     assert {int(m.group(3)) for m in found} == {port}, "every worker must bind the one port"
     pids = {int(m.group(1)): int(m.group(2)) for m in found}
     assert len(set(pids.values())) == 2, pids

@@ -8,7 +8,6 @@ a well-behaved client never would (text, partial frames, huge messages).
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -16,13 +15,6 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from {{ cookiecutter.package_name }}.sgs.connector import (
     FrameDecoder,
 )
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (for ws_port, which has no 'pick one' value)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class WsPeer(WSListener):

@@ -3,8 +3,9 @@
 The client command (ping, echo, login, chat, robots) lives in client_cli.py
 and is re-exported here so both console scripts point at this module.
 
-Settings problems are user errors, not crashes: pydantic's message (which
-names the field) goes to stderr and the exit code is 2, with no traceback.
+Settings problems are user errors, not crashes: one line per problem (the
+setting, its value and where it came from, what is wrong, how to fix it; see
+settings_errors.py) goes to stderr and the exit code is 2, with no traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from . import __version__
 from .client_cli import client_main
 from .settings import ENV_PREFIX, Settings, SettingsFileError, load_with_origins
+from .settings_errors import InvalidSettings, problems
 from .sgs.metrics import MetricsPortError
 from .sgs.metrics.scrape import Unreachable, http_get
 from .sgs.store import StoreConfigError
@@ -344,8 +346,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValidationError as exc:
-        print(f"{PROG}: invalid settings: {exc}", file=sys.stderr)
+    except InvalidSettings as exc:
+        for line in exc.lines:
+            print(f"{PROG}: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:  # settings built without Settings.load
+        for line in problems(exc, Settings, ENV_PREFIX):
+            print(f"{PROG}: {line}", file=sys.stderr)
         return EXIT_USAGE
     except SettingsFileError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -12,22 +12,25 @@ each value (``print-config`` prints it).
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, ValidationError
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from .settings_errors import InvalidSettings, problems
 from .sgs.settings import ProtocolName, ResourceModel, ServerSettings
 
 ENV_PREFIX = "{{ cookiecutter.package_name | upper }}_"
@@ -157,10 +160,19 @@ class Settings(ServerSettings):
 
     @classmethod
     def load(cls, config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-        """Build the settings; ``overrides`` (flags) set to None are treated as absent."""
+        """Build the settings; ``overrides`` (flags) set to None are treated as absent.
+
+        A bad value raises :class:`InvalidSettings`: one line per problem, naming
+        the setting, its value and where it came from, what is wrong and the fix.
+        """
         flags = {name: value for name, value in overrides.items() if value is not None}
-        with _using_config_file(resolve_config_file(config)):
-            return cls(**flags)
+        toml_file = resolve_config_file(config)
+        with _using_config_file(toml_file):
+            try:
+                return cls(**flags)
+            except (ValidationError, SettingsError, tomllib.TOMLDecodeError) as exc:
+                lines = problems(exc, cls, ENV_PREFIX, flags, toml_file)
+                raise InvalidSettings(lines) from None
 
     def summary(self) -> str:
         """One log line with every effective value."""

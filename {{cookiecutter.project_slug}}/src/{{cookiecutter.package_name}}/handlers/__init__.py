@@ -60,7 +60,10 @@ def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
         auth.forget(server, link)
 
     server.on_disconnect(on_disconnect)
-    server.on_connect(functools.partial(auth.start_login_clock, server))
+    clock = auth.login_clock(server)
+    if clock is not None:
+        server.on_connect(lambda link: clock.add(link.id))
+        server.on_stop(lambda _: clock.close())
     server.on_replaced(functools.partial(auth.replaced, server))
     server.every(tick_interval, functools.partial(rooms.tick_rooms, server))
     room_types.attach(server)

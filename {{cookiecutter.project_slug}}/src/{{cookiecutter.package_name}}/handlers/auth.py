@@ -11,11 +11,21 @@ login, so the new link carries on where the old one stopped.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 
 from ..messages import EchoReq, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
-from ..sgs import CloseReason, Context, HandlerError, Link, Message, Router, Server, close_reason
+from ..sgs import (
+    CloseReason,
+    Context,
+    Deadlines,
+    HandlerError,
+    Link,
+    Message,
+    Router,
+    Server,
+    close_reason,
+)
 from .rooms import leave_room
 from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, account_of
 
@@ -27,9 +37,6 @@ router = Router()
 PUBLIC_MESSAGES: frozenset[type[Message]] = frozenset({LoginReq, LogoutReq, PingReq, EchoReq})
 
 MAX_ACCOUNT_LEN = 64
-
-#: Session key of the auth_timeout timer (see start_login_clock).
-LOGIN_CLOCK = "login_clock"
 
 #: This game's own close reasons (labels of sgs_links_closed).
 LOGOUT = close_reason("logout")
@@ -56,7 +63,6 @@ async def login(ctx: Context, msg: LoginReq) -> LoginResp:
     if current is not None and current != account:
         raise HandlerError("already_logged_in", f"this link is logged in as {current!r}")
     player = await ctx.server.bind(ctx.link, account)
-    stop_login_clock(ctx.link)
     ctx.session[ACCOUNT_KEY] = account
     ctx.session[PLAYER_KEY] = player
     return LoginResp(user=User(account_id=account, counter=player.state.get(COUNTER, 0)))
@@ -78,42 +84,40 @@ def forget(server: Server, link: Link) -> None:
     on logout, on disconnect, or when a newer login replaced this link.
     """
     leave_room(server, link)
-    stop_login_clock(link)
     link.session.pop(ACCOUNT_KEY, None)
     link.session.pop(PLAYER_KEY, None)
 
 
-def start_login_clock(server: Server, link: Link) -> None:
-    """Give ``link`` ``auth_timeout`` seconds to log in (the connect hook).
+def login_clock(server: Server) -> Deadlines | None:
+    """Give each new link ``auth_timeout`` seconds to log in; None when it is 0.
 
     A connection that never logs in holds a slot that a player could use; a
-    script opening many of them is the cheapest flood there is. One timer
-    handle per link, checked on the link's worker so it never races a login.
+    script opening many of them is the cheapest flood there is. One timer for
+    every link (:class:`~..sgs.Deadlines`: a link costs a list entry, not a
+    timer handle and a closure); the check runs on the link's worker, so it
+    never races a login, and a link that logged in or left is simply skipped.
     """
     timeout = getattr(server.settings, "auth_timeout", 0.0)
     if timeout <= 0:
-        return
+        return None
 
-    def check() -> None:
-        if link.is_open and account_of(link) is None:
-            log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
-            server.outcomes.error(
-                link,
-                "login_timeout",
-                f"no login within auth_timeout ({timeout:g}s)",
-                close=LOGIN_TIMEOUT,
-            )
+    def expired(link_id: object) -> None:
+        link = server.links.get(link_id)  # type: ignore[call-overload]
+        if link is not None and link.is_open and account_of(link) is None:
+            server.post(functools.partial(_login_timed_out, server, link, timeout), link)
 
-    link.session[LOGIN_CLOCK] = asyncio.get_running_loop().call_later(
-        timeout, server.post, check, link
-    )
+    return Deadlines(timeout, expired)
 
 
-def stop_login_clock(link: Link) -> None:
-    """Logged in or gone: the clock would only keep the link in memory until it fired."""
-    clock = link.session.pop(LOGIN_CLOCK, None)
-    if clock is not None:
-        clock.cancel()
+def _login_timed_out(server: Server, link: Link, timeout: float) -> None:
+    if link.is_open and account_of(link) is None:
+        log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
+        server.outcomes.error(
+            link,
+            "login_timeout",
+            f"no login within auth_timeout ({timeout:g}s)",
+            close=LOGIN_TIMEOUT,
+        )
 
 
 async def replaced(server: Server, link: Link, account: str) -> None:

@@ -9,6 +9,7 @@ from .client import Client
 from .cluster import Cluster, ClusterStats, LocalCluster
 from .connector import FrameDecoder, encode_frame
 from .context import Context
+from .deadlines import Deadlines
 from .errors import (
     DecodeError,
     FrameTooLargeError,
@@ -40,6 +41,7 @@ __all__ = [
     "CloseReason",
     "Codec",
     "Context",
+    "Deadlines",
     "DecodeError",
     "Error",
     "FrameDecoder",

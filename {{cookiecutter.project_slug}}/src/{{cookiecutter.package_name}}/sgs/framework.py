@@ -27,6 +27,7 @@ from .message import Catalog, Message, default_catalog
 from .metrics import Metrics, TypeMeter, make_metrics
 from .outcomes import CloseReason, Outcomes, Stats
 from .protocol import get_codec
+from .proxy import ProxiedLink, ProxyGate, TrustedProxies
 from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
@@ -153,6 +154,13 @@ class Server:
             (s.rate_limit_messages, s.rate_limit_messages_burst) if s.rate_limit_messages else None,
             (s.rate_limit_bytes, s.rate_limit_bytes_burst) if s.rate_limit_bytes else None,
         )
+        # Behind a load balancer: whose PROXY header or X-Forwarded-For names the client.
+        self.trusted_proxies = TrustedProxies(s.trusted_proxies) if s.trusted_proxies else None
+        self.proxies = (
+            ProxyGate(self.trusted_proxies, self.refuse_connection)
+            if s.proxy_protocol and self.trusted_proxies is not None
+            else None
+        )
         # /metrics, /healthz, /readyz: a no-op when metrics_port is 0.
         self.metrics: Metrics = make_metrics(self)
         # The Agones SDK sidecar (agones = true): Ready, Health, Shutdown; a no-op otherwise.
@@ -270,9 +278,10 @@ class Server:
 
             self._ws = await start_ws(self, tls)
             self.ws_port = self._ws.port
+        link_type = Link if self.proxies is None else ProxiedLink
         try:
             self._listener = await loop.create_server(
-                lambda: Link(self),
+                lambda: link_type(self),
                 s.host,
                 s.port,
                 backlog=s.backlog,
@@ -393,6 +402,10 @@ class Server:
             link.peer,
             extra={"link_id": link.id, "peer": link.peer},
         )
+
+    def refuse_connection(self, transport: Any, peer: Any, why: str, detail: str) -> None:
+        """Abort a connection refused before it became a link (its PROXY header), counted."""
+        self.outcomes.refuse_transport(transport, peer, why, detail)
 
     def link_lost(self, link: Link) -> None:
         """The transport is gone; per-link writers may end."""

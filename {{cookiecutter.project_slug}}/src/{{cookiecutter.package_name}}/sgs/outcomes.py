@@ -22,7 +22,7 @@ import enum
 import logging
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .builtins import Error
 from .errors import HandlerError
@@ -120,6 +120,9 @@ REFUSALS: dict[str, tuple[str | None, str]] = {
     "max_connections_per_ip": ("too_many_connections", "max_connections_per_ip"),
     "accept_rate": (None, "over accept_rate"),  # a flood: spend nothing on it, not even a reply
     "origin": (None, "Origin not in ws_allowed_origins"),  # HTTP 403 at the handshake
+    # Behind a load balancer (proxy_protocol): aborted before any byte of the game.
+    "proxy_untrusted": (None, "PROXY header from a peer not in trusted_proxies"),
+    "proxy_header": (None, "malformed or missing PROXY header / X-Forwarded-For"),
 }
 
 
@@ -204,6 +207,12 @@ class Outcomes:
             transport.abort()
         link.close()  # CONNECTING: marks it closed, nothing else
         self._refusal_log.warning("refused %s: %s", link.peer, reason)
+
+    def refuse_transport(self, transport: Any, peer: Any, why: str, detail: str) -> None:
+        """Abort a connection refused before it became a link (its PROXY header), counted."""
+        _count(self.stats.refused_by, why)
+        transport.abort()
+        self._refusal_log.warning("refused %s: %s (%s)", peer, REFUSALS[why][1], detail)
 
     def refuse_handshake(self, why: str, detail: str) -> None:
         """A WebSocket handshake answered with an HTTP error (no link was made)."""

@@ -44,15 +44,16 @@ def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***``: safe for logs and print-config."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "***"
+        port = parts.port
+    except ValueError:  # a bad port: mask by shape, the error names the port
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url) if "@" in url else url
     if parts.password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{user}:***@{host}" + (f":{port}" if port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -184,6 +185,19 @@ class ServerSettings(BaseSettings):
         10.0, ge=0, description="Seconds a started frame may take to arrive whole; 0 disables."
     )
 
+    # -- behind a load balancer: the client's real address ------------------
+    proxy_protocol: bool = Field(
+        False,
+        description="Every connection to the game and WebSocket ports starts with a PROXY "
+        "protocol header (v1 or v2) from one of trusted_proxies; others are closed.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        examples=["10.0.0.0/8"],
+        description="Networks (CIDRs) of the load balancers whose PROXY header or "
+        'X-Forwarded-For names the client, e.g. ["10.0.0.0/8"].',
+    )
+
     # -- operations: /metrics, /healthz, /readyz over HTTP ------------------
     metrics_port: int = Field(
         0,
@@ -260,6 +274,7 @@ class ServerSettings(BaseSettings):
     ws_path: str = Field("/", description="Path of the WebSocket endpoint.")
     ws_allowed_origins: list[str] = Field(
         default_factory=list,
+        examples=["https://game.example.com"],
         description="Origins a browser handshake may come from (403 otherwise); empty = any.",
     )
     ws_handshake_timeout: float = Field(
@@ -393,6 +408,35 @@ class ServerSettings(BaseSettings):
                 f"rate_limit_bytes_burst = {self.rate_limit_bytes_burst} is below "
                 f"max_frame_size + 8 = {self.max_frame_size + 8}: the largest frame "
                 "could never pass (raise rate_limit_bytes_burst, or rate_limit_bytes = 0)"
+            )
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{cidr!r} is not a network; write CIDRs such as 10.0.0.0/8 or fd00::/8"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_protocol_needs_proxies(self) -> ServerSettings:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError(
+                "proxy_protocol = true with no trusted_proxies would refuse every connection; "
+                'list the load balancers\' networks in trusted_proxies (e.g. ["10.0.0.0/8"])'
+            )
+        if self.proxy_protocol and (self.tls_cert_file or self.tls_key_file):
+            raise ValueError(
+                "proxy_protocol = true with tls_cert_file: the PROXY header comes before the "
+                "TLS handshake, which this server does not read; terminate TLS at the load "
+                "balancer, or turn proxy_protocol off"
             )
         return self
 

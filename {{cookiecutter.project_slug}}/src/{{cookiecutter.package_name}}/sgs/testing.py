@@ -35,6 +35,11 @@ async def running_server(
     base = (
         {name: getattr(settings, name) for name in type(settings).model_fields} if settings else {}
     )
+    if settings is not None and settings.ws_port_follows_port:
+        if "ws_port" not in settings.model_fields_set:
+            # Derived from the configured port (6666 + 1): port 0 derives 0 instead,
+            # or two servers of one test run would both bind the default + 1.
+            del base["ws_port"]
     base.update({"host": "127.0.0.1", "port": 0, "drain_timeout": 2.0})
     base.update(overrides)
     cls = type(settings) if settings is not None else ServerSettings

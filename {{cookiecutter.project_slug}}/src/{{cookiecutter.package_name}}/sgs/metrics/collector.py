@@ -94,7 +94,7 @@ class ServerCollector(Collector):
         yield _by(
             "sgs_links_refused",
             "Connections refused, by reason (full, shutting_down, max_connections_per_ip, "
-            "accept_rate, origin).",
+            "accept_rate, origin, proxy_untrusted, proxy_header).",
             "reason",
             _zeros(REFUSE_REASONS, stats.refused_by),
         )

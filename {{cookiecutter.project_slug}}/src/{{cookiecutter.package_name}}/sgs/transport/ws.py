@@ -18,6 +18,12 @@ one or more complete frames. What a peer can get wrong, and the answer:
 | message above ``max_frame_size`` + header | close 1009, refused from the frame header |
 | TLV header above ``max_frame_size`` | ``Error(frame_too_large)``, close (as on TCP) |
 | Origin not in ``ws_allowed_origins`` | HTTP 403 at the handshake |
+| ``X-Forwarded-For`` from a trusted proxy naming no address | closed, counted as ``proxy_header`` |
+
+Behind a load balancer (``trusted_proxies``) the link's address is the
+client's: from the PROXY header (``proxy_protocol``, read by
+:class:`~..proxy.ProxiedConnection` before picows sees a byte) and then from
+``X-Forwarded-For`` when the peer that sent it is a trusted proxy.
 
 Every case goes through the server's outcome service (:mod:`..outcomes`):
 logged (at most a few lines a second) and counted in ``protocol_errors``,
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picows import (
+    WSAutoPingStrategy,
     WSCloseCode,
     WSFrame,
     WSListener,
@@ -46,10 +53,12 @@ from picows import (
     WSUpgradeResponseWithListener,
     ws_create_server,
 )
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from ..connector import HEADER_SIZE
 from ..errors import ProtocolError
 from ..link import CloseReason, Link, LinkState
+from ..proxy import ForwardedError, ProxiedConnection
 from .static import StaticFiles
 
 if TYPE_CHECKING:
@@ -75,13 +84,14 @@ _CODES: dict[Any, WSCloseCode] = {
 class WsTransport:
     """What a Link sees as its transport: one binary WebSocket message per write."""
 
-    __slots__ = ("ws", "raw", "link", "code")
+    __slots__ = ("ws", "raw", "link", "code", "peer")
 
-    def __init__(self, ws: WSTransport, link: Link) -> None:
+    def __init__(self, ws: WSTransport, link: Link, peer: Any) -> None:
         self.ws = ws
         self.raw: asyncio.Transport = ws.underlying_transport
         self.link = link
         self.code: WSCloseCode | None = None  # set before close() by a specific refusal
+        self.peer = peer  # the client's address (behind a trusted proxy: the one it named)
 
     def write(self, data: bytes) -> None:
         if not self.ws.is_close_frame_sent:
@@ -112,6 +122,8 @@ class WsTransport:
         return self.raw.is_closing()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self.peer
         return self.raw.get_extra_info(name, default)
 
 
@@ -131,15 +143,26 @@ class WsPeer(WSListener):  # type: ignore[misc]
     the message's end.
     """
 
-    def __init__(self, ws_server: WsServer) -> None:
+    def __init__(self, ws_server: WsServer, peer: Any = None, forwarded: str | None = None) -> None:
         self.ws_server = ws_server
         self.link: Link = WsLink(ws_server.server)
         self.transport: WsTransport | None = None
         self.message_bytes = 0
+        self.peer = peer  # named by a PROXY header; None: the socket's peer
+        self.forwarded = forwarded  # X-Forwarded-For, read when trusted_proxies is set
 
     def on_ws_connected(self, ws: WSTransport) -> None:
-        self.transport = WsTransport(ws, self.link)
-        self.link.connection_made(self.transport)
+        server = self.ws_server.server
+        peer = self.peer or ws.underlying_transport.get_extra_info("peername")
+        self.transport = transport = WsTransport(ws, self.link, peer)
+        trusted = server.trusted_proxies
+        if trusted is not None and self.forwarded:
+            try:
+                transport.peer = trusted.forwarded_client(peer, self.forwarded)
+            except ForwardedError as exc:
+                server.refuse_connection(transport, peer, "proxy_header", str(exc))
+                return
+        self.link.connection_made(transport)
 
     def on_ws_frame(self, ws: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -228,22 +251,31 @@ class WsServer:
         s = self.server.settings
         ping = s.ws_ping_interval
         self.scheme = "https" if tls is not None else "http"
-        self._listener = await ws_create_server(
-            self._route,
-            s.host,
-            s.ws_port,
-            websocket_handshake_timeout=s.ws_handshake_timeout,
-            enable_auto_ping=ping > 0,
-            auto_ping_idle_timeout=ping or 20.0,
-            auto_ping_reply_timeout=ping or 20.0,
-            max_frame_size=self.message_limit,
-            backlog=s.backlog,
-            reuse_address=True,
-            reuse_port=s.reuse_port or None,
-            logger_name=_picows_logger(),
-            ssl=tls,
-            ssl_handshake_timeout=s.tls_handshake_timeout if tls is not None else None,
-        )
+        listen: dict[str, Any] = {
+            "backlog": s.backlog,
+            "reuse_address": True,
+            "reuse_port": s.reuse_port or None,
+            "ssl": tls,
+            "ssl_handshake_timeout": s.tls_handshake_timeout if tls is not None else None,
+        }
+        gate = self.server.proxies
+        if gate is not None:  # proxy_protocol: the header first, then picows
+            self._listener = await asyncio.get_running_loop().create_server(
+                lambda: ProxiedConnection(gate, self._protocol_for), s.host, s.ws_port, **listen
+            )
+        else:
+            self._listener = await ws_create_server(
+                self._route,
+                s.host,
+                s.ws_port,
+                websocket_handshake_timeout=s.ws_handshake_timeout,
+                enable_auto_ping=ping > 0,
+                auto_ping_idle_timeout=ping or 20.0,
+                auto_ping_reply_timeout=ping or 20.0,
+                max_frame_size=self.message_limit,
+                logger_name=_picows_logger(),
+                **listen,
+            )
         self.port = self._listener.sockets[0].getsockname()[1]
         if self.static is not None and not self.static.root.is_dir():
             log.warning(
@@ -261,12 +293,39 @@ class WsServer:
             else "",
         )
 
+    def _protocol_for(self, peer: Any) -> WSProtocol:
+        """picows's server protocol for one connection whose PROXY header named ``peer``.
+
+        The arguments are the ones ``picows.ws_create_server`` passes (picows is
+        pinned in requirements/); the listener factory carries ``peer`` to the
+        handshake, which has no other way to learn it.
+        """
+        s = self.server.settings
+        ping = s.ws_ping_interval
+        return WSProtocol(
+            None,  # host:port (client side only)
+            None,  # path (client side only)
+            False,  # is_client_side
+            lambda request: self._route(request, peer),
+            _picows_logger(),
+            True,  # disconnect_on_exception
+            s.ws_handshake_timeout,
+            ping > 0,
+            ping or 20.0,
+            ping or 20.0,
+            WSAutoPingStrategy.PING_WHEN_IDLE,
+            True,  # enable_auto_pong
+            self.message_limit,
+            None,  # extra headers
+            16 * 1024,  # read buffer's first size
+        )
+
     def close(self) -> None:
         """Stop accepting; open links are closed by the server's graceful stop."""
         if self._listener is not None:
             self._listener.close()
 
-    def _route(self, request: WSUpgradeRequest) -> Any:
+    def _route(self, request: WSUpgradeRequest, peer: Any = None) -> Any:
         """The handshake: a WebSocket upgrade on ``ws_path``, or a plain GET for a file."""
         headers = request.headers
         path = request.path.decode("latin-1").split("?", 1)[0]
@@ -281,7 +340,10 @@ class WsServer:
             self.refused += 1
             self.server.outcomes.refuse_handshake("origin", f"origin {origin!r}")
             return _refusal(403, b"origin not allowed\n")
-        return WsPeer(self)
+        forwarded = (
+            headers.get("X-Forwarded-For") if self.server.trusted_proxies is not None else None
+        )
+        return WsPeer(self, peer, forwarded)
 
 
 class WsProtocolError(ProtocolError):
