@@ -357,3 +357,16 @@ async def test_rooms_made_together_tick_at_spread_phases() -> None:
         assert min(gaps) > 0.1  # no two of four rooms within a tenth of the interval
         for c in clients:
             await c.close()
+
+
+async def test_a_room_handlers_refusal_is_an_error_counted_by_the_outcome_service(
+    broker: dict[str, object],
+) -> None:
+    """Room handlers answer through the outcome service, so sgs_errors counts them."""
+    async with lab_server(**broker) as server:
+        a = await lab_client(server, "json").connect()
+        await a.request(CreateRoom(room_type="lab"), timeout=T)
+        before = server.stats.errors.get("bad_cmd", 0)
+        assert await error_code(a.request(LabCmd(cmd="bogus"), timeout=T)) == "bad_cmd"
+        assert server.stats.errors.get("bad_cmd", 0) == before + 1
+        await a.close()

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..builtins import Error
 from ..errors import HandlerError
 from ..message import Message
 from . import remote
@@ -216,6 +215,15 @@ class RoomManager:
         if link is not None:
             return link.send(msg)
         return self.send_frame(player, self.server.codec.encode_frame(msg))
+
+    def fail(self, player: Member, code: str, message: str, msg_id: int) -> None:
+        """Answer ``Error(code)`` to ``player`` through the outcome service of its own node,
+        so ``sgs_errors`` counts a room's refusals wherever the member is connected."""
+        link = player.link
+        if link is not None:
+            self.server.outcomes.error(link, code, message, msg_id)
+        else:
+            self._tell(player.node, remote.Fail(player.id, code, message, msg_id))
 
     def send_frame(self, player: Member, frame: bytes) -> bool:
         link = player.link
@@ -477,6 +485,10 @@ class RoomManager:
             entry = self.remote_members.pop(op.member_id, None)
             if entry is not None and entry[0].room_id == op.room_id:
                 entry[0].mailbox.post(self._leave_job, entry[0], entry[1], op.consented)
+        elif isinstance(op, remote.Fail):
+            link = self._member_link(op.member_id)
+            if link is not None:
+                self.server.outcomes.error(link, op.code, op.message, op.msg_id)
         elif isinstance(op, remote.Closed):
             self._remote_closed(op)
 
@@ -518,7 +530,7 @@ class RoomManager:
         try:
             self._post_message(room, member, msg, msg_id)
         except HandlerError as exc:
-            self.send(member, Error(code=exc.code, message=exc.message, msg_id=msg_id))
+            self.fail(member, exc.code, exc.message, msg_id)
 
     def _member_link(self, member_id: str, room_id: str | None = None) -> Link | None:
         link_id = remote.link_id_of(member_id)

@@ -51,13 +51,22 @@ class Send(msgspec.Struct, tag="send", array_like=True):
     frame: bytes
 
 
+class Fail(msgspec.Struct, tag="fail", array_like=True):
+    """An ``Error`` for a member on another node: answered (and counted) by its node's outcomes."""
+
+    member_id: str
+    code: str
+    message: str
+    msg_id: int
+
+
 class Closed(msgspec.Struct, tag="closed", array_like=True):
     room_id: str
     member_id: str
     reason: str
 
 
-Op = Join | Joined | Msg | Leave | Send | Closed
+Op = Join | Joined | Msg | Leave | Send | Fail | Closed
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Op).decode
 

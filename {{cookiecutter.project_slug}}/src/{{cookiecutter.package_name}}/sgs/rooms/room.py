@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
-from ..builtins import Error
 from ..errors import HandlerError
 from ..message import Message
 from .mailbox import Mailbox
@@ -293,11 +292,11 @@ class Room:
         try:
             result = handler(self, player, msg)
         except HandlerError as exc:
-            self.send(player, Error(code=exc.code, message=exc.message, msg_id=msg_id))
+            self.manager.fail(player, exc.code, exc.message, msg_id)
             return None
         except Exception:
             log.exception("room %s (%s): handler %r raised", self.room_id, self.name, handler)
-            self.send(player, Error(code="internal", message="internal error", msg_id=msg_id))
+            self.manager.fail(player, "internal", "internal error", msg_id)
             return None
         if result is not None and hasattr(result, "__await__"):
             return self._handle_later(result, player, msg_id)
@@ -309,11 +308,11 @@ class Room:
         try:
             result = await awaitable
         except HandlerError as exc:
-            self.send(player, Error(code=exc.code, message=exc.message, msg_id=msg_id))
+            self.manager.fail(player, exc.code, exc.message, msg_id)
             return
         except Exception:
             log.exception("room %s (%s): handler raised", self.room_id, self.name)
-            self.send(player, Error(code="internal", message="internal error", msg_id=msg_id))
+            self.manager.fail(player, "internal", "internal error", msg_id)
             return
         if result is not None:
             self.send(player, result)
