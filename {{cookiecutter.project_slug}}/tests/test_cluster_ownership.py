@@ -55,6 +55,9 @@ from {{ cookiecutter.package_name }}.sgs.cluster.envelope import (
 from {{ cookiecutter.package_name }}.sgs.cluster.keys import (
     Keys,
 )
+from {{ cookiecutter.package_name }}.sgs.cluster.redis import (
+    RedisCluster,
+)
 from {{ cookiecutter.package_name }}.sgs.cluster.listener import (
     Listener,
 )
@@ -448,8 +451,11 @@ async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServe
             await ca.join("x")
             redis_server.pause()
             try:
-                await asyncio.sleep(LEASE + 0.5)
-                await asyncio.wait_for(ca.leave(), TIMEOUT)  # answered locally
+                # Within the lease the node still knows it owns fay: answered
+                # locally (past it, the stall check would hold the request).
+                await asyncio.sleep(LEASE * 0.3)
+                await asyncio.wait_for(ca.leave(), TIMEOUT)
+                await asyncio.sleep(LEASE * 0.7 + 0.5)  # the outage outlasts the lease
             finally:
                 redis_server.resume()
             await wait_until(lambda: a.cluster.connected and a.cluster.lease_held, what="A back")
@@ -554,3 +560,41 @@ async def test_write_back_returns_recently_handed_off_states_and_the_newer_epoch
         assert store.get("gone") is None and store.get("moved") is None
     finally:
         await store.stop(1.0)
+
+
+# -- pruning: the publisher's own sequence table --------------------------------------------
+
+
+async def test_the_publishers_sequence_table_forgets_channels_nobody_hears(
+    redis_server: RedisServer,
+) -> None:
+    """Entries of idle channels nobody listens on go; heard or busy ones stay."""
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        cluster = a.cluster
+        assert isinstance(cluster, RedisCluster)
+        keys = Keys(PREFIX)
+        room, to_b, to_gone = keys.group_channel("room:x"), keys.to("b"), keys.to("gone")
+        live = {"a", "b"}
+        async with client(a) as ca, client(b) as cb:
+            await ca.login("amy")
+            await cb.login("bob")
+            await ca.join("x")
+            await cb.join("x")
+            await wait_until(lambda: bool(cluster.interest.get("room:x")), what="b's interest in x")
+            await ca.say("hi")  # published on x's channel: b has a member there
+            frame = bytes(8)
+            assert cluster.send_to("b", "bob", frame) and cluster.send_to("gone", "zed", frame)
+            await wait_until(lambda: {room, to_b, to_gone} <= cluster._seq.keys(), what="seqs")
+            assert cluster.prune_sequences(live) == 0  # all just used: none idle yet
+            assert cluster.prune_sequences(live) == 1  # idle and unheard: the gone node's
+            assert to_gone not in cluster._seq and {room, to_b} <= cluster._seq.keys()
+            await cb.leave()
+            await wait_until(lambda: not cluster.interest.get("room:x"), what="b's interest to go")
+            assert cluster.prune_sequences(live) == 1  # nobody hears x now
+            assert room not in cluster._seq and to_b in cluster._seq
+            # A channel used again starts over (no receiver tracks it).
+            assert cluster.send_to("gone", "zed", frame)
+            assert cluster._seq[to_gone] == 1

@@ -48,6 +48,7 @@ class Player:
     epoch: int
     link: Link
     state: PlayerState
+    told: bool = False  # its link was given the replaced answer
 
 
 class Bindings:
@@ -289,7 +290,14 @@ class Bindings:
         self._tell_replaced(player)
 
     def _tell_replaced(self, player: Player) -> None:
-        self.server.post(lambda: self._run_hooks(player.link, player.key), player.link)
+        self.server.post(lambda: self.tell_replaced(player), player.link)
+
+    async def tell_replaced(self, player: Player) -> None:
+        """Give ``player``'s link the replaced answer (the game's hooks), once."""
+        if player.told:
+            return
+        player.told = True
+        await self._run_hooks(player.link, player.key)
 
     # -- pushes ----------------------------------------------------------
 

@@ -133,8 +133,12 @@ class LogicWorker(_Task):
     def post_received(self, link: Link, frames: Frames) -> None:
         """``frames`` None means: the link's stream is broken (oversized frame)."""
         if self._waiter is not None and self.inline and frames.__class__ is list and frames:
-            self._run_inline(link, frames)  # type: ignore[arg-type]
-            return
+            # On a cluster, past the ownership deadline (a stalled loop, a lost
+            # broker) the read goes to the worker task, which re-checks first.
+            stall = self.server._stall
+            if stall is None or stall.clock() < stall.until:
+                self._run_inline(link, frames)  # type: ignore[arg-type]
+                return
         self.received.append((link, frames))
         if self._waiter is not None:
             self._wake()
@@ -194,6 +198,10 @@ class LogicWorker(_Task):
                 await self._sleep()
 
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
+        stall = self.server._stall
+        if stall is not None and stall.clock() >= stall.until:
+            if not await self._still_owner(link, frames):
+                return
         durable = self.server._durable
         if durable is None:
             await self._handle_frames(link, frames)
@@ -212,6 +220,36 @@ class LogicWorker(_Task):
                 task.add_done_callback(self.commits.discard)
             else:  # nothing to wait for (echo, pings): no task
                 link.release_hold()
+
+    async def _still_owner(self, link: Link, frames: list[tuple[int, bytes]]) -> bool:
+        """Past the ownership deadline: may this read of a bound link be answered?
+
+        The cluster's keeper re-validates first (one round shared by every
+        stalled link). A link whose account another node took meanwhile gets
+        ``Error(replaced)`` and is closed, its read unanswered; when the broker
+        cannot confirm in time, each request gets ``cluster_unavailable`` and
+        is not run. Links not logged in are not held.
+        """
+        server = self.server
+        bindings = server.bindings
+        player = bindings.player_of(link)
+        stall = server._stall
+        if player is None or stall is None:
+            return True
+        verified = await stall.verify(server.settings.cluster_timeout)
+        if verified and bindings.player_of(link) is player:
+            return True
+        if not verified and link.state is _OPEN:
+            refused = HandlerError(
+                "cluster_unavailable", "the cluster cannot confirm this login now; try again"
+            )
+            for msg_id, _ in frames:
+                self._refused(link, refused, msg_id)
+        elif bindings.player_of(link) is not player:
+            await bindings.tell_replaced(player)
+        server.stats.frames_in += len(frames)
+        link.inbound_done(len(frames))
+        return False
 
     async def _release_after_commit(self, link: Link) -> None:
         """Release ``link``'s replies once the changes of its pass are durable.

@@ -33,6 +33,7 @@ from .store import PlayerStore, make_store
 from .tls import server_context
 
 if TYPE_CHECKING:
+    from .cluster.stall import StallGuard
     from .transport import WsServer
 
 log = logging.getLogger("sgs.server")
@@ -161,6 +162,7 @@ class Server:
         # Beyond one process: who else serves this game, and where players live.
         self.cluster: Cluster = LocalCluster(self)
         self._remote: Cluster | None = None  # the cluster, when it has other nodes to tell
+        self._stall: StallGuard | None = None  # the request path's ownership deadline
         self.bindings = Bindings(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
@@ -262,6 +264,7 @@ class Server:
         self.cluster = make_cluster(self)
         await self.cluster.start()
         self._remote = None if self.cluster.is_local else self.cluster
+        self._stall = self.cluster.stall
         await self._run_hooks("start", self)
         s = self.settings
         tls = server_context(s)
@@ -346,6 +349,7 @@ class Server:
         await self.store.stop(max(1.0, deadline - loop.time()))
         await self.cluster.stop()
         self._remote = None
+        self._stall = None
         await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
         self._listener = None
         if not drained or left:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..framework import Server
+    from .stall import StallGuard
     from ..group import Group
     from ..link import Link
 
@@ -92,6 +93,8 @@ class Cluster(ABC):
 
     node_id: str
     stats: ClusterStats
+    #: The "ownership verified until" deadline the request path checks (None: one node).
+    stall: StallGuard | None = None
 
     def __init__(self, server: Server) -> None:
         self.server = server
