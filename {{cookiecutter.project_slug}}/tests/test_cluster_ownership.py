@@ -55,11 +55,11 @@ from {{ cookiecutter.package_name }}.sgs.cluster.envelope import (
 from {{ cookiecutter.package_name }}.sgs.cluster.keys import (
     Keys,
 )
-from {{ cookiecutter.package_name }}.sgs.cluster.redis import (
-    RedisCluster,
-)
 from {{ cookiecutter.package_name }}.sgs.cluster.listener import (
     Listener,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.redis import (
+    RedisCluster,
 )
 from {{ cookiecutter.package_name }}.sgs.store import (
     MemoryBackend,

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..framework import Server
-    from .stall import StallGuard
     from ..group import Group
     from ..link import Link
+    from .stall import StallGuard
 
 
 @dataclass
