@@ -61,6 +61,9 @@ from {{ cookiecutter.package_name }}.sgs.cluster.listener import (
 from {{ cookiecutter.package_name }}.sgs.cluster.redis import (
     RedisCluster,
 )
+from {{ cookiecutter.package_name }}.sgs.cluster.stall import (
+    StallGuard,
+)
 from {{ cookiecutter.package_name }}.sgs.store import (
     MemoryBackend,
 )
@@ -598,3 +601,59 @@ async def test_the_publishers_sequence_table_forgets_channels_nobody_hears(
             # A channel used again starts over (no receiver tracks it).
             assert cluster.send_to("gone", "zed", frame)
             assert cluster._seq[to_gone] == 1
+
+
+# -- the stall check: no answer past the ownership deadline without a new round ------------
+
+
+async def test_the_stall_guard_counts_only_a_round_sent_after_the_stall() -> None:
+    loop = asyncio.get_running_loop()
+    nudges: list[float] = []
+    guard = StallGuard(1.0, lambda: nudges.append(loop.time()))
+    assert guard.clock() >= guard.until  # nothing verified before the first round
+    # Nobody answers: False after the timeout, then at once until a round succeeds.
+    assert not await guard.verify(0.2)
+    assert nudges, "the keeper was not asked for a round"
+    started = loop.time()
+    assert not await guard.verify(5.0)
+    assert loop.time() - started < 0.1
+    guard.renewed(loop.time())
+    assert guard.clock() < guard.until and await guard.verify(0.1)
+    # Past the deadline (a stall): a round sent before it does not count.
+    guard.until = loop.time() - 0.01
+    waits = [asyncio.ensure_future(guard.verify(5.0)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    guard.renewed(loop.time() - 2.0)  # an answer to a round sent before the stall
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waits)
+    guard.renewed(loop.time())  # one round serves every stalled link
+    assert await asyncio.gather(*waits) == [True, True]
+
+
+async def test_a_logged_in_player_is_not_served_once_the_broker_cannot_confirm_ownership(
+    redis_server: RedisServer,
+) -> None:
+    """Past the lease without Redis another node may own the account: no request is run."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c, client(a) as anonymous:
+            await c.login("hal")
+            assert (await c.business(1, 1, 1)).result == 2
+            redis_server.pause()
+            try:
+                await asyncio.sleep(LEASE + 0.2)  # past the ownership deadline
+                with pytest.raises(RemoteError) as refused:
+                    await c.business(1, 2, 2)
+                assert refused.value.code == "cluster_unavailable"
+                assert await anonymous.echo("hi") == "hi"  # links not logged in are not held
+            finally:
+                redis_server.resume()
+            await wait_until(lambda: a.cluster.lease_held, what="the lease back")
+            deadline = time.monotonic() + TIMEOUT
+            while True:  # served again once a round succeeded
+                try:
+                    assert (await c.business(1, 3, 3)).result == 6
+                    break
+                except RemoteError as exc:
+                    assert exc.code == "cluster_unavailable" and time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+            assert a.cluster.stall is not None and a.cluster.stall.checks > 0

@@ -33,7 +33,7 @@ MARGIN = 0.1
 class StallGuard:
     """This node's "ownership verified until" deadline (see the module docstring)."""
 
-    __slots__ = ("until", "clock", "lease", "_next", "_nudge", "checks")
+    __slots__ = ("until", "clock", "lease", "_next", "_nudge", "_down", "checks")
 
     def __init__(self, lease: float, nudge: Callable[[], None]) -> None:
         self.until = float("-inf")  # nothing verified before the first registration
@@ -41,6 +41,10 @@ class StallGuard:
         self.lease = lease * (1.0 - MARGIN)
         self._next: asyncio.Future[None] | None = None
         self._nudge = nudge  # wake the keeper now instead of at its next heartbeat
+        # A wait timed out and no round succeeded since: the broker is out of
+        # reach, and later stalled reads fail at once instead of each holding
+        # its worker for the whole timeout.
+        self._down = False
         self.checks = 0  # requests that had to wait for a re-validation
 
     def renewed(self, sent_at: float) -> None:
@@ -48,6 +52,7 @@ class StallGuard:
         until = sent_at + self.lease
         if until > self.until:
             self.until = until
+        self._down = False
         waiter = self._next
         if waiter is not None:
             self._next = None
@@ -58,14 +63,17 @@ class StallGuard:
         """Wait for a round that started after now; False when none completes within ``timeout``.
 
         Many stalled links share one round (one refresh and, when the lease
-        was lost, one validation of every binding): each waits on the same future.
+        was lost, one validation of every binding): each waits on the same
+        future. Once a wait timed out, later ones answer False at once until
+        a round succeeds again.
         """
         self.checks += 1
         clock = self.clock
         deadline = clock() + timeout
         while clock() >= self.until:
             left = deadline - clock()
-            if left <= 0:
+            if left <= 0 or self._down:
+                self._nudge()
                 return False
             if self._next is None:
                 self._next = asyncio.get_running_loop().create_future()
@@ -74,5 +82,6 @@ class StallGuard:
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), left)
             except TimeoutError:
+                self._down = True
                 return False
         return True
