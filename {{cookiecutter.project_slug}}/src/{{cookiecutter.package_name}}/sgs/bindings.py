@@ -180,7 +180,7 @@ class Bindings:
     async def _replace(self, player: Player) -> None:
         """The older local link of a key lost it: forget it, then let the game answer."""
         self._drop(player)
-        await self._run_hooks(player.link, player.key)
+        await self.tell_replaced(player)
 
     async def _run_hooks(self, link: Link, key: str) -> None:
         if not self._hooks:
@@ -243,7 +243,7 @@ class Bindings:
 
             async def replaced() -> None:
                 try:
-                    await self._run_hooks(player.link, key)
+                    await self.tell_replaced(player)
                 finally:
                     if not done.done():
                         done.set_result(None)
