@@ -200,7 +200,9 @@ class LogicWorker(_Task):
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
         stall = self.server._stall
         if stall is not None and stall.clock() >= stall.until:
-            if not await self._still_owner(link, frames):
+            if not await self._still_owner(link, [msg_id for msg_id, _ in frames]):
+                self.server.stats.frames_in += len(frames)
+                link.inbound_done(len(frames))
                 return
         durable = self.server._durable
         if durable is None:
@@ -221,14 +223,14 @@ class LogicWorker(_Task):
             else:  # nothing to wait for (echo, pings): no task
                 link.release_hold()
 
-    async def _still_owner(self, link: Link, frames: list[tuple[int, bytes]]) -> bool:
-        """Past the ownership deadline: may this read of a bound link be answered?
+    async def _still_owner(self, link: Link, msg_ids: list[int]) -> bool:
+        """Past the ownership deadline: may these requests (or replies) of a bound link go on?
 
         The cluster's keeper re-validates first (one round shared by every
         stalled link). A link whose account another node took meanwhile gets
-        ``Error(replaced)`` and is closed, its read unanswered; when the broker
-        cannot confirm in time, each request gets ``cluster_unavailable`` and
-        is not run. Links not logged in are not held.
+        ``Error(replaced)`` and is closed, its requests unanswered; when the
+        broker cannot confirm in time, each gets ``cluster_unavailable``.
+        Links not logged in are not held. The caller counts the frames.
         """
         server = self.server
         bindings = server.bindings
@@ -243,12 +245,10 @@ class LogicWorker(_Task):
             refused = HandlerError(
                 "cluster_unavailable", "the cluster cannot confirm this login now; try again"
             )
-            for msg_id, _ in frames:
+            for msg_id in msg_ids:
                 self._refused(link, refused, msg_id)
         elif bindings.player_of(link) is not player:
             await bindings.tell_replaced(player)
-        server.stats.frames_in += len(frames)
-        link.inbound_done(len(frames))
         return False
 
     async def _release_after_commit(self, link: Link) -> None:
@@ -278,7 +278,13 @@ class LogicWorker(_Task):
         i = self._pass(link, frames, 0)
         while i < n:
             await self._awaited(link, frames[i])
-            i = self._pass(link, frames, i + 1)
+            i += 1
+            # The await may have spanned a stall: re-check before the rest of the read.
+            stall = self.server._stall
+            if i < n and stall is not None and stall.clock() >= stall.until:
+                if not await self._still_owner(link, [msg_id for msg_id, _ in frames[i:]]):
+                    break
+            i = self._pass(link, frames, i)
         self.server.stats.frames_in += n
         link.inbound_done(n)
 
@@ -407,7 +413,12 @@ class LogicWorker(_Task):
         try:
             resp = await handler(link.ctx, msg)
             if resp is not None:
-                link.write_frame(encode(resp))
+                # A route that awaited across a stall answers only once ownership is confirmed.
+                stall = server._stall
+                if stall is None or stall.clock() < stall.until:
+                    link.write_frame(encode(resp))
+                elif await self._still_owner(link, [msg_id]):
+                    link.write_frame(encode(resp))
         except HandlerError as exc:
             self._refused(link, exc, msg_id)
         except Exception:
