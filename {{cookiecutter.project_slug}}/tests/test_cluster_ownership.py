@@ -657,3 +657,45 @@ async def test_a_logged_in_player_is_not_served_once_the_broker_cannot_confirm_o
                     assert exc.code == "cluster_unavailable" and time.monotonic() < deadline
                     await asyncio.sleep(0.2)
             assert a.cluster.stall is not None and a.cluster.stall.checks > 0
+
+
+# -- two logins of one account in flight on one node ---------------------------------------
+
+
+async def test_a_newer_login_that_fails_after_binding_takes_the_older_one_down_too(
+    redis_server: RedisServer,
+) -> None:
+    """Found by the write-behind chaos tier: the newer BIND replaced the older in Redis.
+
+    The newer login's state load fails (store_unavailable) and unbinds its
+    binding; the older login, still loading, must not go on as an owner the
+    broker no longer knows (a login elsewhere would not kick it: two owners,
+    its acknowledged writes lost).
+    """
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        real = a.store.load
+        first_in, release = asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def load(key: str, epoch: int, **kw: Any) -> Any:
+            """The first login's load is slow; the second's fails (a store fault)."""
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                first_in.set()
+                await release.wait()
+                return await real(key, epoch, **kw)
+            release.set()
+            raise ConnectionError("the store is unreachable")
+
+        a.store.load = load  # type: ignore[method-assign]
+        async with client(a) as first, client(a) as second:
+            older = asyncio.ensure_future(first.login("ivy"))
+            await first_in.wait()
+            with pytest.raises(RemoteError) as newer:
+                await second.login("ivy")
+            assert newer.value.code == "store_unavailable"
+            with pytest.raises((RemoteError, ConnectionError)) as lost:
+                await older
+            assert "replaced" in str(lost.value)
+        assert "ivy" not in a.bindings.players

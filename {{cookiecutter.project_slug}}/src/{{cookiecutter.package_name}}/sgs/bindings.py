@@ -102,6 +102,12 @@ class Bindings:
                     "cluster_unavailable", "the cluster cannot confirm this login now; try again"
                 ) from exc
             epoch = result.epoch
+            if self._pending[key] > 1:
+                # Another login of this key is in flight here. Redis now binds
+                # whichever BIND ran last; an older one in flight has lost, even
+                # if this login fails later (its unbind then leaves the key
+                # unbound, and a login elsewhere would not kick the older one).
+                self._revoked[key] = max(self._revoked.get(key, 0), epoch)
             older = self.players.get(key)
             if older is not None and older.epoch < epoch and older.link is not link:
                 await self._replace(older)
