@@ -38,6 +38,8 @@ from {{ cookiecutter.package_name }}.sgs.cluster import (
     scripts,
 )
 from {{ cookiecutter.package_name }}.sgs.cluster.base import (
+    BindRefused,
+    BindResult,
     ClusterStats,
 )
 from {{ cookiecutter.package_name }}.sgs.cluster.bus import (
@@ -699,3 +701,40 @@ async def test_a_newer_login_that_fails_after_binding_takes_the_older_one_down_t
                 await older
             assert "replaced" in str(lost.value)
         assert "ivy" not in a.bindings.players
+
+
+async def test_a_newer_login_whose_bind_outcome_is_unknown_takes_the_older_one_down_too(
+    redis_server: RedisServer,
+) -> None:
+    """The newer BIND ran but its answer was lost (refused, its unbind queued): same outcome."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        cluster = a.cluster
+        assert isinstance(cluster, RedisCluster)
+        real_load, real_bind = a.store.load, cluster.bind
+        first_in, release = asyncio.Event(), asyncio.Event()
+
+        async def load(key: str, epoch: int, **kw: Any) -> Any:
+            first_in.set()
+            await release.wait()  # the older login is still loading
+            return await real_load(key, epoch, **kw)
+
+        async def bind(key: str, link: Any) -> BindResult:
+            if not first_in.is_set():
+                return await real_bind(key, link)
+            await real_bind(key, link)  # Redis ran it...
+            cluster.ownership.unbind(key, link, None)  # ...what a refused bind queues
+            release.set()
+            raise BindRefused("the answer did not come in time")  # ...the node never heard
+
+        a.store.load = load  # type: ignore[method-assign]
+        cluster.bind = bind  # type: ignore[method-assign]
+        async with client(a) as first, client(a) as second:
+            older = asyncio.ensure_future(first.login("jo"))
+            await first_in.wait()
+            with pytest.raises(RemoteError) as newer:
+                await second.login("jo")
+            assert newer.value.code == "cluster_unavailable"
+            with pytest.raises((RemoteError, ConnectionError)) as lost:
+                await older
+            assert "replaced" in str(lost.value)
+        assert "jo" not in a.bindings.players

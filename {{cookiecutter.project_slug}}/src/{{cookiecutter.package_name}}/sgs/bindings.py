@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,11 @@ class Bindings:
             try:
                 result = await cluster.bind(key, link)
             except BindRefused as exc:
+                if self._pending[key] > 1:
+                    # Its BIND may still run after those of the other logins of
+                    # this key in flight here, and its queued unbind then leaves
+                    # the key unbound: none of them may go on as an owner.
+                    self._revoked[key] = sys.maxsize
                 log.warning(
                     "login of %r refused: the cluster broker did not confirm it: %s", key, exc
                 )
