@@ -21,6 +21,7 @@ from chaos.history import CLOSED, ERROR, OK, History, Op
 from chaos.run import Config, run, summary
 
 BOUNDS = Bounds(lease=3.0, timeout=2.0, slack=1.0)  # grace: 6 s
+LOST_ONE = {"acked_state": 1}
 
 #: The short tier: the faults behind the five known failures, a partition, a deaf subscriber, a crash.
 SHORT_KINDS = (
@@ -32,6 +33,8 @@ SHORT_KINDS = (
     "deaf_subscriber",
     "kill_node",
 )
+#: The write-behind tier: what may (a crash, a pause past the lease) and may not lose a flush.
+WRITE_BEHIND_KINDS = ("pause_node_long", "kill_node", "pause_node_short", "broker_pause_long")
 
 
 def op(kind: str, t0: float, t1: float | None, outcome: str = OK, value: object = None,
@@ -39,8 +42,8 @@ def op(kind: str, t0: float, t1: float | None, outcome: str = OK, value: object 
     return Op(kind=kind, invoked=t0, completed=t1, outcome=outcome, value=value, **fields)  # type: ignore[arg-type]
 
 
-def violations(*ops: Op) -> dict[str, int]:
-    found = check(History(ops=list(ops), started=0.0), BOUNDS)
+def violations(*ops: Op, bounds: Bounds = BOUNDS) -> dict[str, int]:
+    found = check(History(ops=list(ops), started=0.0), bounds)
     return {name: len(v) for name, v in found.items() if v}
 
 
@@ -72,6 +75,39 @@ def test_state_checkers_flag_lost_resurrected_and_phantom_counts() -> None:
     # The unacknowledged third request may have happened; a fourth never was sent.
     assert violations(*history, login(2, "b", 4, 4.1, 3)) == {}
     assert violations(*history, login(2, "b", 4, 4.1, 4)) == {"acked_state": 1}
+
+
+def test_write_behind_excuses_only_a_crashs_last_flush_interval() -> None:
+    """Write-behind may lose what its node acknowledged within a flush interval before it died."""
+    write_behind = Bounds(lease=3.0, timeout=2.0, slack=1.0, flush=1.0)
+
+    def on_a(t0: float, t1: float) -> Op:
+        return op("business", t0, t1, OK, link=1, node="a", account="alice")
+
+    played = [login(1, "a", 0, 0.1, 0), on_a(1, 1.1), on_a(9.5, 9.6)]
+    closed = op("closed", 10.2, 10.2, OK, "server", link=1, account="alice")
+    final = login(2, "b", 20, 20.1, 1, "final_login")
+    for kind in ("kill_node", "pause_node_long"):
+        crash = op("fault", 10, 14, OK, {"kind": kind}, node="a")
+        assert violations(*played, crash, closed, final, bounds=write_behind) == {}
+        # store_sync = "always" loses nothing, crash or not.
+        assert violations(*played, crash, closed, final) == LOST_ONE
+        # The update acknowledged 9 s before the crash was flushed long before it.
+        lost_old = login(2, "b", 20, 20.1, 0, "final_login")
+        assert violations(*played, crash, closed, lost_old, bounds=write_behind) == LOST_ONE
+    # A pause within the lease, a broker pause, a crash of another node: nothing may go.
+    for fault in (op("fault", 10, 11.5, OK, {"kind": "pause_node_short"}, node="a"),
+                  op("fault", 10, 15, OK, {"kind": "broker_pause_long"}, node="a"),
+                  op("fault", 10, 11, OK, {"kind": "kill_node"}, node="b")):  # fmt: skip
+        assert violations(*played, fault, closed, final, bounds=write_behind) == LOST_ONE
+    # Cut off from Redis past the lease: also what it acknowledged while its lease could hold.
+    cut = op("fault", 9, 14, OK, {"kind": "blackhole", "seconds": 5.0, "blackhole": True},
+             node="a")  # fmt: skip
+    later = [*played, on_a(10.5, 10.6)]
+    assert violations(*later, cut, closed, final, bounds=write_behind) == {}
+    deaf = op("fault", 9, 14, OK, {"kind": "deaf_subscriber", "seconds": 5.0, "blackhole": True,
+              "subscribers_only": True}, node="a")  # fmt: skip
+    assert violations(*later, deaf, closed, final, bounds=write_behind) == LOST_ONE
 
 
 def test_broker_data_loss_excuses_only_accounts_nobody_held() -> None:
@@ -114,10 +150,22 @@ def test_convergence_deaf_node_and_workers_checkers() -> None:
 def test_a_short_fixed_seed_schedule_breaks_no_invariant(tmp_path: Path) -> None:
     """Seed 1, the known failures' faults once each, on two nodes: every checker must find nothing."""
     config = Config(seed=1, workdir=tmp_path, faults=len(SHORT_KINDS), kinds=SHORT_KINDS)
+    short_run(config, len(SHORT_KINDS))
+
+
+@pytest.mark.timeout(400)
+def test_a_short_write_behind_schedule_loses_only_what_a_crash_may(tmp_path: Path) -> None:
+    """Seed 2 under write-behind: the faults that stop or kill the owning node, and a broker pause."""
+    config = Config(seed=2, workdir=tmp_path, faults=len(WRITE_BEHIND_KINDS),
+                    kinds=WRITE_BEHIND_KINDS, store_sync="write_behind")  # fmt: skip
+    short_run(config, len(WRITE_BEHIND_KINDS))
+
+
+def short_run(config: Config, faults: int) -> None:
     started = time.monotonic()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         result = runner.run(asyncio.wait_for(run(config), 480))
     print(f"{time.monotonic() - started:.0f}s\n{summary([result])}")
-    assert result.counts["faults"] == len(SHORT_KINDS)
+    assert result.counts["faults"] == faults
     assert result.counts["acked_writes"] > 0, "the players did nothing: the run proves nothing"
     assert result.ok, summary([result])

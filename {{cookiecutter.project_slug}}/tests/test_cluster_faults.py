@@ -133,6 +133,52 @@ def test_a_paused_node_does_not_bring_back_old_state(redis_server: RedisServer, 
     run(scenario())
 
 
+def test_a_node_waking_from_a_pause_answers_no_buffered_request(
+    redis_server: RedisServer, tmp_path: Path
+):
+    """The pause window: requests buffered in A's socket while it was stopped past its lease.
+
+    Write-behind (the default store_sync): A wakes with alice's requests
+    already in its socket. Were they answered before A's first ownership
+    check, they would be acknowledged for a state B owns now (two owners for
+    a moment, acknowledged writes lost). A re-validates first, so none is
+    answered as a success; its link is told replaced; the stored state is B's.
+    """
+
+    async def scenario() -> None:
+        async with two_nodes(redis_server, tmp_path) as (a, b):
+            # A long request timeout: the buffered requests wait out the pause.
+            first = await GameClient("127.0.0.1", a.port, timeout=120.0).connect()
+            assert (await first.login("alice")).counter == 0
+            await business(first, 2)
+            await asyncio.sleep(FLUSH)
+            a.pause()
+            buffered = [asyncio.ensure_future(first.business(k, k, 1)) for k in range(5)]
+            await asyncio.sleep(REAPED)
+            second, counter = await player(b, "alice")
+            assert counter == 2
+            await business(second, 3)
+            a.resume()
+            results = await asyncio.wait_for(
+                asyncio.gather(*buffered, return_exceptions=True), GRACE
+            )
+            served = [r for r in results if not isinstance(r, BaseException)]
+            assert not served, (
+                f"A answered {len(served)} of 5 requests as alice after B's login was acked"
+            )
+            # The link learns why: Error(replaced), then the close (the client
+            # fails its pending requests with that reason).
+            assert any("replaced" in str(r) for r in results), results
+            await first.wait_closed(GRACE)
+            await second.close()
+            await asyncio.sleep(FLUSH)
+            last, counter = await player(b, "alice")
+            assert counter == 5, f"the stored counter is {counter}, not B's 5"
+            await last.close()
+
+    run(scenario())
+
+
 def test_a_slow_broker_does_not_make_two_owners(redis_server: RedisServer, tmp_path: Path):
     """Failure 2: Redis paused 3 s (a fork) while alice logs in on B.
 

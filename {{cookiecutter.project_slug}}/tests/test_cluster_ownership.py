@@ -39,6 +39,8 @@ from {{ cookiecutter.package_name }}.sgs.cluster import (
     scripts,
 )
 from {{ cookiecutter.package_name }}.sgs.cluster.base import (
+    BindRefused,
+    BindResult,
     ClusterStats,
 )
 from {{ cookiecutter.package_name }}.sgs.cluster.bus import (
@@ -58,6 +60,12 @@ from {{ cookiecutter.package_name }}.sgs.cluster.keys import (
 )
 from {{ cookiecutter.package_name }}.sgs.cluster.listener import (
     Listener,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.redis import (
+    RedisCluster,
+)
+from {{ cookiecutter.package_name }}.sgs.cluster.stall import (
+    StallGuard,
 )
 from {{ cookiecutter.package_name }}.sgs.store import (
     MemoryBackend,
@@ -449,8 +457,11 @@ async def test_a_leave_during_an_outage_leaves_no_ghost(redis_server: RedisServe
             await ca.join("x")
             redis_server.pause()
             try:
-                await asyncio.sleep(LEASE + 0.5)
-                await asyncio.wait_for(ca.leave(), TIMEOUT)  # answered locally
+                # Within the lease the node still knows it owns fay: answered
+                # locally (past it, the stall check would hold the request).
+                await asyncio.sleep(LEASE * 0.3)
+                await asyncio.wait_for(ca.leave(), TIMEOUT)
+                await asyncio.sleep(LEASE * 0.7 + 0.5)  # the outage outlasts the lease
             finally:
                 redis_server.resume()
             await until(lambda: a.cluster.connected and a.cluster.lease_held, what="A back")
@@ -555,3 +566,176 @@ async def test_write_back_returns_recently_handed_off_states_and_the_newer_epoch
         assert store.get("gone") is None and store.get("moved") is None
     finally:
         await store.stop(1.0)
+
+
+# -- pruning: the publisher's own sequence table --------------------------------------------
+
+
+async def test_the_publishers_sequence_table_forgets_channels_nobody_hears(
+    redis_server: RedisServer,
+) -> None:
+    """Entries of idle channels nobody listens on go; heard or busy ones stay."""
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        cluster = a.cluster
+        assert isinstance(cluster, RedisCluster)
+        keys = Keys(PREFIX)
+        room, to_b, to_gone = keys.group_channel("room:x"), keys.to("b"), keys.to("gone")
+        live = {"a", "b"}
+        async with client(a) as ca, client(b) as cb:
+            await ca.login("amy")
+            await cb.login("bob")
+            await ca.join("x")
+            await cb.join("x")
+            await wait_until(lambda: bool(cluster.interest.get("room:x")), what="b's interest in x")
+            await ca.say("hi")  # published on x's channel: b has a member there
+            frame = bytes(8)
+            assert cluster.send_to("b", "bob", frame) and cluster.send_to("gone", "zed", frame)
+            await wait_until(lambda: {room, to_b, to_gone} <= cluster._seq.keys(), what="seqs")
+            assert cluster.prune_sequences(live) == 0  # all just used: none idle yet
+            assert cluster.prune_sequences(live) == 1  # idle and unheard: the gone node's
+            assert to_gone not in cluster._seq and {room, to_b} <= cluster._seq.keys()
+            await cb.leave()
+            await wait_until(lambda: not cluster.interest.get("room:x"), what="b's interest to go")
+            assert cluster.prune_sequences(live) == 1  # nobody hears x now
+            assert room not in cluster._seq and to_b in cluster._seq
+            # A channel used again starts over (no receiver tracks it).
+            assert cluster.send_to("gone", "zed", frame)
+            assert cluster._seq[to_gone] == 1
+
+
+# -- the stall check: no answer past the ownership deadline without a new round ------------
+
+
+async def test_the_stall_guard_counts_only_a_round_sent_after_the_stall() -> None:
+    loop = asyncio.get_running_loop()
+    nudges: list[float] = []
+    guard = StallGuard(1.0, lambda: nudges.append(loop.time()))
+    assert guard.clock() >= guard.until  # nothing verified before the first round
+    # Nobody answers: False after the timeout, then at once until a round succeeds.
+    assert not await guard.verify(0.2)
+    assert nudges, "the keeper was not asked for a round"
+    started = loop.time()
+    assert not await guard.verify(5.0)
+    assert loop.time() - started < 0.1
+    guard.renewed(loop.time())
+    assert guard.clock() < guard.until and await guard.verify(0.1)
+    # Past the deadline (a stall): a round sent before it does not count.
+    guard.until = loop.time() - 0.01
+    waits = [asyncio.ensure_future(guard.verify(5.0)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    guard.renewed(loop.time() - 2.0)  # an answer to a round sent before the stall
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waits)
+    guard.renewed(loop.time())  # one round serves every stalled link
+    assert await asyncio.gather(*waits) == [True, True]
+
+
+async def test_a_logged_in_player_is_not_served_once_the_broker_cannot_confirm_ownership(
+    redis_server: RedisServer,
+) -> None:
+    """Past the lease without Redis another node may own the account: no request is run."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        async with client(a) as c, client(a) as anonymous:
+            await c.login("hal")
+            assert (await c.business(1, 1, 1)).result == 2
+            redis_server.pause()
+            try:
+                await asyncio.sleep(LEASE + 0.2)  # past the ownership deadline
+                with pytest.raises(RemoteError) as refused:
+                    await c.business(1, 2, 2)
+                assert refused.value.code == "cluster_unavailable"
+                assert await anonymous.echo("hi") == "hi"  # links not logged in are not held
+            finally:
+                redis_server.resume()
+            await wait_until(lambda: a.cluster.lease_held, what="the lease back")
+            deadline = time.monotonic() + TIMEOUT
+            while True:  # served again once a round succeeded
+                try:
+                    assert (await c.business(1, 3, 3)).result == 6
+                    break
+                except RemoteError as exc:
+                    assert exc.code == "cluster_unavailable" and time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+            assert a.cluster.stall is not None and a.cluster.stall.checks > 0
+
+
+# -- two logins of one account in flight on one node ---------------------------------------
+
+
+async def test_a_newer_login_that_fails_after_binding_takes_the_older_one_down_too(
+    redis_server: RedisServer,
+) -> None:
+    """Found by the write-behind chaos tier: the newer BIND replaced the older in Redis.
+
+    The newer login's state load fails (store_unavailable) and unbinds its
+    binding; the older login, still loading, must not go on as an owner the
+    broker no longer knows (a login elsewhere would not kick it: two owners,
+    its acknowledged writes lost).
+    """
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        real = a.store.load
+        first_in, release = asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def load(key: str, epoch: int, **kw: Any) -> Any:
+            """The first login's load is slow; the second's fails (a store fault)."""
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                first_in.set()
+                await release.wait()
+                return await real(key, epoch, **kw)
+            release.set()
+            raise ConnectionError("the store is unreachable")
+
+        a.store.load = load  # type: ignore[method-assign]
+        async with client(a) as first, client(a) as second:
+            older = asyncio.ensure_future(first.login("ivy"))
+            await first_in.wait()
+            with pytest.raises(RemoteError) as newer:
+                await second.login("ivy")
+            assert newer.value.code == "store_unavailable"
+            with pytest.raises((RemoteError, ConnectionError)) as lost:
+                await older
+            assert "replaced" in str(lost.value)
+        assert "ivy" not in a.bindings.players
+
+
+async def test_a_newer_login_whose_bind_outcome_is_unknown_takes_the_older_one_down_too(
+    redis_server: RedisServer,
+) -> None:
+    """The newer BIND ran but its answer was lost (refused, its unbind queued): same outcome."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE) as a:
+        cluster = a.cluster
+        assert isinstance(cluster, RedisCluster)
+        real_load, real_bind = a.store.load, cluster.bind
+        first_in, release = asyncio.Event(), asyncio.Event()
+
+        async def load(key: str, epoch: int, **kw: Any) -> Any:
+            first_in.set()
+            await release.wait()  # the older login is still loading
+            return await real_load(key, epoch, **kw)
+
+        async def bind(key: str, link: Any) -> BindResult:
+            if not first_in.is_set():
+                return await real_bind(key, link)
+            await real_bind(key, link)  # Redis ran it...
+            cluster.ownership.unbind(key, link, None)  # ...what a refused bind queues
+            release.set()
+            raise BindRefused("the answer did not come in time")  # ...the node never heard
+
+        a.store.load = load  # type: ignore[method-assign]
+        cluster.bind = bind  # type: ignore[method-assign]
+        async with client(a) as first, client(a) as second:
+            older = asyncio.ensure_future(first.login("jo"))
+            await first_in.wait()
+            with pytest.raises(RemoteError) as newer:
+                await second.login("jo")
+            assert newer.value.code == "cluster_unavailable"
+            with pytest.raises((RemoteError, ConnectionError)) as lost:
+                await older
+            assert "replaced" in str(lost.value)
+        assert "jo" not in a.bindings.players

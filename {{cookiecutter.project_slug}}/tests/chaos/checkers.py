@@ -8,8 +8,14 @@ invariants allow a cluster to take: one ``cluster_lease`` plus one
   serves a request invoked more than ``grace`` later; a link that lost its
   account learns it (``Error(replaced)`` or a close from the server).
 - ``acked_state``: the final login of each account sees every acknowledged
-  business request (``store_sync = "always"``), and no login counts more
-  requests than were ever sent.
+  business request, and no login counts more requests than were ever sent.
+  With write-behind (``Bounds.flush`` set) the one loss allowed is a crash's:
+  requests acknowledged within one ``store_flush_interval`` (plus slack)
+  before their node was SIGKILLed, or stopped or cut off from Redis for
+  longer than its lease (to the cluster that node is dead: another takes its
+  accounts over from the store), plus, when cut off, those it acknowledged
+  while its lease could still hold. Never after a pause within the lease, a
+  broker pause or restart, or a hand-over.
 - ``resurrection``: a login during the run sees every business request
   acknowledged before it was invoked, and never less than an earlier login.
 - ``broker_data_loss``: after the broker came back empty, an account that
@@ -62,6 +68,7 @@ class Bounds:
     lease: float
     timeout: float
     slack: float = 1.0
+    flush: float | None = None  # write-behind's store_flush_interval; None: store_sync always
 
     @property
     def grace(self) -> float:
@@ -144,8 +151,29 @@ def _held(links: Links, account: str, at: float) -> bool:
     )
 
 
+#: Faults that are a crash of the node they hit, as the cluster sees it.
+CRASHES = frozenset({"kill_node", "pause_node_long"})
+
+
+def _crash_windows(history: History, bounds: Bounds) -> dict[str, list[tuple[float, float]]]:
+    """Per node: when a write-behind acknowledgement may be lost with its node (see above)."""
+    windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    if bounds.flush is None:
+        return windows
+    before = bounds.flush + bounds.slack
+    for op in history.of("fault"):
+        v = op.value if isinstance(op.value, dict) else {}
+        if v.get("kind") in CRASHES:
+            windows[op.node].append((op.invoked - before, op.invoked + 0.5))  # reply in flight
+        elif v.get("blackhole") and not v.get("subscribers_only"):
+            if v.get("seconds", 0) > bounds.lease:
+                windows[op.node].append((op.invoked - before, op.invoked + bounds.lease))
+    return windows
+
+
 def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
     links = Links(history)
+    crashes = _crash_windows(history, bounds)
     restarts = sorted(
         op.invoked
         for op in history.of("fault")
@@ -153,11 +181,14 @@ def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
     )
     acks: dict[str, list[float]] = defaultdict(list)
     sent: dict[str, list[float]] = defaultdict(list)
+    lost: dict[str, list[float]] = defaultdict(list)  # acknowledgements a crash may take
     for op in history.of("business"):
         sent[op.account].append(op.invoked)
         if op.ok:
             acks[op.account].append(op.end)
-    for times in (*acks.values(), *sent.values()):
+            if any(a <= op.end <= b for a, b in crashes.get(op.node, ())):
+                lost[op.account].append(op.end)
+    for times in (*acks.values(), *sent.values(), *lost.values()):
         times.sort()
     logins = sorted((op for op in history.ops if op.kind in LOGINS and op.ok), key=lambda o: o.end)
     found: list[Violation] = []
@@ -175,8 +206,9 @@ def _state_checks(history: History, bounds: Bounds) -> list[Violation]:
         previous = max((o.end for o in logins if o.account == account and o.end < login.invoked),
                        default=float("-inf"))  # fmt: skip
         held_restart = any(max(since, previous) < t < login.invoked for t in restarts)
-        times = acks[account]
+        times, may_go = acks[account], lost[account]
         lower = bisect.bisect_left(times, login.invoked) - bisect.bisect_right(times, since)
+        lower -= bisect.bisect_left(may_go, login.invoked) - bisect.bisect_right(may_go, since)
         upper = bisect.bisect_left(sent[account], login.end)
         invariant = (
             "broker_data_loss"

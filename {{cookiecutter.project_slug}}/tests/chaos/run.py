@@ -48,8 +48,14 @@ class Config:
     accounts: int = 4
     lease: float = 3.0
     timeout: float = 2.0
-    store_sync: str = "always"
+    store_sync: str = "always"  # or "write_behind": then a crash may take its last flush_interval
+    flush: float = 1.0  # store_flush_interval (the default)
     request_timeout: float = 8.0
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.lease, self.timeout,
+                      flush=None if self.store_sync == "always" else self.flush)  # fmt: skip
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Result:
     counts: dict[str, int]
     elapsed: float
     faults: list[str] = field(default_factory=list)
+    store_sync: str = "always"
 
     @property
     def ok(self) -> bool:
@@ -102,6 +109,7 @@ async def run(config: Config) -> Result:
                     cluster_lease=str(config.lease),
                     cluster_timeout=str(config.timeout),
                     store_sync=config.store_sync,
+                    store_flush_interval=str(config.flush),
                 )
             )
         await asyncio.gather(*(node.start() for node in nodes))
@@ -160,9 +168,9 @@ async def run(config: Config) -> Result:
             await proxy.stop()
         redis.stop()
     history.dump(config.workdir / "history.json")
-    violations = check(history, Bounds(config.lease, config.timeout))
-    return Result(config.seed, history, violations, counts(history),
-                  time.monotonic() - started, [f.kind for f in plan.faults])  # fmt: skip
+    violations = check(history, config.bounds)
+    return Result(config.seed, history, violations, counts(history), time.monotonic() - started,
+                  [f.kind for f in plan.faults], config.store_sync)  # fmt: skip
 
 
 async def look(
@@ -218,5 +226,6 @@ def summary(results: list[Result]) -> str:
     ]
     for r in results:
         for found in r.violations.values():
-            lines += [f"  seed {r.seed}: {v.invariant}: {v.detail}" for v in found[:5]]
+            lines += [f"  seed {r.seed} ({r.store_sync}): {v.invariant}: {v.detail}"
+                      for v in found[:5]]  # fmt: skip
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ class Player:
     epoch: int
     link: Link
     state: PlayerState
+    told: bool = False  # its link was given the replaced answer
 
 
 class Bindings:
@@ -95,6 +97,11 @@ class Bindings:
             try:
                 result = await cluster.bind(key, link)
             except BindRefused as exc:
+                if self._pending[key] > 1:
+                    # Its BIND may still run after those of the other logins of
+                    # this key in flight here, and its queued unbind then leaves
+                    # the key unbound: none of them may go on as an owner.
+                    self._revoked[key] = sys.maxsize
                 log.warning(
                     "login of %r refused: the cluster broker did not confirm it: %s", key, exc
                 )
@@ -102,6 +109,12 @@ class Bindings:
                     "cluster_unavailable", "the cluster cannot confirm this login now; try again"
                 ) from exc
             epoch = result.epoch
+            if self._pending[key] > 1:
+                # Another login of this key is in flight here. Redis now binds
+                # whichever BIND ran last; an older one in flight has lost, even
+                # if this login fails later (its unbind then leaves the key
+                # unbound, and a login elsewhere would not kick the older one).
+                self._revoked[key] = max(self._revoked.get(key, 0), epoch)
             older = self.players.get(key)
             if older is not None and older.epoch < epoch and older.link is not link:
                 await self._replace(older)
@@ -180,7 +193,7 @@ class Bindings:
     async def _replace(self, player: Player) -> None:
         """The older local link of a key lost it: forget it, then let the game answer."""
         self._drop(player)
-        await self._run_hooks(player.link, player.key)
+        await self.tell_replaced(player)
 
     async def _run_hooks(self, link: Link, key: str) -> None:
         if not self._hooks:
@@ -243,7 +256,7 @@ class Bindings:
 
             async def replaced() -> None:
                 try:
-                    await self._run_hooks(player.link, key)
+                    await self.tell_replaced(player)
                 finally:
                     if not done.done():
                         done.set_result(None)
@@ -290,7 +303,14 @@ class Bindings:
         self._tell_replaced(player)
 
     def _tell_replaced(self, player: Player) -> None:
-        self.server.post(lambda: self._run_hooks(player.link, player.key), player.link)
+        self.server.post(lambda: self.tell_replaced(player), player.link)
+
+    async def tell_replaced(self, player: Player) -> None:
+        """Give ``player``'s link the replaced answer (the game's hooks), once."""
+        if player.told:
+            return
+        player.told = True
+        await self._run_hooks(player.link, player.key)
 
     # -- pushes ----------------------------------------------------------
 

@@ -27,6 +27,7 @@ from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
 from .settings import ResourceModel
 
 if TYPE_CHECKING:
+    from .cluster.stall import StallGuard
     from .framework import Server
     from .store import PlayerStore
 
@@ -137,6 +138,7 @@ class LogicWorker(_Task):
         "durable",
         "connected",
         "finalize",
+        "stall",
     )
 
     def __init__(
@@ -172,6 +174,8 @@ class LogicWorker(_Task):
         # (post_frames), except with store_sync = "always": there every pass
         # holds its replies until a commit, which the worker task arranges.
         self.inline = wiring.durable is None
+        # On a cluster: the ownership deadline of the request path (set_stall).
+        self.stall: StallGuard | None = None
 
     def post_frames(self, link: Link, frames: Frames) -> None:
         """Frames of one read (never empty), handled in order after what is queued.
@@ -185,7 +189,14 @@ class LogicWorker(_Task):
         sends them. At the first route that awaits, the rest goes to the
         worker task. (Inline here, not a method of its own: one call less per read.)
         """
-        if self._waiter is None or not self.inline:
+        # On a cluster, past the ownership deadline (a stalled loop, a lost
+        # broker) the read goes to the worker task, which re-checks first.
+        stall = self.stall
+        if (
+            self._waiter is None
+            or not self.inline
+            or (stall is not None and stall.clock() >= stall.until)
+        ):
             self.received.append((_FRAMES, link, frames))
             if self._waiter is not None:
                 self._wake()
@@ -292,6 +303,12 @@ class LogicWorker(_Task):
                 await self._sleep()
 
     async def _handle(self, link: Link, frames: list[tuple[int, bytes]]) -> None:
+        stall = self.stall
+        if stall is not None and stall.clock() >= stall.until:
+            if not await self._still_owner(link, [msg_id for msg_id, _ in frames]):
+                self.stats.frames_in += len(frames)
+                link.inbound_done(len(frames))
+                return
         durable = self.durable
         if durable is None:
             await self._handle_frames(link, frames)
@@ -310,6 +327,34 @@ class LogicWorker(_Task):
                 task.add_done_callback(self.commits.discard)
             else:  # nothing to wait for (echo, pings): no task
                 link.release_hold()
+
+    async def _still_owner(self, link: Link, msg_ids: list[int]) -> bool:
+        """Past the ownership deadline: may these requests (or replies) of a bound link go on?
+
+        The cluster's keeper re-validates first (one round shared by every
+        stalled link). A link whose account another node took meanwhile gets
+        ``Error(replaced)`` and is closed, its requests unanswered; when the
+        broker cannot confirm in time, each gets ``cluster_unavailable``.
+        Links not logged in are not held. The caller counts the frames.
+        """
+        server = self.server
+        bindings = server.bindings
+        player = bindings.player_of(link)
+        stall = self.stall
+        if player is None or stall is None:
+            return True
+        verified = await stall.verify(server.settings.cluster_timeout)
+        if verified and bindings.player_of(link) is player:
+            return True
+        if not verified and link.state is _OPEN:
+            refused = HandlerError(
+                "cluster_unavailable", "the cluster cannot confirm this login now; try again"
+            )
+            for msg_id in msg_ids:
+                self.outcomes.refused(link, refused, msg_id)
+        elif bindings.player_of(link) is not player:
+            await bindings.tell_replaced(player)
+        return False
 
     async def _release_after_commit(self, link: Link) -> None:
         """Release ``link``'s replies once the changes of its pass are durable.
@@ -330,7 +375,13 @@ class LogicWorker(_Task):
         i = self._pass(link, frames, 0)
         while i < n:
             await self._awaited(link, frames[i])
-            i = self._pass(link, frames, i + 1)
+            i += 1
+            # The await may have spanned a stall: re-check before the rest of the read.
+            stall = self.stall
+            if i < n and stall is not None and stall.clock() >= stall.until:
+                if not await self._still_owner(link, [msg_id for msg_id, _ in frames[i:]]):
+                    break
+            i = self._pass(link, frames, i)
         self.stats.frames_in += n
         link.inbound_done(n)
 
@@ -418,7 +469,12 @@ class LogicWorker(_Task):
         try:
             resp = await handler(link.ctx, msg)
             if resp is not None:
-                link.write_frame(encode(resp))
+                # A route that awaited across a stall answers only once ownership is confirmed.
+                stall = self.stall
+                if stall is None or stall.clock() < stall.until:
+                    link.write_frame(encode(resp))
+                elif await self._still_owner(link, [msg_id]):
+                    link.write_frame(encode(resp))
         except Exception as exc:
             self._failed(link, msg_id, exc)
         if link.pending_close is not None:
@@ -526,6 +582,16 @@ class Dispatcher:
         m = 0 if self.per_link_send else settings.send_workers
         self.writers = [SendWorker(f"send-{i}") for i in range(m)]
         self.tasks: set[asyncio.Task[None]] = set()
+        self.stall: StallGuard | None = None
+
+    def set_stall(self, stall: StallGuard | None) -> None:
+        """The cluster's ownership deadline, checked by every worker before it serves a read."""
+        self.stall = stall
+        for worker in self.logic:
+            worker.stall = stall
+        for link in self.server.links.values():
+            if link.worker is not None:
+                link.worker.stall = stall
 
     def _spawn(self, worker: _Task, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=worker.name)
@@ -554,6 +620,7 @@ class Dispatcher:
                 usage=self.per_link_usage,
                 batch=self.batch,
             )
+            worker.stall = self.stall
             self._spawn(worker, worker.run())
         else:
             worker = self.logic[link.id % len(self.logic)]

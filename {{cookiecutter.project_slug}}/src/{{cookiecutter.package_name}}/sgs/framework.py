@@ -270,6 +270,7 @@ class Server:
         self.cluster = make_cluster(self)
         await self.cluster.start()
         self.group_table.remote = None if self.cluster.is_local else self.cluster
+        self._dispatcher.set_stall(self.cluster.stall)
         await self._run_hooks("start", self)
         s = self.settings
         tls = server_context(s)
@@ -355,6 +356,7 @@ class Server:
         await self.store.stop(max(1.0, deadline - loop.time()))
         await self.cluster.stop()
         self.group_table.remote = None
+        dispatcher.set_stall(None)
         await dispatcher.stop(timeout=max(0.5, deadline - loop.time()))
         self._listener = None
         if not drained or left:

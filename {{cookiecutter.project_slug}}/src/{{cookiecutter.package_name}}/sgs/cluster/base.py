@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..framework import Server
     from ..group import Group
     from ..link import Link
+    from .stall import StallGuard
 
 
 @dataclass
@@ -92,6 +93,8 @@ class Cluster(ABC):
 
     node_id: str
     stats: ClusterStats
+    #: The "ownership verified until" deadline the request path checks (None: one node).
+    stall: StallGuard | None = None
 
     def __init__(self, server: Server) -> None:
         self.server = server
