@@ -589,16 +589,16 @@ async def test_the_publishers_sequence_table_forgets_channels_nobody_hears(
             await cb.login("bob")
             await ca.join("x")
             await cb.join("x")
-            await wait_until(lambda: bool(cluster.interest.get("room:x")), what="b's interest in x")
+            await until(lambda: bool(cluster.interest.get("room:x")), what="b's interest in x")
             await ca.say("hi")  # published on x's channel: b has a member there
             frame = bytes(8)
             assert cluster.send_to("b", "bob", frame) and cluster.send_to("gone", "zed", frame)
-            await wait_until(lambda: {room, to_b, to_gone} <= cluster._seq.keys(), what="seqs")
+            await until(lambda: {room, to_b, to_gone} <= cluster._seq.keys(), what="seqs")
             assert cluster.prune_sequences(live) == 0  # all just used: none idle yet
             assert cluster.prune_sequences(live) == 1  # idle and unheard: the gone node's
             assert to_gone not in cluster._seq and {room, to_b} <= cluster._seq.keys()
             await cb.leave()
-            await wait_until(lambda: not cluster.interest.get("room:x"), what="b's interest to go")
+            await until(lambda: not cluster.interest.get("room:x"), what="b's interest to go")
             assert cluster.prune_sequences(live) == 1  # nobody hears x now
             assert room not in cluster._seq and to_b in cluster._seq
             # A channel used again starts over (no receiver tracks it).
@@ -650,7 +650,7 @@ async def test_a_logged_in_player_is_not_served_once_the_broker_cannot_confirm_o
                 assert await anonymous.echo("hi") == "hi"  # links not logged in are not held
             finally:
                 redis_server.resume()
-            await wait_until(lambda: a.cluster.lease_held, what="the lease back")
+            await until(lambda: a.cluster.lease_held, what="the lease back")
             deadline = time.monotonic() + TIMEOUT
             while True:  # served again once a round succeeded
                 try:
