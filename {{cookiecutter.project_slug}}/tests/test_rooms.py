@@ -144,11 +144,13 @@ async def test_every_refusal_code(protocol: str, broker: dict[str, object]) -> N
             await client.close()
 
 
+@CODECS
 async def test_private_room_is_never_listed_nor_matched_but_joins_by_id(
+    protocol: str,
     broker: dict[str, object],
 ) -> None:
-    async with lab_server(**broker) as server:
-        a, b, c = [await lab_client(server, "json").connect() for _ in range(3)]
+    async with lab_server(protocol=protocol, **broker) as server:
+        a, b, c = [await lab_client(server, protocol).connect() for _ in range(3)]
         hidden = await a.request(CreateRoom(room_type="lab", options=opts(private=True)), timeout=T)
         listing = await b.request(ListRooms(), timeout=T)
         assert listing.rooms == []
@@ -167,9 +169,10 @@ async def test_private_room_is_never_listed_nor_matched_but_joins_by_id(
             await client.close()
 
 
-async def test_filters_match_metadata(broker: dict[str, object]) -> None:
-    async with lab_server(**broker) as server:
-        a, b, c = [await lab_client(server, "json").connect() for _ in range(3)]
+@CODECS
+async def test_filters_match_metadata(protocol: str, broker: dict[str, object]) -> None:
+    async with lab_server(protocol=protocol, **broker) as server:
+        a, b, c = [await lab_client(server, protocol).connect() for _ in range(3)]
         red = await a.request(
             CreateRoom(room_type="lab", options=opts(meta={"team": "red"})), timeout=T
         )
@@ -184,11 +187,14 @@ async def test_filters_match_metadata(broker: dict[str, object]) -> None:
             await client.close()
 
 
-async def test_seat_expires_frees_the_seat_and_is_used_once(broker: dict[str, object]) -> None:
-    async with lab_server(seat_reservation_timeout=0.3, **broker) as server:
+@CODECS
+async def test_seat_expires_frees_the_seat_and_is_used_once(
+    protocol: str, broker: dict[str, object]
+) -> None:
+    async with lab_server(protocol=protocol, seat_reservation_timeout=0.3, **broker) as server:
         manager = manager_of(server)
         directory = manager.directory
-        a, b = [await lab_client(server, "json").connect() for _ in range(2)]
+        a, b = [await lab_client(server, protocol).connect() for _ in range(2)]
         created = await a.request(CreateRoom(room_type="lab", options=opts(max=3)), timeout=T)
         room_id = created.room_id
         used = await directory.reserve_in(room_id, manager.seat_timeout)
@@ -203,12 +209,14 @@ async def test_seat_expires_frees_the_seat_and_is_used_once(broker: dict[str, ob
         await b.close()
 
 
+@CODECS
 async def test_reserved_seat_keeps_an_empty_room_until_it_expires_then_disposes(
+    protocol: str,
     broker: dict[str, object],
 ) -> None:
-    async with lab_server(seat_reservation_timeout=0.5, **broker) as server:
+    async with lab_server(protocol=protocol, seat_reservation_timeout=0.5, **broker) as server:
         manager = manager_of(server)
-        a = await lab_client(server, "json").connect()
+        a = await lab_client(server, protocol).connect()
         room_id = (await a.request(CreateRoom(room_type="lab"), timeout=T)).room_id
         await manager.directory.reserve_in(room_id, manager.seat_timeout)
         await a.request(LeaveRoom(), timeout=T)
@@ -220,9 +228,10 @@ async def test_reserved_seat_keeps_an_empty_room_until_it_expires_then_disposes(
         await a.close()
 
 
-async def test_on_leave_consented_and_dispose_after_grace() -> None:
-    async with lab_server() as server:
-        a, b = [await lab_client(server, "json").connect() for _ in range(2)]
+@CODECS
+async def test_on_leave_consented_and_dispose_after_grace(protocol: str) -> None:
+    async with lab_server(protocol=protocol) as server:
+        a, b = [await lab_client(server, protocol).connect() for _ in range(2)]
         room_id = (await a.request(JoinOrCreate(room_type="lab"), timeout=T)).room_id
         assert (await b.request(JoinOrCreate(room_type="lab"), timeout=T)).room_id == room_id
         names = [m.name for m in lab_rooms(server)[room_id].clients]
