@@ -27,6 +27,7 @@ from .logs import RateLimitedLog
 from .message import Catalog, Message, default_catalog
 from .metrics import Metrics, TypeMeter, make_metrics
 from .protocol import get_codec
+from .resume import Resumer
 from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
@@ -162,6 +163,7 @@ class Server:
         self.cluster: Cluster = LocalCluster(self)
         self._remote: Cluster | None = None  # the cluster, when it has other nodes to tell
         self.bindings = Bindings(self)
+        self.resumer = Resumer(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
         self._heartbeat: liveness.Heartbeat | None = None  # serve --workers only
@@ -325,6 +327,7 @@ class Server:
             self._ws.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.resumer.close_all()
         for link in list(self.links.values()):
             link.stop_reading()
         dispatcher = self._dispatcher
@@ -436,7 +439,7 @@ class Server:
 
     async def _finalize(self, link: Link) -> None:
         """Run on the link's worker after all its received messages: drop its state."""
-        if link.finalized:
+        if link.finalized or self.resumer.intercept(link):
             return
         link.finalized = True
         if link.state is LinkState.OPEN:

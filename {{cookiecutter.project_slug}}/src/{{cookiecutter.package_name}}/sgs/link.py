@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .dispatcher import LogicWorker, SendWorker
     from .framework import Server
     from .limits import InboundLimiter, TokenBucket
+    from .resume.service import Session
 
 log = logging.getLogger("sgs.link")
 
@@ -96,6 +97,7 @@ class Link(asyncio.Protocol):
         "partial_since",
         "address",
         "session",
+        "resume",
         "_groups",
         "_ctx",
     )
@@ -140,6 +142,8 @@ class Link(asyncio.Protocol):
         #: Per-link data for handlers (login state, user objects, ...). A plain
         #: attribute, not a lazy property: handlers read it on most requests.
         self.session: dict[str, Any] = {}
+        #: The resumable session this link is the identity or the carrier of (sgs/resume).
+        self.resume: Session | None = None
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
 
@@ -170,12 +174,25 @@ class Link(asyncio.Protocol):
 
     def send(self, msg: Message) -> bool:
         """Queue ``msg``; False when the link is closing or the message was dropped."""
-        if self.state >= _CLOSED:
+        if self.state >= _CLOSED and self.resume is None:
             return False
         return self.write_frame(self.server.codec.encode_frame(msg))
 
     def write_frame(self, frame: bytes) -> bool:
-        """Queue one encoded frame on the send side, enforcing its byte bound."""
+        """Queue one encoded frame on the send side, enforcing its byte bound.
+
+        A resumable link numbers the frame first; a held one only keeps it, and
+        a resumed identity hands it to the connection carrying it now.
+        """
+        res = self.resume
+        if res is not None:
+            live = res.live
+            if live is not self:
+                if live is None:
+                    res.ring.record(frame)
+                    return True
+                return live.write_frame(frame)
+            res.ring.record(frame)
         if self.state is _CLOSED or self.writer is None:
             return False
         size = len(frame)
@@ -189,8 +206,20 @@ class Link(asyncio.Protocol):
             self.writer.schedule(self)
         return True
 
+    def write_untracked(self, frame: bytes) -> bool:
+        """Queue ``frame`` outside the outbound sequence (ResumeResp, a replayed frame)."""
+        res, self.resume = self.resume, None
+        try:
+            return self.write_frame(frame)
+        finally:
+            self.resume = res
+
     def close(self, reason: CloseReason | str = CloseReason.LOCAL) -> None:
         """Idempotent. Queued frames are flushed first, except after a send overflow."""
+        res = self.resume
+        if res is not None and res.live is not None and res.live is not self:
+            res.live.close(reason)  # a resumed identity: its carrier is the connection
+            return
         if self.state >= _CLOSING:
             return
         if self.state is LinkState.CONNECTING:
@@ -217,6 +246,10 @@ class Link(asyncio.Protocol):
 
     def close_after_handler(self, reason: CloseReason | str) -> None:
         """Close once the running handler returned, so its reply goes out first."""
+        res = self.resume
+        if res is not None and res.live is not None and res.live is not self:
+            res.live.close_after_handler(reason)
+            return
         if self.pending_close is None:
             self.pending_close = reason
 
@@ -404,7 +437,10 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         was = self.state
-        self.state = _CLOSED
+        res = self.resume
+        # A resumed identity stays open on its carrier when its old connection ends.
+        if res is None or res.live is None or res.live is self:
+            self.state = _CLOSED
         if self.close_reason is None:
             self.close_reason = CloseReason.REMOTE
         self.out.clear()

@@ -1,0 +1,218 @@
+"""Session resumption (issue 25) on one node, over real sockets, under every codec.
+
+A peer counts the frames it receives after ``ResumeResp`` (the per-link
+outbound sequence), its socket is cut without a logout, and it resumes on a
+new connection with the count as ``last_seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from fwkit import RawConn
+
+from {{ cookiecutter.package_name }} import messages as m
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Message,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.testing import running_server
+
+TIMEOUT = 10.0
+
+
+@contextlib.asynccontextmanager
+async def game(protocol: str, **overrides: object) -> AsyncIterator[Server]:
+    async with running_server(
+        router,
+        setup=functools.partial(setup, tick_interval=3600.0),
+        protocol=protocol,
+        **overrides,
+    ) as server:
+        yield server
+
+
+class Peer:
+    """A raw TLV peer that decodes with the server's codec and counts what it receives."""
+
+    def __init__(self, server: Server, conn: RawConn) -> None:
+        self.server = server
+        self.conn = conn
+        self.count = 0
+
+    @classmethod
+    async def open(cls, server: Server) -> Peer:
+        return cls(server, await RawConn.open(server.port))
+
+    def send(self, msg: Message) -> None:
+        self.conn.send(self.server.codec.encode_frame(msg))
+
+    async def recv(self) -> Message:
+        msg_id, value = await self.conn.read_frame(TIMEOUT)
+        msg = self.server.codec.decode(msg_id, value)
+        if isinstance(msg, m.ResumeResp):
+            self.count = msg.seq
+        else:
+            self.count += 1
+        return msg
+
+    async def expect(self, cls: type[Message]) -> Message:
+        msg = await self.recv()
+        assert isinstance(msg, cls), msg
+        return msg
+
+    async def login(self, account: str, room: str | None = None) -> str:
+        self.send(m.LoginReq(account_id=account))
+        await self.expect(m.LoginResp)
+        if room is not None:
+            self.send(m.JoinRoomReq(room=room))
+            await self.expect(m.JoinRoomResp)
+        self.send(m.ResumeReq())
+        resp = await self.expect(m.ResumeResp)
+        assert resp.recovered and resp.token
+        return resp.token
+
+    def cut(self) -> None:
+        """The socket dies: no LogoutReq, no FIN handshake the server could read as one."""
+        self.conn.writer.transport.abort()
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def held(server: Server, account: str) -> bool:
+    session = server.resumer.sessions.get(account)
+    return session is not None and session.live is None
+
+
+async def say(peer: Peer, n: int) -> None:
+    for i in range(n):
+        peer.send(m.SayReq(text=f"m{i}"))
+    for _ in range(n):
+        await peer.expect(m.RoomMessage)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_replay_exactly_what_was_missed_in_order_once(protocol: str) -> None:
+    async with game(protocol) as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        presence = await b.expect(m.RoomPresence)
+        assert (presence.name, presence.status) == ("alice", "dropped")
+        await say(b, 20)
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 20 and resp.token != token
+        texts = [(await a2.expect(m.RoomMessage)).text for _ in range(20)]
+        assert texts == [f"m{i}" for i in range(20)]
+        presence = await b.expect(m.RoomPresence)
+        assert (presence.name, presence.status) == ("alice", "resumed")
+        # Nothing more was replayed; the resumed player is the same member of the same room.
+        a2.send(m.SayReq(text="back"))
+        assert (await a2.expect(m.RoomMessage)).text == "back"
+        assert (await b.expect(m.RoomMessage)).sender == "alice"
+        a2.send(m.BusinessReq(key=1, value1=2, value2=3))
+        assert (await a2.expect(m.BusinessResp)).result == 5
+
+
+async def test_overflow_is_not_recovered_and_sends_the_snapshot() -> None:
+    async with game("json") as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        await b.expect(m.RoomPresence)
+        await say(b, 1000)
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert not resp.recovered and resp.replayed == 0
+        user = (await a2.expect(m.LoginResp)).user
+        assert user.account_id == "alice"
+        joined = await a2.expect(m.JoinRoomResp)
+        assert joined.room == "r" and "alice" in joined.members
+        a2.send(m.EchoReq(text="after"))
+        assert (await a2.expect(m.EchoResp)).text == "after"  # no RoomMessage of the 1,000
+
+
+async def test_expiry_refuses_with_resume_expired_and_leaves_once() -> None:
+    async with game("json", resume_window=0.3) as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await b.expect(m.RoomPresence)
+        await until(lambda: "alice" not in server.resumer.sessions)
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        assert (await a2.expect(m.Error)).code == "resume_expired"
+        assert server.player_of(next(iter(server.links.values()))) is not None  # bob's
+        a2.send(m.LoginReq(account_id="alice"))
+        assert (await a2.expect(m.LoginResp)).user.account_id == "alice"
+        assert server.resumer.expired == 1
+
+
+async def test_token_misuse_is_refused_and_the_player_unaffected() -> None:
+    async with game("json") as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice")
+        await b.login("bob")
+        forged = await Peer.open(server)
+        forged.send(m.ResumeReq(token=token[:-4] + "AAAA", last_seq=0))
+        assert (await forged.expect(m.Error)).code == "resume_token_invalid"
+        b.send(m.ResumeReq(token=token, last_seq=0))  # bob's link, alice's token
+        assert (await b.expect(m.Error)).code == "resume_wrong_account"
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered
+        reuse = await Peer.open(server)
+        reuse.send(m.ResumeReq(token=token, last_seq=0))
+        assert (await reuse.expect(m.Error)).code == "resume_token_used"
+        a2.send(m.EchoReq(text="still here"))
+        assert (await a2.expect(m.EchoResp)).text == "still here"
+
+
+async def test_half_open_link_loses_to_the_resumed_one() -> None:
+    async with game("json") as server:
+        a = await Peer.open(server)
+        token = await a.login("alice")
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 0
+        assert (await a.expect(m.Error)).code == "replaced"
+        assert await a.conn.read_eof() == b""
+        a2.send(m.BusinessReq(key=1, value1=1, value2=1))
+        assert (await a2.expect(m.BusinessResp)).result == 2
+
+
+async def test_resume_window_zero_is_off() -> None:
+    async with game("json", resume_window=0) as server:
+        a = await Peer.open(server)
+        a.send(m.LoginReq(account_id="alice"))
+        await a.expect(m.LoginResp)
+        a.send(m.ResumeReq())
+        assert (await a.expect(m.Error)).code == "resume_off"
