@@ -12,10 +12,12 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from fwkit import RawConn
+from wskit import free_port, ws_peer
 
 from {{ cookiecutter.package_name }} import messages as m
 from {{ cookiecutter.package_name }}.handlers import (
@@ -27,6 +29,7 @@ from {{ cookiecutter.package_name }}.sgs import (
     Server,
 )
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 TIMEOUT = 10.0
@@ -34,6 +37,8 @@ TIMEOUT = 10.0
 
 @contextlib.asynccontextmanager
 async def game(protocol: str, **overrides: object) -> AsyncIterator[Server]:
+    """The sample game (no RoomTick meanwhile: the room messages are the test's own)."""
+    overrides.setdefault("ws_port", free_port())
     async with running_server(
         router,
         setup=functools.partial(setup, tick_interval=3600.0),
@@ -43,16 +48,37 @@ async def game(protocol: str, **overrides: object) -> AsyncIterator[Server]:
         yield server
 
 
+class WsConn:
+    """The WebSocket side of a peer: the same calls as RawConn."""
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+        self.pending: list[tuple[int, bytes]] = []
+
+    def send(self, data: bytes) -> None:
+        self.peer.send(data)
+
+    async def read_frame(self, timeout: float) -> tuple[int, bytes]:
+        while not self.pending:
+            self.pending += await asyncio.wait_for(self.peer.messages.get(), timeout)
+        return self.pending.pop(0)
+
+    def abort(self) -> None:
+        self.peer.transport.underlying_transport.abort()
+
+
 class Peer:
     """A raw TLV peer that decodes with the server's codec and counts what it receives."""
 
-    def __init__(self, server: Server, conn: RawConn) -> None:
+    def __init__(self, server: Server, conn: Any) -> None:
         self.server = server
         self.conn = conn
         self.count = 0
 
     @classmethod
-    async def open(cls, server: Server) -> Peer:
+    async def open(cls, server: Server, transport: str = "tcp") -> Peer:
+        if transport == "ws":
+            return cls(server, WsConn(await ws_peer(server.ws_port)))
         return cls(server, await RawConn.open(server.port))
 
     def send(self, msg: Message) -> None:
@@ -85,7 +111,10 @@ class Peer:
 
     def cut(self) -> None:
         """The socket dies: no LogoutReq, no FIN handshake the server could read as one."""
-        self.conn.writer.transport.abort()
+        if isinstance(self.conn, RawConn):
+            self.conn.writer.transport.abort()
+        else:
+            self.conn.abort()
 
 
 async def until(cond: Callable[[], bool]) -> None:
@@ -107,10 +136,18 @@ async def say(peer: Peer, n: int) -> None:
         await peer.expect(m.RoomMessage)
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_replay_exactly_what_was_missed_in_order_once(protocol: str) -> None:
-    async with game(protocol) as server:
-        a, b = await Peer.open(server), await Peer.open(server)
+CASES = [
+    *(pytest.param(p, t, "shared_all", id=f"{p}-{t}") for p in PROTOCOLS for t in ("tcp", "ws")),
+    *(pytest.param("json", "tcp", rm.value, id=f"json-tcp-{rm.value}") for rm in ResourceModel),
+]
+
+
+@pytest.mark.parametrize(("protocol", "transport", "model"), CASES)
+async def test_replay_exactly_what_was_missed_in_order_once(
+    protocol: str, transport: str, model: str
+) -> None:
+    async with game(protocol, resource_model=model) as server:
+        a, b = await Peer.open(server, transport), await Peer.open(server)
         token = await a.login("alice", room="r")
         await b.login("bob", room="r")
         a.cut()
@@ -118,7 +155,7 @@ async def test_replay_exactly_what_was_missed_in_order_once(protocol: str) -> No
         presence = await b.expect(m.RoomPresence)
         assert (presence.name, presence.status) == ("alice", "dropped")
         await say(b, 20)
-        a2 = await Peer.open(server)
+        a2 = await Peer.open(server, transport)
         a2.send(m.ResumeReq(token=token, last_seq=a.count))
         resp = await a2.expect(m.ResumeResp)
         assert resp.recovered and resp.replayed == 20 and resp.token != token
