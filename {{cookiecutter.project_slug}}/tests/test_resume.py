@@ -20,6 +20,10 @@ from fwkit import RawConn
 from wskit import free_port, ws_peer
 
 from {{ cookiecutter.package_name }} import messages as m
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+    run_robots,
+)
 from {{ cookiecutter.package_name }}.handlers import (
     router,
     setup,
@@ -253,3 +257,43 @@ async def test_resume_window_zero_is_off() -> None:
         await a.expect(m.LoginResp)
         a.send(m.ResumeReq())
         assert (await a.expect(m.Error)).code == "resume_off"
+
+
+@pytest.mark.parametrize("protocol", ["json", "protobuf"])
+async def test_robots_drop_and_resume_with_exact_counts_and_lines(protocol: str) -> None:
+    async with game(protocol) as server:
+        report = await run_robots(
+            "127.0.0.1",
+            server.port,
+            protocol=protocol,
+            robots=6,
+            requests=10,
+            room_size=3,
+            seed=7,
+            drop_rate=0.3,
+            timeout=TIMEOUT,
+        )
+        assert report.ok, report.failures
+        assert report.drops > 0 and report.resumed == report.drops
+        assert "drops" in report.summary()
+
+
+async def test_game_client_resumes_by_itself_and_surfaces_recovered() -> None:
+    async with game("json") as server:
+        recovered: asyncio.Queue[bool | None] = asyncio.Queue()
+        heard: list[str] = []
+        async with GameClient("127.0.0.1", server.port, timeout=TIMEOUT, resume=3) as alice:
+            alice.on_resumed(recovered.put_nowait)
+            alice.on_room_message(lambda msg: heard.append(msg.text))
+            await alice.login("alice")
+            await alice.join("r")
+            b = await Peer.open(server)
+            await b.login("bob", room="r")
+            alice.drop()  # resumed at once: before or after the server saw the drop
+            await say(b, 5)
+            assert await asyncio.wait_for(recovered.get(), TIMEOUT) is True
+            await until(lambda: len(heard) == 5)
+            assert heard == [f"m{i}" for i in range(5)]
+            assert (await alice.business(1, 2, 3)).result == 5
+            await alice.logout()  # a logout is the end: nothing is resumed
+            assert recovered.empty()
