@@ -236,6 +236,22 @@ async def test_token_misuse_is_refused_and_the_player_unaffected() -> None:
         assert (await a2.expect(m.EchoResp)).text == "still here"
 
 
+async def test_a_fresh_login_ends_the_held_session_at_once() -> None:
+    async with game("json") as server:
+        a = await Peer.open(server)
+        token = await a.login("alice", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        fresh = await Peer.open(server)
+        fresh.send(m.LoginReq(account_id="alice"))
+        await fresh.expect(m.LoginResp)
+        await until(lambda: "alice" not in server.resumer.sessions)
+        assert not [g for g in server.groups.values() if "alice" in g.local_labels()]
+        late = await Peer.open(server)
+        late.send(m.ResumeReq(token=token, last_seq=a.count))
+        assert (await late.expect(m.Error)).code == "resume_expired"
+
+
 async def test_half_open_link_loses_to_the_resumed_one() -> None:
     async with game("json") as server:
         a = await Peer.open(server)

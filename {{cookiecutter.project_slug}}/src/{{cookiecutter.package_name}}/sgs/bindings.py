@@ -182,6 +182,7 @@ class Bindings:
         await self._run_hooks(player.link, player.key)
 
     async def _run_hooks(self, link: Link, key: str) -> None:
+        self.server.resumer.replaced(link)  # a held player that logged in again is gone
         if not self._hooks:
             link.close("replaced")
             return

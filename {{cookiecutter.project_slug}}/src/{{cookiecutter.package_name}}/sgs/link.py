@@ -98,6 +98,7 @@ class Link(asyncio.Protocol):
         "address",
         "session",
         "resume",
+        "untracked",
         "_groups",
         "_ctx",
     )
@@ -144,6 +145,7 @@ class Link(asyncio.Protocol):
         self.session: dict[str, Any] = {}
         #: The resumable session this link is the identity or the carrier of (sgs/resume).
         self.resume: Session | None = None
+        self.untracked = False  # the send queue holds a frame outside the sequence
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
 
@@ -185,15 +187,16 @@ class Link(asyncio.Protocol):
         a resumed identity hands it to the connection carrying it now.
         """
         res = self.resume
-        if res is not None:
+        if res is not None and res.live is not self:
             live = res.live
-            if live is not self:
-                if live is None:
-                    res.ring.record(frame)
-                    return True
-                return live.write_frame(frame)
-            res.ring.record(frame)
+            if live is None:  # held: kept for the resume only
+                res.ring.record(frame)
+                return True
+            return live.write_frame(frame)  # a resumed identity: its carrier sends
         if self.state is _CLOSED or self.writer is None:
+            if res is not None:  # dropped, not held yet: what it misses is kept
+                res.ring.record(frame)
+                return True
             return False
         size = len(frame)
         queued = self.out_bytes
@@ -210,9 +213,22 @@ class Link(asyncio.Protocol):
         """Queue ``frame`` outside the outbound sequence (ResumeResp, a replayed frame)."""
         res, self.resume = self.resume, None
         try:
-            return self.write_frame(frame)
+            if res is None:
+                return self.write_frame(frame)
+            self.untracked = True
+            return self.write_frame(_Untracked(frame))
         finally:
             self.resume = res
+
+    def _number_out(self) -> None:
+        """Number and keep the queued frames (not yet written); the slow path of flush."""
+        res = self.resume
+        if res is None or res.live is not self or not self.out:
+            return
+        tracked = [f for f in self.out if f.__class__ is not _Untracked]
+        self.untracked = False
+        if tracked:
+            res.ring.add(b"".join(tracked), len(tracked))
 
     def close(self, reason: CloseReason | str = CloseReason.LOCAL) -> None:
         """Idempotent. Queued frames are flushed first, except after a send overflow."""
@@ -229,6 +245,7 @@ class Link(asyncio.Protocol):
         self.close_reason = reason
         self.stop_reading()
         if reason is CloseReason.SEND_OVERFLOW:
+            self._number_out()  # a resumable link gets them on its resume
             self.out.clear()
             self.out_bytes = 0
             self.transport.abort()
@@ -289,6 +306,12 @@ class Link(asyncio.Protocol):
             stats = self.server.stats
             stats.frames_out += len(out)
             stats.bytes_out += len(data)
+            res = self.resume
+            if res is not None:  # armed for resumption: number what leaves now
+                if self.untracked:
+                    self._number_out()
+                elif res.live is self:
+                    res.ring.add(data, len(out))
             out.clear()
             self.out_bytes = 0
             self.transport.write(data)
@@ -443,6 +466,7 @@ class Link(asyncio.Protocol):
             self.state = _CLOSED
         if self.close_reason is None:
             self.close_reason = CloseReason.REMOTE
+        self._number_out()  # never written: a resume replays them
         self.out.clear()
         self.out_bytes = 0
         if self.worker is None:  # refused before it was attached
@@ -507,6 +531,10 @@ class Link(asyncio.Protocol):
                     self.transport.pause_reading()
                 except (RuntimeError, AttributeError):
                     pass  # transport already closing
+
+
+class _Untracked(bytes):
+    """A queued frame that is not numbered (ResumeResp, a replayed frame)."""
 
 
 def _text(reason: CloseReason | str) -> str:

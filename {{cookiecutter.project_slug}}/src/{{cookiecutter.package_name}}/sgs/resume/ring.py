@@ -1,43 +1,62 @@
 """The per-link outbound sequence and the bounded buffer of the frames it numbered.
 
-Every frame sent to a logged-in link gets the next sequence number and stays
-in the ring until ``resume_buffer`` newer frames (or ``resume_bytes`` of
-them) pushed it out. The ring keeps frames while the link is up too, since
-the frames in flight when a connection dies are exactly the ones a client
-misses. A frame is kept by reference (the same bytes object the link
-queues), so the cost per frame is one append and two additions.
+Frames are numbered as they leave: each flush of a link's send queue adds its
+joined bytes as one chunk (``first seq``, frame count, bytes), so an armed
+link pays a few operations per write, not per frame, and keeps the bytes it
+wrote anyway instead of one object per frame. A frame the link could not
+write (its connection dropped) is numbered and kept on its own. Chunks go
+from the oldest once the ring holds more than ``resume_buffer`` frames or
+``resume_buffer_bytes`` bytes: both are hard bounds. The ring keeps frames
+while the link is up too, since the frames in flight when a connection dies
+are exactly the ones a client misses. Replay splits the kept chunks back into
+TLV frames (rare: only on a resume).
 """
 
 from __future__ import annotations
 
+import struct
 from collections import deque
+
+_HEADER = struct.Struct(">II")
 
 
 class Ring:
     """Sequence numbers and the last frames they name, bounded in count and bytes."""
 
-    __slots__ = ("seq", "frames", "size", "max_bytes", "max_count")
+    __slots__ = ("seq", "chunks", "count", "size", "max_bytes", "max_count")
 
     def __init__(self, max_count: int, max_bytes: int) -> None:
         self.seq = 0
-        self.frames: deque[bytes] = deque()
+        self.chunks: deque[tuple[int, int, bytes]] = deque()
+        self.count = 0
         self.size = 0
         self.max_count = max_count
         self.max_bytes = max_bytes
 
+    def add(self, data: bytes, n: int) -> None:
+        """Number the ``n`` whole TLV frames of ``data`` and keep them."""
+        self.chunks.append((self.seq + 1, n, data))
+        self.seq += n
+        self.count += n
+        self.size += len(data)
+        if self.count > self.max_count or self.size > self.max_bytes:
+            self._trim()
+
     def record(self, frame: bytes) -> None:
-        """Number ``frame`` and keep it; the oldest frames go past either bound."""
-        self.seq += 1
-        frames = self.frames
-        frames.append(frame)
-        self.size += len(frame)
-        while len(frames) > self.max_count or self.size > self.max_bytes:
-            self.size -= len(frames.popleft())
+        """Number one frame and keep it."""
+        self.add(frame, 1)
+
+    def _trim(self) -> None:
+        chunks = self.chunks
+        while chunks and (self.count > self.max_count or self.size > self.max_bytes):
+            _, n, data = chunks.popleft()
+            self.count -= n
+            self.size -= len(data)
 
     @property
     def first(self) -> int:
         """The sequence number of the oldest frame still kept (``seq + 1`` when empty)."""
-        return self.seq - len(self.frames) + 1
+        return self.seq - self.count + 1
 
     def after(self, last_seq: int) -> list[bytes] | None:
         """The frames numbered after ``last_seq``, in order; None when some are gone.
@@ -47,6 +66,23 @@ class Ring:
         """
         if last_seq > self.seq or last_seq + 1 < self.first:
             return None
-        skip = last_seq + 1 - self.first
-        frames = self.frames
-        return [frames[i] for i in range(skip, len(frames))]
+        out: list[bytes] = []
+        for start, n, data in self.chunks:
+            if start + n - 1 <= last_seq:
+                continue
+            frames = split(data) if n > 1 else [data]
+            out += frames[max(0, last_seq + 1 - start) :]
+        return out
+
+
+def split(data: bytes) -> list[bytes]:
+    """The TLV frames of ``data`` (whole frames, as a link wrote them)."""
+    frames = []
+    offset = 0
+    view = memoryview(data)
+    while offset < len(data):
+        _, length = _HEADER.unpack_from(data, offset)
+        end = offset + _HEADER.size + length
+        frames.append(bytes(view[offset:end]))
+        offset = end
+    return frames

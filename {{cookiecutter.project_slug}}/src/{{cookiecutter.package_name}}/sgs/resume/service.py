@@ -178,6 +178,18 @@ class Resumer:
         self.expired += 1
         await self._finish(session)
 
+    def replaced(self, link: Link) -> None:
+        """A newer login of ``link``'s player took over: a held session ends now.
+
+        Its seats must not wait for the window while the player plays elsewhere;
+        a live one ends when the game's replaced hook closed its connection.
+        """
+        session = link.resume
+        if session is not None and session.link is link and session.live is None:
+            if not session.closed:
+                session.closed = True
+                self._end(session)
+
     def _end(self, session: Session) -> None:
         """The identity cannot be held any more: finalize it on its worker."""
         self.server.post(lambda: self._finish(session), session.link)
@@ -230,6 +242,10 @@ class Resumer:
 
     def _adopt(self, session: Session, link: Link, last_seq: int) -> None:
         old = session.live
+        if old is not None:  # what it queued but never wrote is numbered, then resent
+            old._number_out()
+            old.out.clear()
+            old.out_bytes = 0
         session.live = None
         if old is not None:
             self._kick(session, old)
@@ -268,8 +284,6 @@ class Resumer:
             Error(code="replaced", message=f"{session.account} resumed elsewhere", msg_id=0)
         )
         if old is session.link:  # the identity's own connection: end it, keep the link
-            old.out.clear()
-            old.out_bytes = 0
             if old.transport is not None and not old.transport.is_closing():
                 old.transport.write(frame)
                 old.transport.close()
