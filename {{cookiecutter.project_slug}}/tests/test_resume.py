@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from fwkit import RawConn
+from redis_server import RedisServer
 from wskit import free_port, ws_peer
 
 from {{ cookiecutter.package_name }} import messages as m
@@ -313,3 +315,49 @@ async def test_game_client_resumes_by_itself_and_surfaces_recovered() -> None:
             assert (await alice.business(1, 2, 3)).result == 5
             await alice.logout()  # a logout is the end: nothing is resumed
             assert recovered.empty()
+
+
+@contextlib.asynccontextmanager
+async def cluster_node(url: str, name: str) -> AsyncIterator[Server]:
+    async with game(
+        "json",
+        cluster_url=url,
+        node_id=f"{name}-{os.getpid()}",
+        cluster_lease=2.0,
+        cluster_timeout=1.0,
+    ) as server:
+        yield server
+
+
+async def test_in_a_cluster_the_holding_node_replays_and_another_node_says_expired(
+    redis_server: RedisServer,
+) -> None:
+    """Sessions are held per node (step 2 of issue 25, moving them, is not done)."""
+    async with (
+        cluster_node(redis_server.url, "a") as a_node,
+        cluster_node(redis_server.url, "b") as b_node,
+    ):
+        a, b = await Peer.open(a_node), await Peer.open(b_node)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(a_node, "alice"))
+        assert (await b.expect(m.RoomPresence)).status == "dropped"
+        await say(b, 20)
+        # The lines reach alice's node through the broker: wait until all 20 are kept there.
+        await until(lambda: a_node.resumer.sessions["alice"].ring.seq == 20)
+        back = await Peer.open(a_node)
+        back.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await back.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 20
+        assert [(await back.expect(m.RoomMessage)).text for _ in range(20)] == [
+            f"m{i}" for i in range(20)
+        ]
+        back.cut()
+        await until(lambda: held(a_node, "alice"))
+        elsewhere = await Peer.open(b_node)  # the token verifies there, the session is not there
+        elsewhere.send(m.ResumeReq(token=resp.token, last_seq=back.count))
+        assert (await elsewhere.expect(m.Error)).code == "resume_expired"
+        elsewhere.send(m.LoginReq(account_id="alice"))  # a fresh login takes the player over
+        await elsewhere.expect(m.LoginResp)
+        await until(lambda: "alice" not in a_node.resumer.sessions)

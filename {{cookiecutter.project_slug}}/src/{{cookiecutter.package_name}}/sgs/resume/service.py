@@ -16,6 +16,7 @@ consented=False)``, the binding released.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -70,7 +71,7 @@ class Resumer:
         self.server = server
         s = server.settings
         self.window: float = s.resume_window
-        self.keeper = TokenKeeper(s.resume_secret)
+        self.keeper = TokenKeeper(secret_of(s.resume_secret, s.cluster_url))
         self.sessions: dict[str, Session] = {}
         self._hooks: dict[str, list[SessionHook]] = {"drop": [], "resume": [], "snapshot": []}
         self.resumed = 0
@@ -295,6 +296,20 @@ class Resumer:
 
     def _reply(self, link: Link, msg: ResumeResp) -> None:
         link.write_untracked(self.server.codec.encode_frame(msg))
+
+
+def secret_of(resume_secret: str, cluster_url: str) -> str:
+    """The token key: ``resume_secret``, else one every node of the cluster derives alike.
+
+    Derived from ``cluster_url`` (which every node has and which already grants
+    the broker), so a token of one node verifies on another, which then answers
+    ``resume_expired`` rather than calling it forged; alone, random per process.
+    """
+    if resume_secret:
+        return resume_secret
+    if cluster_url:
+        return hashlib.sha256(b"sgs-resume-token\x00" + cluster_url.encode()).hexdigest()
+    return ""
 
 
 router = Router()
