@@ -198,6 +198,28 @@ async def test_overflow_is_not_recovered_and_sends_the_snapshot() -> None:
         assert (await a2.expect(m.EchoResp)).text == "after"  # no RoomMessage of the 1,000
 
 
+async def test_the_buffer_of_a_held_player_stays_within_both_bounds() -> None:
+    """A flood at a held player: what is kept never passes resume_buffer nor the byte bound."""
+    async with game("json", resume_buffer=50, resume_buffer_bytes=2048) as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        await b.expect(m.RoomPresence)
+        ring = server.resumer.sessions["alice"].ring
+        for _ in range(10):
+            await say(b, 30)
+            assert ring.count <= 50 and ring.size <= 2048, (ring.count, ring.size)
+        assert ring.seq == 300 and ring.count > 0
+        # The last ones are still there: a client that saw all but them resumes exactly.
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=ring.seq - 3))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 3
+        assert [(await a2.expect(m.RoomMessage)).text for _ in range(3)] == ["m27", "m28", "m29"]
+
+
 async def test_expiry_refuses_with_resume_expired_and_leaves_once() -> None:
     async with game("json", resume_window=0.3) as server:
         a, b = await Peer.open(server), await Peer.open(server)
