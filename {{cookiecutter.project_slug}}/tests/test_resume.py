@@ -1,4 +1,4 @@
-"""Session resumption (issue 25) on one node, over real sockets, under every codec.
+"""Session resumption, over real sockets, under every codec, TCP and WebSocket.
 
 A peer counts the frames it receives after ``ResumeResp`` (the per-link
 outbound sequence), its socket is cut without a logout, and it resumes on a
@@ -354,7 +354,7 @@ async def cluster_node(url: str, name: str) -> AsyncIterator[Server]:
 async def test_in_a_cluster_the_holding_node_replays_and_another_node_says_expired(
     redis_server: RedisServer,
 ) -> None:
-    """Sessions are held per node (step 2 of issue 25, moving them, is not done)."""
+    """Sessions are held per node (moving a held session between nodes is not done)."""
     async with (
         cluster_node(redis_server.url, "a") as a_node,
         cluster_node(redis_server.url, "b") as b_node,
