@@ -488,6 +488,32 @@ def evaluate_transport(rows: list[Row]) -> list[Target]:
     ]
 
 
+def evaluate_resume(rows: list[Row]) -> list[Target]:
+    """Session resumption on (every link armed) against resume_window = 0, within this run."""
+    targets = []
+    for scenario, name in (
+        ("resume_echo", "echo throughput, links armed for resumption vs resumption off"),
+        ("resume_business", "login-then-business, links armed for resumption vs resumption off"),
+    ):
+        found = [r for r in rows if r["scenario"] == scenario and r["server"] == "framework"]
+        if not found:
+            continue
+        on = next((r for r in found if r.get("variant") == "resume_on"), None)
+        off = next((r for r in found if r.get("variant") == "resume_off"), None)
+        targets.append(
+            _ratio_target(
+                name,
+                on if _ok(on) else None,
+                off if _ok(off) else None,
+                0.95,
+                True,
+                _rate,
+                "a dropped phone resumes: numbering and keeping frames may cost 5 % at most",
+            )
+        )
+    return targets
+
+
 def _fanout_target(rows: list[Row]) -> Target:
     name = "cross-node fan-out: 200 members over 2 nodes (cluster_room_flood)"
     required = ">= 100,000 deliveries/s"
@@ -714,6 +740,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     scale = any(r["scenario"] in SCALE_SCENARIOS for r in rows)
     scale_targets = evaluate_scale(rows) if scale else []
     ws_targets = evaluate_transport(rows) if any(r["scenario"] == "ws_echo" for r in rows) else []
+    ws_targets += evaluate_resume(rows)
     for row in rows:  # the JSON carries the same ratios as the tables
         scenario = row["scenario"]
         if scenario != "idle" and _ok(row):
@@ -743,7 +770,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> dict[str, Any]:
     if scale_targets:
         md += ["", *_targets_table("Targets: cluster and store", scale_targets)]
     if ws_targets:
-        md += ["", *_targets_table("Targets: WebSocket", ws_targets)]
+        md += ["", *_targets_table("Targets: WebSocket and resumption", ws_targets)]
     order: list[str] = []
     for row in rows:
         if row["scenario"] not in order:

@@ -60,6 +60,7 @@ class Variant:
     limits: str = "off"  # serve.py --limits: "checked" = every limit on, never biting
     ws: bool = False  # the load connects to the server's WebSocket port instead of TCP
     metrics: bool = False  # metrics_port set: /metrics served, every message timed
+    resume: str = ""  # "off": resume_window = 0; "on": each link arms resumption after its login
 
 
 VARIANTS: dict[str, Variant] = {
@@ -71,6 +72,8 @@ VARIANTS: dict[str, Variant] = {
     "limits": Variant("limits checked", limits="checked"),
     "ws": Variant("WebSocket", ws=True),
     "metrics": Variant("metrics", metrics=True),
+    "resume_off": Variant("resume off", resume="off"),
+    "resume_on": Variant("resume on", resume="on"),
 }
 
 
@@ -312,6 +315,8 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
             extra += ["--ws"]  # the server answers READY with its WebSocket port
         if variant.metrics:
             extra += ["--metrics"]
+        if variant.resume == "off":
+            extra += ["--resume-window", "0"]
         node_cpus = multi.node_cpus if multi else [placement.server_cpus]
         ports: list[int] = []
         for i, cpus in enumerate(node_cpus):
@@ -328,6 +333,7 @@ async def run_case(case: Case, opts: Options) -> dict[str, Any]:
             opts.warmup,
             opts.duration,
             tuple(ports) if multi else (),
+            arm=variant.resume == "on",
         )
         for i, job in enumerate(jobs):
             job.extra["ws"] = variant.ws

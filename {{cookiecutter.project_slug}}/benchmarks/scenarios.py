@@ -22,7 +22,7 @@ class Scenario:
     rate: float | None = None
     #: framework-only scenarios that compare server variants side by side in one run
     #: ("" = the plain server, "cluster", "2nodes", "sqlite", "sqlite_always", "limits",
-    #: "ws", "metrics"; see runner.VARIANTS)
+    #: "ws", "metrics", "resume_off", "resume_on"; see runner.VARIANTS)
     variants: tuple[str, ...] = ()
     #: framework variants run once more beside the usual sweep (baselines, every model),
     #: on shared_all (or the app's model) and json: "limits" for the idle memory target
@@ -129,6 +129,26 @@ SCENARIOS: dict[str, Scenario] = {
             conns=50,
             depth=8,
             variants=("", "metrics"),
+        ),
+        Scenario(
+            "resume_echo",
+            "reqrep",
+            "log in, then echo 64 B, 50 conns, depth 8: every link armed for session "
+            "resumption (ResumeReq after the login; every frame numbered and kept) vs "
+            "resume_window = 0",
+            flow="login_echo",
+            conns=50,
+            depth=8,
+            variants=("resume_off", "resume_on"),
+        ),
+        Scenario(
+            "resume_business",
+            "reqrep",
+            "login, then BusinessReq (depth 8), 50 conns: armed for resumption vs resume_window = 0",
+            flow="login_business",
+            conns=50,
+            depth=8,
+            variants=("resume_off", "resume_on"),
         ),
         Scenario(
             "idle",

@@ -139,6 +139,7 @@ async def start_framework(args: argparse.Namespace) -> Started:
         # /metrics on a free port when asked (the metrics_echo case), else off.
         metrics_port=_free_port() if args.metrics else 0,
         metrics_host=HOST,
+        resume_window=args.resume_window,
     )
     server: Any = app.create_server(settings)
     await server.start()
@@ -205,6 +206,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limits", default="off", choices=tuple(LIMITS), help="see LIMITS")
     p.add_argument(
         "--metrics", action="store_true", help="serve /metrics on a free port (metrics_port)"
+    )
+    p.add_argument(
+        "--resume-window", type=float, default=30.0, help="resume_window (0: resumption off)"
     )
     p.add_argument("--nofile", type=int, default=16_384)
     p.add_argument(

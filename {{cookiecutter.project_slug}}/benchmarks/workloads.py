@@ -117,6 +117,11 @@ def login_step(enc: JsonBaselineBytes, account: str) -> Step:
     return enc.step(1, {"account_id": account}, 2, {"user": {"account_id": account, "counter": 0}})
 
 
+def arm_step(enc: JsonBaselineBytes) -> Step:
+    """ResumeReq with no token: arm resumption; ResumeResp carries a random token (id only)."""
+    return enc.step(30, {"token": "", "last_seq": 0}, 29, None)
+
+
 def split(items: list[Any], parts: int) -> list[list[Any]]:
     """Round-robin ``items`` over ``parts`` lists (some may be empty when items are few)."""
     return [items[i::parts] for i in range(parts)]
@@ -130,6 +135,7 @@ def build_jobs(
     warmup: float,
     duration: float,
     ports: tuple[int, ...] = (),
+    arm: bool = False,
 ) -> list[LoadJob]:
     """One job per load process; connections are spread round-robin.
 
@@ -141,9 +147,11 @@ def build_jobs(
         if scenario.flow == "echo":
             cycle = echo_cycle(enc)
             prefixes: list[list[Step]] = [[] for _ in range(scenario.conns)]
-        else:
-            cycle = business_cycle(enc)
+        else:  # login_business, login_echo: each connection logs in first
+            cycle = business_cycle(enc) if scenario.flow == "login_business" else echo_cycle(enc)
             prefixes = [[login_step(enc, f"bench-{c:05d}")] for c in range(scenario.conns)]
+            if arm:  # then arms session resumption (the resume_on variant)
+                prefixes = [[*p, arm_step(enc)] for p in prefixes]
         works: list[Any] = [
             ReqRepJob(p, cycle, scenario.depth) for p in split(prefixes, processes) if p
         ]

@@ -100,6 +100,14 @@ def samples() -> list[tuple[str, str, Any]]:
             ),
         ),
         ("ArenaState.empty", m.ArenaState(room_id="", tick=0, players=[])),
+        (
+            "ResumeResp",
+            m.ResumeResp(recovered=True, token="dG9rZW4=", seq=2**40, replayed=20),
+        ),
+        ("ResumeResp.default", m.ResumeResp()),
+        ("ResumeReq", m.ResumeReq(token="dG9rZW4=", last_seq=512)),
+        ("ResumeReq.default", m.ResumeReq()),
+        ("RoomPresence", m.RoomPresence(room_id="r1", name=TRICKY, status="dropped")),
         ("Error", m.Error(code="decode_error", message="bad value", msg_id=9)),
         ("Error.default", m.Error(code="rate_limited")),
     ]

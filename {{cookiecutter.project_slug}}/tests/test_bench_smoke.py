@@ -155,6 +155,24 @@ def test_benchmark_websocket_case(tmp_path: Path) -> None:
     assert "## Targets: WebSocket" in markdown
 
 
+def test_benchmark_resume_cases(tmp_path: Path) -> None:
+    """Links armed for resumption beside resumption off, every reply verified; the 5 % target."""
+    report = _bench(tmp_path / "results", "--scenarios", "resume_echo,resume_business", *TINY)
+    rows = {(row["scenario"], row["variant"]): row for row in report["rows"]}
+    assert set(rows) == {
+        (s, v) for s in ("resume_echo", "resume_business") for v in ("resume_off", "resume_on")
+    }
+    for row in rows.values():
+        assert "failed" not in row and "skipped" not in row, row
+        assert row["errors"] == 0 and row["completed"] > 0, row
+    targets = _targets(report)
+    for name in (
+        "echo throughput, links armed for resumption vs resumption off",
+        "login-then-business, links armed for resumption vs resumption off",
+    ):
+        assert targets[name]["required"] == ">= 0.95x" and targets[name]["met"] is not None
+
+
 def test_benchmark_cluster_cases(tmp_path: Path) -> None:
     """Cluster node vs plain, and a room split over 2 nodes: every say delivered exactly once."""
     _require("redis-server")

@@ -202,6 +202,18 @@ async def test_cli_robots(capsys: pytest.CaptureFixture[str]) -> None:
     assert "#" not in out.err, "no progress bar when stderr is not a terminal"
 
 
+async def test_cli_robots_drop_rate_resumes(capsys: pytest.CaptureFixture[str]) -> None:
+    async with game_server() as server:
+        port = str(server.port)
+        argv = ["--port", port, "robots", "--robots", "4", "--requests", "10", "--seed", "3"]
+        assert await run_cli(*argv, "--drop-rate", "0.5") == 0
+        with pytest.raises(SystemExit):  # refused: not a rate
+            await run_cli(*argv, "--drop-rate", "2")
+    out = capsys.readouterr()
+    assert "errors     0" in out.out and "drops " in out.out
+    assert "must be between 0 and 1" in out.err
+
+
 async def test_cli_robots_play_the_arena(capsys: pytest.CaptureFixture[str]) -> None:
     async with game_server() as server:
         argv = ["--port", str(server.port), "robots", "--game", "arena", "--robots", "5"]

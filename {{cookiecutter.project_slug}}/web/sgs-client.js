@@ -19,6 +19,15 @@
 // A request that timed out keeps its place in the queue until its late reply
 // arrives and is dropped, so it never settles a later request by mistake.
 // Everything that answers no pending request is a push, handed to `on`.
+//
+// Session resumption (server setting resume_window > 0): after a login,
+// `armResume()` asks for a resume token. The client counts every frame it
+// receives (the server's per-link outbound sequence; a ResumeResp sets the
+// count instead). When the socket drops, the reconnect (exponential backoff,
+// full jitter, at most `maxRetries` attempts) sends ResumeReq(token, last_seq);
+// the frames the server replays arrive as pushes, in order, before anything
+// new, and the "resumed" event says { recovered }: true (nothing lost), false
+// (the game sent a snapshot), or null with `code` (no session: log in again).
 
 import { makeCodec } from "./codecs.js";
 
@@ -85,6 +94,7 @@ export class Client {
    *   timeout     ms a request waits for its reply (default 10000)
    *   reconnect   reconnect after an unexpected close (default true)
    *   minDelay, maxDelay  backoff bounds in ms (default 250, 10000); full jitter
+   *   maxRetries  reconnect attempts in a row before giving up ("gave_up" event; default 10)
    *   WebSocket   the WebSocket class (default: globalThis.WebSocket)
    */
   constructor(url, options = {}) {
@@ -96,6 +106,9 @@ export class Client {
     this.reconnect = options.reconnect ?? true;
     this.minDelay = options.minDelay ?? 250;
     this.maxDelay = options.maxDelay ?? 10000;
+    this.maxRetries = options.maxRetries ?? 10;
+    this.seq = 0; // frames received since the server last set the count (ResumeResp)
+    this.resumeToken = "";
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.byId = options.catalog.MESSAGES;
     this.byName = new Map([...this.byId.values()].map((T) => [T.name, T]));
@@ -128,8 +141,10 @@ export class Client {
       let opened = false;
       ws.onopen = () => {
         opened = true;
+        const reconnected = this.attempt > 0;
         this.attempt = 0;
         this._emit("open");
+        if (reconnected && this.resumeToken) this._resume();
         resolve(this);
       };
       ws.onmessage = (event) => this._received(event.data);
@@ -145,6 +160,10 @@ export class Client {
   }
 
   _scheduleReconnect() {
+    if (this.attempt >= this.maxRetries) {
+      this._emit("gave_up", { attempts: this.attempt });
+      return;
+    }
     // Exponential backoff with full jitter: many clients of a restarted server spread out.
     const ceiling = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
     const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
@@ -155,6 +174,28 @@ export class Client {
       if (this.closedByUs) return;
       this._open().catch(() => {}); // its close handler schedules the next attempt
     }, delay);
+  }
+
+  /** After a login: ask for a resume token, so a dropped socket resumes the session. */
+  armResume() {
+    const ResumeReq = this.byName.get("ResumeReq");
+    return this.request(new ResumeReq({ token: "", last_seq: 0 }));
+  }
+
+  /** A logout: the next close ends the session; nothing to resume. */
+  forgetResume() {
+    this.resumeToken = "";
+  }
+
+  async _resume() {
+    const ResumeReq = this.byName.get("ResumeReq");
+    try {
+      const resp = await this.request(new ResumeReq({ token: this.resumeToken, last_seq: this.seq }));
+      this._emit("resumed", { recovered: resp.recovered, replayed: resp.replayed });
+    } catch (err) {
+      if (err instanceof RemoteError) this.resumeToken = ""; // resume_expired, a refused token
+      this._emit("resumed", { recovered: null, code: err.code ?? err.error?.code });
+    }
   }
 
   /** Close for good (no reconnect); pending requests are rejected. */
@@ -270,6 +311,12 @@ export class Client {
         console.warn(`cannot decode ${Type.name}: ${err.message}`);
         continue;
       }
+      if (Type.name === "ResumeResp") {
+        this.seq = Number(msg.seq);
+        if (msg.token) this.resumeToken = msg.token;
+      } else {
+        this.seq += 1;
+      }
       if (msgId === ERROR_ID) this._error(msg);
       else if (!this._settle(msgId, (entry) => entry.resolve(msg))) this._emit(msgId, msg);
     }
@@ -296,7 +343,10 @@ export class Client {
         }
       }
     }
-    if (error.code === "replaced") this.reconnect = false; // another login took over: stay out
+    if (error.code === "replaced") {
+      this.reconnect = false; // another login (or a resume elsewhere) took over: stay out
+      this.resumeToken = "";
+    }
     this._emit(ERROR_ID, error); // a notice (msg_id 0), or an answer to a plain send()
   }
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from ssl import SSLContext
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .messages import (
     ArenaState,
@@ -77,7 +77,11 @@ class GameClient:
         timeout: float = DEFAULT_TIMEOUT,
         catalog: Catalog = catalog,
         ssl: SSLContext | None = None,
+        resume: int = 0,
     ) -> None:
+        """``resume`` > 0: arm session resumption at login; a drop is then resumed
+        automatically, with that many connection attempts at most."""
+        self.resume = resume
         self.host = host
         self.port = port
         self.protocol = protocol
@@ -123,6 +127,8 @@ class GameClient:
         """Log in as ``account_id``; returns the user with its current counter."""
         resp = await self._client.request(LoginReq(account_id=account_id), timeout=self.timeout)
         self.account_id = resp.user.account_id
+        if self.resume:
+            self._client.arm_resume(self.resume)
         return resp.user
 
     async def business(self, key: int, value1: int, value2: int) -> BusinessResp:
@@ -195,11 +201,27 @@ class GameClient:
 
     async def logout(self) -> None:
         """Log out: wait for LogoutResp, then for the server to close the link."""
+        self._client.forget_resume()
         await self._client.request(LogoutReq(), timeout=self.timeout)
         self.account_id = None
         await self.wait_closed(self.timeout)
 
     # -- pushes: the framework client runs sync callbacks in arrival order -----
+
+    def on_resumed(self, callback: Callable[[bool | None], Any]) -> None:
+        """``callback(recovered)`` after each automatic resume (see ``resume``).
+
+        True: what was sent meanwhile arrived (as pushes, in order); False: it
+        could not be replayed and the server sent a snapshot (LoginResp, then
+        the rooms); None: the session is gone, log in again.
+        """
+        self._client.on_resumed(callback)
+
+    def drop(self) -> None:
+        """Cut the connection as a lost network does: no logout (robots, tests)."""
+        transport = self._client._transport
+        if transport is not None:
+            transport.abort()
 
     def on_room_message(self, callback: Callback[RoomMessage]) -> Callback[RoomMessage]:
         """Call ``callback(msg)`` (sync or async) for every RoomMessage pushed to us."""
@@ -239,6 +261,8 @@ class RobotReport:
     requests: int = 0
     errors: int = 0
     pushes: int = 0
+    drops: int = 0  # connections the robots cut (--drop-rate)
+    resumed: int = 0  # of them resumed with recovered=True
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
     failures: list[str] = field(default_factory=list)
@@ -268,6 +292,7 @@ class RobotReport:
             f"requests   {self.requests}",
             f"errors     {self.errors}",
             f"pushes     {self.pushes}",
+            *([f"drops      {self.drops} ({self.resumed} resumed)"] if self.drops else []),
             f"elapsed    {self.elapsed:.3f} s",
             f"msgs/s     {self.msgs_per_s:.0f}",
             "latency    "
@@ -305,6 +330,7 @@ class _Swarm:
     fresh_accounts: bool
     report: RobotReport
     progress: Callable[[int], None] | None
+    drop_rate: float = 0.0
     max_failures: int = 10
 
     async def timed(self, request: Awaitable[T]) -> T:
@@ -336,14 +362,38 @@ class _Swarm:
         heard: dict[str, list[RoomMessage]] = {}
         heard_everyone = asyncio.Event()
 
+        heard_myself = asyncio.Event()
+
         def on_room_message(msg: RoomMessage) -> None:
             heard.setdefault(msg.sender, []).append(msg)
             self.report.pushes += 1
+            if msg.sender == account:
+                heard_myself.set()
             if heard.keys() >= room.members:
                 heard_everyone.set()
 
-        client = GameClient(self.host, port, protocol=self.protocol, timeout=self.timeout)
+        resumes: asyncio.Queue[bool | None] = asyncio.Queue()
+        client = GameClient(
+            self.host,
+            port,
+            protocol=self.protocol,
+            timeout=self.timeout,
+            resume=5 if self.drop_rate > 0 else 0,
+        )
+
+        async def maybe_drop() -> None:
+            """With ``drop_rate``: cut the connection, wait for the automatic resume."""
+            if self.drop_rate <= 0 or rng.random() >= self.drop_rate:
+                return
+            self.report.drops += 1
+            client.drop()
+            recovered = await asyncio.wait_for(resumes.get(), self.timeout * 3)
+            if recovered is not True:
+                raise RobotFailure(f"a dropped connection resumed with recovered={recovered}")
+            self.report.resumed += 1
+
         async with client:
+            client.on_resumed(resumes.put_nowait)
             client.on_room_message(on_room_message)
             user = await self.timed(client.login(account))
             if user.account_id != account or (self.fresh_accounts and user.counter != 0):
@@ -358,11 +408,18 @@ class _Swarm:
                         f"business({key}, {value1}, {value2}) answered"
                         f" key={resp.key} result={resp.result}"
                     )
+                await maybe_drop()
             joined = await self.timed(client.join(room.name))
             if joined.room != room.name or account not in joined.members:
                 raise RobotFailure(f"join {room.name!r} answered {joined!r}")
             await asyncio.wait_for(room.all_joined.wait(), self.timeout)
             await client.say(f"hello from {account}")
+            if self.drop_rate > 0:
+                # A cut drops what the socket had not sent yet: resumption replays
+                # what the server sent, not what the client wrote. Our own line
+                # coming back says it arrived; the others' lines are replayed.
+                await asyncio.wait_for(heard_myself.wait(), self.timeout)
+            await maybe_drop()  # the lines in flight are replayed, each heard once
             await asyncio.wait_for(heard_everyone.wait(), self.timeout)
             for sender in sorted(room.members):
                 expected = [RoomMessage(room=room.name, sender=sender, text=f"hello from {sender}")]
@@ -383,6 +440,7 @@ async def run_robots(
     timeout: float = DEFAULT_TIMEOUT,
     progress: Callable[[int], None] | None = None,
     seed: int | None = None,
+    drop_rate: float = 0.0,
 ) -> RobotReport:
     """Run ``robots`` robots against the server and report.
 
@@ -394,6 +452,9 @@ async def run_robots(
     ``progress(n)`` is called as requests complete (n requests each time).
     With several ports (the nodes of a cluster), robot ``n`` connects to
     ``port[n % len(port)]``, so every room is shared across the nodes.
+    ``drop_rate``: after each request and after its line, a robot cuts its
+    connection with that probability and must resume with ``recovered=True``
+    (the server's ``resume_window`` on); its count and lines stay exact.
     """
     ports = [port] if isinstance(port, int) else list(port)
     prefix = account_prefix or f"robot-{uuid.uuid4().hex[:8]}"
@@ -406,6 +467,7 @@ async def run_robots(
         fresh_accounts=account_prefix is None,
         report=RobotReport(robots=robots),
         progress=progress,
+        drop_rate=drop_rate,
     )
     rng = random.Random(seed)
     runs = []

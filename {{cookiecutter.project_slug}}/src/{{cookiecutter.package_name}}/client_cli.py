@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robots.add_argument("--seed", type=int, help="random seed for the request values")
     robots.add_argument(
+        "--drop-rate",
+        type=rate,
+        default=0.0,
+        help="chance (0-1) a robot cuts its connection after a request and resumes it"
+        " (default %(default)s)",
+    )
+    robots.add_argument(
         "--game",
         choices=("chat", "arena"),
         default="chat",
@@ -92,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robots.set_defaults(func=cmd_robots)
     return parser
+
+
+def rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
@@ -285,6 +299,7 @@ async def cmd_robots(args: argparse.Namespace) -> int:
         room_size=args.room_size,
         timeout=args.timeout,
         seed=args.seed,
+        drop_rate=args.drop_rate,
         progress=bar.advance if bar is not None else None,
     )
     if bar is not None:

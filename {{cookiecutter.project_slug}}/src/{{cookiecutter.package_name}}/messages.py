@@ -32,6 +32,9 @@ re-exported here.
 | 18-26 | matchmaking (the framework's, `sgs/rooms/messages.py`): RoomJoined, JoinOrCreate, CreateRoom, JoinById, RoomLeft, LeaveRoom, RoomList, ListRooms, RoomClosed | | |
 | 27 | MoveReq       | direction: str, seq: int                 | none: applied at the arena's next tick |
 | 28 | ArenaState    | room_id: str, tick: int, players: list[ArenaPlayer] | pushed every arena tick |
+| 29 | ResumeResp    | recovered: bool, token: str, seq: int, replayed: int | uncounted: sets the client's count |
+| 30 | ResumeReq     | token: str, last_seq: int                | 29, then the replayed frames |
+| 31 | RoomPresence  | room_id: str, name: str, status: str     | pushed: a member dropped / resumed |
 | 99 | Error         | code: str, message: str, msg_id: int     | for a failed request |
 """
 
@@ -41,6 +44,7 @@ from typing import Literal
 
 from .sgs import Message, default_catalog
 from .sgs.builtins import Error, PingReq, PongResp
+from .sgs.resume import ResumeReq, ResumeResp
 from .sgs.rooms.messages import (
     CreateRoom,
     JoinById,
@@ -52,6 +56,7 @@ from .sgs.rooms.messages import (
     RoomJoined,
     RoomLeft,
     RoomList,
+    RoomPresence,
 )
 
 __all__ = [
@@ -68,6 +73,9 @@ __all__ = [
     "RoomJoined",
     "RoomLeft",
     "RoomList",
+    "RoomPresence",
+    "ResumeReq",
+    "ResumeResp",
     "BusinessReq",
     "BusinessResp",
     "EchoReq",

@@ -134,6 +134,29 @@ test("pending requests are rejected when the socket closes; reconnect with backo
   client.close();
 });
 
+test("a dropped socket resumes: the room lines said meanwhile arrive once, in order", async () => {
+  const alice = await connected({ reconnect: true, minDelay: 20, maxDelay: 200, maxRetries: 20 });
+  const bob = await connected();
+  await alice.request(new LoginReq({ account_id: "resumer" }));
+  await alice.request(new JoinRoomReq({ room: "resume-room" }));
+  const armed = await alice.armResume();
+  assert.ok(armed.recovered && armed.token);
+  await bob.request(new LoginReq({ account_id: "resume-bob" }));
+  await bob.request(new JoinRoomReq({ room: "resume-room" }));
+  const heard = [];
+  alice.on(RoomMessage, (msg) => heard.push(msg.text));
+  const resumed = new Promise((resolve) => alice.on("resumed", resolve));
+  alice.ws.terminate(); // no close frame, no logout: the server holds the player
+  for (let i = 0; i < 5; i++) bob.send(new SayReq({ text: `line ${i}` }));
+  assert.equal((await resumed).recovered, true);
+  const deadline = Date.now() + 5000;
+  while (heard.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(heard, [0, 1, 2, 3, 4].map((i) => `line ${i}`));
+  assert.equal((await alice.request(new EchoReq({ text: "still me" }))).text, "still me");
+  alice.close();
+  bob.close();
+});
+
 test("matches: join or create, list, join by id, play, leave", async () => {
   const a = await connected();
   const b = await connected();

@@ -13,6 +13,7 @@ import functools
 from ..messages import SayReq
 from ..sgs import Link, Router, Server
 from ..sgs.middleware import timing_middleware
+from ..sgs.resume import router as resume_router
 from ..sgs.rooms import Rooms
 from . import arena, auth, business, echo, rooms
 from .state import GameState, state_of
@@ -27,6 +28,8 @@ ROOM_TICK_INTERVAL = 1.0
 public = Router()
 public.include(auth.router)
 public.include(echo.router)
+# ResumeReq: arm resumption after a login, or resume a dropped player (sgs/resume).
+public.include(resume_router)
 
 # Everything else needs a login. Layers run in the order they are added, the
 # first one outermost: warn about slow calls (the worker times them, the
@@ -65,5 +68,6 @@ def setup(server: Server, *, tick_interval: float = ROOM_TICK_INTERVAL) -> None:
         server.on_connect(lambda link: clock.add(link.id))
         server.on_stop(lambda _: clock.close())
     server.on_replaced(functools.partial(auth.replaced, server))
+    server.resumer.on_snapshot(functools.partial(auth.snapshot, server))
     server.every(tick_interval, functools.partial(rooms.tick_rooms, server))
     room_types.attach(server)

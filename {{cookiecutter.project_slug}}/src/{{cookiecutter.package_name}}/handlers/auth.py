@@ -14,7 +14,18 @@ from __future__ import annotations
 import functools
 import logging
 
-from ..messages import EchoReq, LoginReq, LoginResp, LogoutReq, LogoutResp, PingReq, User
+from ..messages import (
+    EchoReq,
+    JoinRoomResp,
+    LoginReq,
+    LoginResp,
+    LogoutReq,
+    LogoutResp,
+    PingReq,
+    ResumeReq,
+    RoomJoined,
+    User,
+)
 from ..sgs import (
     CloseReason,
     Context,
@@ -26,7 +37,8 @@ from ..sgs import (
     Server,
     close_reason,
 )
-from .rooms import leave_room
+from ..sgs.rooms import manager_of
+from .rooms import CHAT, leave_room
 from .state import ACCOUNT_KEY, COUNTER, PLAYER_KEY, account_of
 
 log = logging.getLogger(__name__)
@@ -34,7 +46,9 @@ log = logging.getLogger(__name__)
 router = Router()
 
 #: Messages an anonymous link may send; everything else needs a login.
-PUBLIC_MESSAGES: frozenset[type[Message]] = frozenset({LoginReq, LogoutReq, PingReq, EchoReq})
+PUBLIC_MESSAGES: frozenset[type[Message]] = frozenset(
+    {LoginReq, LogoutReq, PingReq, EchoReq, ResumeReq}
+)
 
 MAX_ACCOUNT_LEN = 64
 
@@ -75,6 +89,25 @@ def logout(ctx: Context, msg: LogoutReq) -> LogoutResp:
     ctx.server.unbind(ctx.link)
     ctx.close(LOGOUT)
     return LogoutResp()
+
+
+async def snapshot(server: Server, link: Link) -> None:
+    """A resume that could not replay: the player's whole state, as a fresh login shows it.
+
+    LoginResp with the counter, then the rooms it is still in: RoomJoined for
+    its match, JoinRoomResp with the members for its chat room.
+    """
+    player = server.player_of(link)
+    if player is None:
+        return
+    link.send(LoginResp(user=User(account_id=player.key, counter=player.state.get(COUNTER, 0))))
+    manager = manager_of(server)
+    for room_type, room_id in manager.rooms_of(link):
+        if room_type == CHAT:
+            labels = await server.group(f"room:{room_id}").labels()
+            link.send(JoinRoomResp(room=room_id, members=sorted(labels)))
+        else:
+            link.send(RoomJoined(room_id=room_id, room_type=room_type))
 
 
 def forget(server: Server, link: Link) -> None:

@@ -196,6 +196,7 @@ class Bindings:
         await self.tell_replaced(player)
 
     async def _run_hooks(self, link: Link, key: str) -> None:
+        self.server.resumer.replaced(link)  # a held player that logged in again is gone
         if not self._hooks:
             link.close(CloseReason.REPLACED)
             return

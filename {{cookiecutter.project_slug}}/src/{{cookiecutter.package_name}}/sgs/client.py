@@ -3,6 +3,15 @@
 Replies on one link come back in request order, so a FIFO of pending
 requests, each waiting for its message's declared reply type (or an ``Error``
 naming its id), matches every reply exactly; anything else is a push.
+
+Resumption (``arm_resume``): the client counts the frames it receives (the
+server's per-link outbound sequence; ``ResumeResp`` sets the count instead),
+and when the connection drops without ``close()`` it reconnects with
+exponential backoff and jitter, a bounded number of times, and sends
+``ResumeReq(token, last_seq=count)``. The frames the server replays arrive
+as pushes, in order, before anything new; ``on_resumed(fn)`` hears
+``recovered`` (True: nothing was lost; False: the game sends a snapshot;
+None: no session any more, log in again).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import ssl as ssl_module
 import time
 from collections import deque
@@ -21,6 +31,7 @@ from .connector import FrameDecoder
 from .errors import ProtocolError, RemoteError
 from .message import Catalog, Message, default_catalog
 from .protocol import get_codec
+from .resume.messages import ResumeReq, ResumeResp
 from .settings import MAX_FRAME_CEILING
 
 log = logging.getLogger("sgs.client")
@@ -92,6 +103,14 @@ class Client:
         self._writable.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keepalive: asyncio.Task[None] | None = None
+        #: Frames received since the count was last set (the server's outbound sequence).
+        self.seq = 0
+        self.resume_token = ""
+        self.resume_retries = 0  # 0: a drop is not resumed
+        self.resume_delay = (0.1, 2.0)  # first and largest backoff, seconds (jitter x0.5-1.5)
+        self._closing = False
+        self._resume_task: asyncio.Task[None] | None = None
+        self._resumed: list[Callable[[bool | None], Any]] = []
 
     # -- connection ---------------------------------------------------------
 
@@ -123,6 +142,7 @@ class Client:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._transport = transport  # type: ignore[assignment]
+        self._closing = False
         self._decoder = FrameDecoder(self.max_frame_size)
         self._closed = asyncio.Event()
         self._writable.set()
@@ -134,6 +154,9 @@ class Client:
 
     async def close(self) -> None:
         """Close and wait until the connection is gone; pending requests fail."""
+        self._closing = True
+        if self._resume_task is not None and self._resume_task is not asyncio.current_task():
+            self._resume_task.cancel()
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
@@ -226,6 +249,59 @@ class Client:
         except (TimeoutError, ConnectionError, RemoteError):
             return
 
+    # -- resumption -----------------------------------------------------------
+
+    def arm_resume(
+        self, retries: int = 5, first_delay: float = 0.1, max_delay: float = 2.0
+    ) -> None:
+        """After a login: ask for a resume token (pipelined: no round trip waited for).
+
+        From then on a drop is resumed automatically, ``retries`` connection
+        attempts at most, the delay doubling from ``first_delay`` to ``max_delay``.
+        """
+        self.resume_retries = retries
+        self.resume_delay = (first_delay, max_delay)
+        self.send_nowait(ResumeReq())
+
+    def forget_resume(self) -> None:
+        """A logout: the next drop is the end of the session, not something to resume."""
+        self.resume_token = ""
+        self.resume_retries = 0
+
+    def on_resumed(self, fn: Callable[[bool | None], Any]) -> None:
+        """``fn(recovered)`` after each automatic resume (None: it failed; log in again)."""
+        self._resumed.append(fn)
+
+    async def resume(self) -> bool | None:
+        """Reconnect (backoff with jitter, bounded) and resume; ``recovered``, or None."""
+        delay, max_delay = self.resume_delay
+        for attempt in range(max(1, self.resume_retries)):
+            if attempt:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, max_delay)
+            self.last_error = None
+            try:
+                await self.connect()
+                resp = await self.request(ResumeReq(token=self.resume_token, last_seq=self.seq))
+            except RemoteError as exc:  # resume_expired, a refused token: no session left
+                log.info("resume refused: %s", exc)
+                self.forget_resume()
+                return None
+            except (OSError, TimeoutError, ConnectionError):
+                continue
+            return bool(resp.recovered)
+        return None
+
+    async def _auto_resume(self) -> None:
+        recovered = await self.resume()
+        for fn in self._resumed:
+            try:
+                result = fn(recovered)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("on_resumed callback raised")
+
     # -- receiving ----------------------------------------------------------
 
     def _data(self, data: bytes) -> None:
@@ -242,6 +318,12 @@ class Client:
             self._transport.abort()  # type: ignore[union-attr]
 
     def _deliver(self, msg_id: int, msg: Message) -> None:
+        if msg.__class__ is ResumeResp:
+            self.seq = msg.seq  # type: ignore[attr-defined]
+            if msg.token:  # type: ignore[attr-defined]
+                self.resume_token = msg.token  # type: ignore[attr-defined]
+        else:
+            self.seq += 1
         pending = self._pending
         while pending and pending[0].future.done():  # timed out or cancelled
             head = pending[0]
@@ -287,3 +369,7 @@ class Client:
             entry = self._pending.popleft()
             if not entry.future.done():
                 entry.future.set_exception(ConnectionError(reason))
+        replaced = self.last_error is not None and self.last_error.code == "replaced"
+        if self.resume_token and self.resume_retries and not self._closing and not replaced:
+            if self._resume_task is None or self._resume_task.done():
+                self._resume_task = asyncio.get_running_loop().create_task(self._auto_resume())

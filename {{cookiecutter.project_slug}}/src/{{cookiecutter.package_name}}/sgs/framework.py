@@ -28,6 +28,7 @@ from .metrics import Metrics, TypeMeter, make_metrics
 from .outcomes import CloseReason, Outcomes, Stats
 from .protocol import get_codec
 from .proxy import ProxiedLink, ProxyGate, TrustedProxies
+from .resume import Resumer
 from .router import Router
 from .settings import ServerSettings
 from .store import PlayerStore, make_store
@@ -141,6 +142,7 @@ class Server:
         # Beyond one process: who else serves this game, and where players live.
         self.cluster: Cluster = LocalCluster(self)
         self.bindings = Bindings(self)
+        self.resumer = Resumer(self)
         self.store = make_store(self.settings)
         self._durable: PlayerStore | None = None  # the store, when replies wait for commits
         self._heartbeat: liveness.Heartbeat | None = None  # serve --workers only
@@ -263,7 +265,7 @@ class Server:
             # Metrics on, or a route asked for slow-handler warnings (timing_middleware).
             timed=self.metrics.enabled or any(entry[3].slow < math.inf for entry in table.values()),
             connected=self._connected,
-            finalize=self._finalize,
+            finalize=self.finalize,
         )
         self._dispatcher = Dispatcher(self, wiring)
         self._dispatcher.start()
@@ -335,6 +337,7 @@ class Server:
             self._ws.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.resumer.close_all()
         for link in list(self.links.values()):
             link.stop_reading()
         dispatcher = self._dispatcher
@@ -414,9 +417,9 @@ class Server:
         if self._dispatcher is not None and link.finalized:
             self._dispatcher.detach(link)
 
-    async def _finalize(self, link: Link) -> None:
+    async def finalize(self, link: Link) -> None:
         """Run on the link's worker after all its received messages: drop its state."""
-        if link.finalized:
+        if link.finalized or self.resumer.intercept(link):
             return
         link.finalized = True
         if link.state is LinkState.OPEN:

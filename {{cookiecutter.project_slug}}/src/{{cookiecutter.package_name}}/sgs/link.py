@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .dispatcher import LogicWorker, SendWorker
     from .framework import Server
     from .limits import TokenBucket
+    from .resume.service import Session
 
 log = logging.getLogger("sgs.link")
 
@@ -85,6 +86,8 @@ class Link(asyncio.Protocol):
         "partial_since",
         "address",
         "session",
+        "resume",
+        "untracked",
         "_groups",
         "_ctx",
     )
@@ -128,6 +131,9 @@ class Link(asyncio.Protocol):
         #: Per-link data for handlers (login state, user objects, ...). A plain
         #: attribute, not a lazy property: handlers read it on most requests.
         self.session: dict[str, Any] = {}
+        #: The resumable session this link is the identity or the carrier of (sgs/resume).
+        self.resume: Session | None = None
+        self.untracked = False  # the send queue holds a frame outside the sequence
         self._groups: set[str] | None = None
         self._ctx: Context | None = None
 
@@ -158,13 +164,27 @@ class Link(asyncio.Protocol):
 
     def send(self, msg: Message) -> bool:
         """Queue ``msg``; False when the link is closing or the message was dropped."""
-        if self.state >= _CLOSED:
+        if self.state >= _CLOSED and self.resume is None:
             return False
         return self.write_frame(self.server.codec.encode_frame(msg))
 
     def write_frame(self, frame: bytes) -> bool:
-        """Queue one encoded frame on the send side, enforcing its byte bound."""
+        """Queue one encoded frame on the send side, enforcing its byte bound.
+
+        A resumable link numbers the frame first; a held one only keeps it, and
+        a resumed identity hands it to the connection carrying it now.
+        """
+        res = self.resume
+        if res is not None and res.live is not self:
+            live = res.live
+            if live is None:  # held: kept for the resume only
+                res.ring.record(frame)
+                return True
+            return live.write_frame(frame)  # a resumed identity: its carrier sends
         if self.state is _CLOSED or self.writer is None:
+            if res is not None:  # dropped, not held yet: what it misses is kept
+                res.ring.record(frame)
+                return True
             return False
         size = len(frame)
         queued = self.out_bytes
@@ -177,6 +197,27 @@ class Link(asyncio.Protocol):
             self.writer.schedule(self)
         return True
 
+    def write_untracked(self, frame: bytes) -> bool:
+        """Queue ``frame`` outside the outbound sequence (ResumeResp, a replayed frame)."""
+        res, self.resume = self.resume, None
+        try:
+            if res is None:
+                return self.write_frame(frame)
+            self.untracked = True
+            return self.write_frame(_Untracked(frame))
+        finally:
+            self.resume = res
+
+    def _number_out(self) -> None:
+        """Number and keep the queued frames (not yet written); the slow path of flush."""
+        res = self.resume
+        if res is None or res.live is not self or not self.out:
+            return
+        tracked = [f for f in self.out if f.__class__ is not _Untracked]
+        self.untracked = False
+        if tracked:
+            res.ring.add(b"".join(tracked), len(tracked))
+
     def close(self, reason: Reason | str = CloseReason.LOCAL) -> None:
         """Idempotent. Queued frames are flushed first, except after a send overflow.
 
@@ -184,6 +225,10 @@ class Link(asyncio.Protocol):
         with :func:`~.outcomes.close_reason`; another string raises ValueError.
         """
         reason = as_reason(reason)
+        res = self.resume
+        if res is not None and res.live is not None and res.live is not self:
+            res.live.close(reason)  # a resumed identity: its carrier is the connection
+            return
         if self.state >= _CLOSING:
             return
         if self.state is LinkState.CONNECTING:
@@ -193,6 +238,7 @@ class Link(asyncio.Protocol):
         self.close_reason = reason
         self.stop_reading()
         if reason is CloseReason.SEND_OVERFLOW:
+            self._number_out()  # a resumable link gets them on its resume
             self.out.clear()
             self.out_bytes = 0
             self.transport.abort()
@@ -210,6 +256,10 @@ class Link(asyncio.Protocol):
 
     def close_after_handler(self, reason: Reason | str) -> None:
         """Close once the running handler returned, so its reply goes out first."""
+        res = self.resume
+        if res is not None and res.live is not None and res.live is not self:
+            res.live.close_after_handler(reason)
+            return
         if self.pending_close is None:
             self.pending_close = as_reason(reason)
 
@@ -235,6 +285,12 @@ class Link(asyncio.Protocol):
             stats = self.server.stats
             stats.frames_out += len(out)
             stats.bytes_out += len(data)
+            res = self.resume
+            if res is not None:  # armed for resumption: number what leaves now
+                if self.untracked:
+                    self._number_out()
+                elif res.live is self:
+                    res.ring.add(data, len(out))
             out.clear()
             self.out_bytes = 0
             self.transport.write(data)
@@ -355,9 +411,13 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         was = self.state
-        self.state = _CLOSED
+        res = self.resume
+        # A resumed identity stays open on its carrier when its old connection ends.
+        if res is None or res.live is None or res.live is self:
+            self.state = _CLOSED
         if self.close_reason is None:
             self.close_reason = CloseReason.REMOTE
+        self._number_out()  # never written: a resume replays them
         self.out.clear()
         self.out_bytes = 0
         if self.worker is None:  # refused before it was attached
@@ -422,3 +482,7 @@ class Link(asyncio.Protocol):
                     self.transport.pause_reading()
                 except (RuntimeError, AttributeError):
                     pass  # transport already closing
+
+
+class _Untracked(bytes):
+    """A queued frame that is not numbered (ResumeResp, a replayed frame)."""

@@ -240,6 +240,15 @@ class Outcomes:
         if close is not None:
             link.close(close)
 
+    def error_frame(self, code: str, message: str = "") -> bytes:
+        """``Error(code)`` encoded and counted, for a frame that must bypass ``link.send``.
+
+        Session resumption writes it straight on a connection that no longer
+        carries the player (its queue is already handed to the resumed one).
+        """
+        _count(self.stats.errors, code)
+        return self.codec.encode_frame(Error(code=code, message=message or code, msg_id=0))
+
     def refused(self, link: Link, exc: HandlerError, msg_id: int) -> None:
         """A handler (or a check) raised HandlerError: answer Error(code) in its place."""
         self.error(link, exc.code, exc.message, msg_id)

@@ -119,6 +119,20 @@ class ServerSettings(BaseSettings):
         60.0, ge=0, description="Seconds without a frame before a link is closed; 0 disables."
     )
     drain_timeout: float = Field(5.0, ge=0, description="Seconds a graceful stop waits to flush.")
+    resume_window: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a dropped player is held for ResumeReq; 0 turns resumption off.",
+    )
+    resume_buffer: PositiveInt = Field(
+        512, description="Frames a resumable link keeps for replay (its outbound ring)."
+    )
+    resume_buffer_bytes: PositiveInt = Field(
+        256 * 1024, description="Bytes a resumable link keeps for replay at most."
+    )
+    resume_secret: str = Field(
+        "", description="HMAC key of resume tokens, the same on every node; empty: random."
+    )
     send_buffer_size: PositiveInt = Field(
         1024 * 1024, description="Bytes a link may have waiting to be sent."
     )

@@ -25,6 +25,7 @@ from .messages import (
     RoomJoined,
     RoomLeft,
     RoomList,
+    RoomPresence,
 )
 from .room import Member, Room
 from .service import Rooms
@@ -50,6 +51,7 @@ __all__ = [
     "RoomJoined",
     "RoomLeft",
     "RoomList",
+    "RoomPresence",
     "RoomManager",
     "Rooms",
     "Seat",

@@ -33,6 +33,7 @@ the owners of its members' rooms are alive; a dead owner's members get
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import secrets
@@ -53,12 +54,17 @@ from .messages import (
     RoomClosed,
     RoomInfo,
     RoomJoined,
+    RoomPresence,
 )
 from .room import Member, Room, dump_object, parse_object
 
 if TYPE_CHECKING:
     from ..framework import Server
     from ..link import Link
+
+#: RoomPresence statuses.
+DROPPED = "dropped"
+RESUMED = "resumed"
 
 log = logging.getLogger("sgs.rooms")
 
@@ -104,6 +110,8 @@ class RoomManager:
         self.empty_grace: float = settings.empty_grace
         server.on_start(self._start)
         server.on_disconnect(self._link_closed)
+        server.resumer.on_drop(functools.partial(self._presence, status=DROPPED))
+        server.resumer.on_resume(functools.partial(self._presence, status=RESUMED))
         server.on_stop(self._stop)
         # Expired seats free their rooms for disposal: looked at a few times a timeout.
         server.every(max(0.05, min(1.0, self.seat_timeout / 4)), self._sweep)
@@ -184,6 +192,14 @@ class RoomManager:
     def room_of(self, link: Link) -> Room | None:
         joined = self.joined.get(link.id)
         return joined.room if joined is not None else None
+
+    def rooms_of(self, link: Link) -> list[tuple[str, str]]:
+        """``(room_type, room_id)`` of the match and the shared room ``link`` is in (snapshots)."""
+        return [
+            (joined.room_type, joined.room_id)
+            for joined in (self.joined.get(link.id), self.shared_joined.get(link.id))
+            if joined is not None
+        ]
 
     def deliver(self, link: Link, msg: Message, msg_id: int) -> None:
         """A member's message for its room: queued in the room's turn, or sent to its owner."""
@@ -424,6 +440,23 @@ class RoomManager:
         except Exception:
             log.exception("room %s (%s): on_leave raised", room.room_id, room.name)
         self._maybe_dispose(room)
+
+    def _presence(self, link: Link, status: str) -> None:
+        """``link``'s player dropped or resumed: its rooms run the hook, the others are told."""
+        for joined in (self.joined.get(link.id), self.shared_joined.get(link.id)):
+            if joined is not None and joined.room is not None:
+                joined.room.mailbox.post(self._presence_job, joined.room, joined.member, status)
+
+    async def _presence_job(self, room: Room, member: Member, status: str) -> None:
+        if member.id not in room.members:
+            return
+        hook = room.on_drop if status == DROPPED else room.on_resume
+        try:
+            await _maybe_await(hook(member))
+        except Exception:
+            log.exception("room %s (%s): on_%s raised", room.room_id, room.name, status[:-2])
+        notice = RoomPresence(room_id=room.room_id, name=member.name, status=status)
+        room.broadcast(notice, except_=member)
 
     def _link_closed(self, link: Link) -> None:
         self.leave(link, consented=False)

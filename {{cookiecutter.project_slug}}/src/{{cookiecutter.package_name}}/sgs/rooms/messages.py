@@ -99,6 +99,18 @@ class RoomClosed(Message, msg_id=26):
 
 
 #: The Error codes a join can be answered with.
+class RoomPresence(Message, msg_id=31):
+    """A member's connection dropped (``status="dropped"``) or came back (``"resumed"``).
+
+    Pushed to the other members of the member's rooms while it is held for
+    resumption (``resume_window``): its seat stays, it has not left.
+    """
+
+    room_id: str
+    name: str
+    status: str
+
+
 ROOM_FULL = "room_full"
 ROOM_LOCKED = "room_locked"
 NO_SUCH_ROOM = "no_such_room"

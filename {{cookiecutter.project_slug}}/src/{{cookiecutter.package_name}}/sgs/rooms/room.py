@@ -158,6 +158,16 @@ class Room:
     def on_leave(self, player: Member, consented: bool) -> Any:
         """``player`` left: ``consented`` is True for LeaveRoom, False when its link dropped."""
 
+    def on_drop(self, player: Member) -> Any:
+        """``player``'s connection dropped; its seat is held for ``resume_window`` seconds.
+
+        ``on_resume`` follows when it comes back in time, ``on_leave(player,
+        consented=False)`` when the window passed.
+        """
+
+    def on_resume(self, player: Member) -> Any:
+        """``player`` resumed within the window: the same member, the same seat."""
+
     def on_tick(self, dt: float) -> Any:
         """Called ``tick_rate`` times a second; ``dt`` is the time since the previous tick."""
 

@@ -1,0 +1,386 @@
+"""Session resumption, over real sockets, under every codec, TCP and WebSocket.
+
+A peer counts the frames it receives after ``ResumeResp`` (the per-link
+outbound sequence), its socket is cut without a logout, and it resumes on a
+new connection with the count as ``last_seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from fwkit import RawConn
+from redis_server import RedisServer
+from testkit import free_port
+from wskit import ws_peer
+
+from {{ cookiecutter.package_name }} import messages as m
+from {{ cookiecutter.package_name }}.client import (
+    GameClient,
+    run_robots,
+)
+from {{ cookiecutter.package_name }}.handlers import (
+    router,
+    setup,
+)
+from {{ cookiecutter.package_name }}.sgs import (
+    Message,
+    Server,
+)
+from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
+from {{ cookiecutter.package_name }}.sgs.testing import running_server
+
+TIMEOUT = 10.0
+
+
+@contextlib.asynccontextmanager
+async def game(protocol: str, **overrides: object) -> AsyncIterator[Server]:
+    """The sample game (no RoomTick meanwhile: the room messages are the test's own)."""
+    overrides.setdefault("ws_port", free_port())
+    async with running_server(
+        router,
+        setup=functools.partial(setup, tick_interval=3600.0),
+        protocol=protocol,
+        **overrides,
+    ) as server:
+        yield server
+
+
+class WsConn:
+    """The WebSocket side of a peer: the same calls as RawConn."""
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+        self.pending: list[tuple[int, bytes]] = []
+
+    def send(self, data: bytes) -> None:
+        self.peer.send(data)
+
+    async def read_frame(self, timeout: float) -> tuple[int, bytes]:
+        while not self.pending:
+            self.pending += await asyncio.wait_for(self.peer.messages.get(), timeout)
+        return self.pending.pop(0)
+
+    def abort(self) -> None:
+        self.peer.transport.underlying_transport.abort()
+
+
+class Peer:
+    """A raw TLV peer that decodes with the server's codec and counts what it receives."""
+
+    def __init__(self, server: Server, conn: Any) -> None:
+        self.server = server
+        self.conn = conn
+        self.count = 0
+
+    @classmethod
+    async def open(cls, server: Server, transport: str = "tcp") -> Peer:
+        if transport == "ws":
+            return cls(server, WsConn(await ws_peer(server.ws_port)))
+        return cls(server, await RawConn.open(server.port))
+
+    def send(self, msg: Message) -> None:
+        self.conn.send(self.server.codec.encode_frame(msg))
+
+    async def recv(self) -> Message:
+        msg_id, value = await self.conn.read_frame(TIMEOUT)
+        msg = self.server.codec.decode(msg_id, value)
+        if isinstance(msg, m.ResumeResp):
+            self.count = msg.seq
+        else:
+            self.count += 1
+        return msg
+
+    async def expect(self, cls: type[Message]) -> Message:
+        msg = await self.recv()
+        assert isinstance(msg, cls), msg
+        return msg
+
+    async def login(self, account: str, room: str | None = None) -> str:
+        self.send(m.LoginReq(account_id=account))
+        await self.expect(m.LoginResp)
+        if room is not None:
+            self.send(m.JoinRoomReq(room=room))
+            await self.expect(m.JoinRoomResp)
+        self.send(m.ResumeReq())
+        resp = await self.expect(m.ResumeResp)
+        assert resp.recovered and resp.token
+        return resp.token
+
+    def cut(self) -> None:
+        """The socket dies: no LogoutReq, no FIN handshake the server could read as one."""
+        if isinstance(self.conn, RawConn):
+            self.conn.writer.transport.abort()
+        else:
+            self.conn.abort()
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def held(server: Server, account: str) -> bool:
+    session = server.resumer.sessions.get(account)
+    return session is not None and session.live is None
+
+
+async def say(peer: Peer, n: int) -> None:
+    for i in range(n):
+        peer.send(m.SayReq(text=f"m{i}"))
+    for _ in range(n):
+        await peer.expect(m.RoomMessage)
+
+
+CASES = [
+    *(pytest.param(p, t, "shared_all", id=f"{p}-{t}") for p in PROTOCOLS for t in ("tcp", "ws")),
+    *(pytest.param("json", "tcp", rm.value, id=f"json-tcp-{rm.value}") for rm in ResourceModel),
+]
+
+
+@pytest.mark.parametrize(("protocol", "transport", "model"), CASES)
+async def test_replay_exactly_what_was_missed_in_order_once(
+    protocol: str, transport: str, model: str
+) -> None:
+    async with game(protocol, resource_model=model) as server:
+        a, b = await Peer.open(server, transport), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        presence = await b.expect(m.RoomPresence)
+        assert (presence.name, presence.status) == ("alice", "dropped")
+        await say(b, 20)
+        a2 = await Peer.open(server, transport)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 20 and resp.token != token
+        texts = [(await a2.expect(m.RoomMessage)).text for _ in range(20)]
+        assert texts == [f"m{i}" for i in range(20)]
+        presence = await b.expect(m.RoomPresence)
+        assert (presence.name, presence.status) == ("alice", "resumed")
+        # Nothing more was replayed; the resumed player is the same member of the same room.
+        a2.send(m.SayReq(text="back"))
+        assert (await a2.expect(m.RoomMessage)).text == "back"
+        assert (await b.expect(m.RoomMessage)).sender == "alice"
+        a2.send(m.BusinessReq(key=1, value1=2, value2=3))
+        assert (await a2.expect(m.BusinessResp)).result == 5
+
+
+async def test_overflow_is_not_recovered_and_sends_the_snapshot() -> None:
+    async with game("json") as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        await b.expect(m.RoomPresence)
+        await say(b, 1000)
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert not resp.recovered and resp.replayed == 0
+        user = (await a2.expect(m.LoginResp)).user
+        assert user.account_id == "alice"
+        joined = await a2.expect(m.JoinRoomResp)
+        assert joined.room == "r" and "alice" in joined.members
+        a2.send(m.EchoReq(text="after"))
+        assert (await a2.expect(m.EchoResp)).text == "after"  # no RoomMessage of the 1,000
+
+
+async def test_the_buffer_of_a_held_player_stays_within_both_bounds() -> None:
+    """A flood at a held player: what is kept never passes resume_buffer nor the byte bound."""
+    async with game("json", resume_buffer=50, resume_buffer_bytes=2048) as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        await b.expect(m.RoomPresence)
+        ring = server.resumer.sessions["alice"].ring
+        for _ in range(10):
+            await say(b, 30)
+            assert ring.count <= 50 and ring.size <= 2048, (ring.count, ring.size)
+        assert ring.seq == 300 and ring.count > 0
+        # The last ones are still there: a client that saw all but them resumes exactly.
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=ring.seq - 3))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 3
+        assert [(await a2.expect(m.RoomMessage)).text for _ in range(3)] == ["m27", "m28", "m29"]
+
+
+async def test_expiry_refuses_with_resume_expired_and_leaves_once() -> None:
+    async with game("json", resume_window=0.3) as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await b.expect(m.RoomPresence)
+        await until(lambda: "alice" not in server.resumer.sessions)
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        assert (await a2.expect(m.Error)).code == "resume_expired"
+        assert server.player_of(next(iter(server.links.values()))) is not None  # bob's
+        a2.send(m.LoginReq(account_id="alice"))
+        assert (await a2.expect(m.LoginResp)).user.account_id == "alice"
+        assert server.resumer.expired == 1
+
+
+async def test_token_misuse_is_refused_and_the_player_unaffected() -> None:
+    async with game("json") as server:
+        a, b = await Peer.open(server), await Peer.open(server)
+        token = await a.login("alice")
+        await b.login("bob")
+        forged = await Peer.open(server)
+        forged.send(m.ResumeReq(token=token[:-4] + "AAAA", last_seq=0))
+        assert (await forged.expect(m.Error)).code == "resume_token_invalid"
+        b.send(m.ResumeReq(token=token, last_seq=0))  # bob's link, alice's token
+        assert (await b.expect(m.Error)).code == "resume_wrong_account"
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered
+        reuse = await Peer.open(server)
+        reuse.send(m.ResumeReq(token=token, last_seq=0))
+        assert (await reuse.expect(m.Error)).code == "resume_token_used"
+        a2.send(m.EchoReq(text="still here"))
+        assert (await a2.expect(m.EchoResp)).text == "still here"
+
+
+async def test_a_fresh_login_ends_the_held_session_at_once() -> None:
+    async with game("json") as server:
+        a = await Peer.open(server)
+        token = await a.login("alice", room="r")
+        a.cut()
+        await until(lambda: held(server, "alice"))
+        fresh = await Peer.open(server)
+        fresh.send(m.LoginReq(account_id="alice"))
+        await fresh.expect(m.LoginResp)
+        await until(lambda: "alice" not in server.resumer.sessions)
+        assert not [g for g in server.groups.values() if "alice" in g.local_labels()]
+        late = await Peer.open(server)
+        late.send(m.ResumeReq(token=token, last_seq=a.count))
+        assert (await late.expect(m.Error)).code == "resume_expired"
+
+
+async def test_half_open_link_loses_to_the_resumed_one() -> None:
+    async with game("json") as server:
+        a = await Peer.open(server)
+        token = await a.login("alice")
+        a2 = await Peer.open(server)
+        a2.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await a2.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 0
+        assert (await a.expect(m.Error)).code == "replaced"
+        assert await a.conn.read_eof() == b""
+        a2.send(m.BusinessReq(key=1, value1=1, value2=1))
+        assert (await a2.expect(m.BusinessResp)).result == 2
+
+
+async def test_resume_window_zero_is_off() -> None:
+    async with game("json", resume_window=0) as server:
+        a = await Peer.open(server)
+        a.send(m.LoginReq(account_id="alice"))
+        await a.expect(m.LoginResp)
+        a.send(m.ResumeReq())
+        assert (await a.expect(m.Error)).code == "resume_off"
+
+
+@pytest.mark.parametrize("protocol", ["json", "protobuf"])
+async def test_robots_drop_and_resume_with_exact_counts_and_lines(protocol: str) -> None:
+    async with game(protocol) as server:
+        report = await run_robots(
+            "127.0.0.1",
+            server.port,
+            protocol=protocol,
+            robots=6,
+            requests=10,
+            room_size=3,
+            seed=7,
+            drop_rate=0.3,
+            timeout=TIMEOUT,
+        )
+        assert report.ok, report.failures
+        assert report.drops > 0 and report.resumed == report.drops
+        assert "drops" in report.summary()
+
+
+async def test_game_client_resumes_by_itself_and_surfaces_recovered() -> None:
+    async with game("json") as server:
+        recovered: asyncio.Queue[bool | None] = asyncio.Queue()
+        heard: list[str] = []
+        async with GameClient("127.0.0.1", server.port, timeout=TIMEOUT, resume=3) as alice:
+            alice.on_resumed(recovered.put_nowait)
+            alice.on_room_message(lambda msg: heard.append(msg.text))
+            await alice.login("alice")
+            await alice.join("r")
+            b = await Peer.open(server)
+            await b.login("bob", room="r")
+            alice.drop()  # resumed at once: before or after the server saw the drop
+            await say(b, 5)
+            assert await asyncio.wait_for(recovered.get(), TIMEOUT) is True
+            await until(lambda: len(heard) == 5)
+            assert heard == [f"m{i}" for i in range(5)]
+            assert (await alice.business(1, 2, 3)).result == 5
+            await alice.logout()  # a logout is the end: nothing is resumed
+            assert recovered.empty()
+
+
+@contextlib.asynccontextmanager
+async def cluster_node(url: str, name: str) -> AsyncIterator[Server]:
+    async with game(
+        "json",
+        cluster_url=url,
+        node_id=f"{name}-{os.getpid()}",
+        cluster_lease=2.0,
+        cluster_timeout=1.0,
+    ) as server:
+        yield server
+
+
+async def test_in_a_cluster_the_holding_node_replays_and_another_node_says_expired(
+    redis_server: RedisServer,
+) -> None:
+    """Sessions are held per node (moving a held session between nodes is not done)."""
+    async with (
+        cluster_node(redis_server.url, "a") as a_node,
+        cluster_node(redis_server.url, "b") as b_node,
+    ):
+        a, b = await Peer.open(a_node), await Peer.open(b_node)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(a_node, "alice"))
+        assert (await b.expect(m.RoomPresence)).status == "dropped"
+        await say(b, 20)
+        # The lines reach alice's node through the broker: wait until all 20 are kept there.
+        await until(lambda: a_node.resumer.sessions["alice"].ring.seq == 20)
+        back = await Peer.open(a_node)
+        back.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await back.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 20
+        assert [(await back.expect(m.RoomMessage)).text for _ in range(20)] == [
+            f"m{i}" for i in range(20)
+        ]
+        back.cut()
+        await until(lambda: held(a_node, "alice"))
+        elsewhere = await Peer.open(b_node)  # the token verifies there, the session is not there
+        elsewhere.send(m.ResumeReq(token=resp.token, last_seq=back.count))
+        assert (await elsewhere.expect(m.Error)).code == "resume_expired"
+        elsewhere.send(m.LoginReq(account_id="alice"))  # a fresh login takes the player over
+        await elsewhere.expect(m.LoginResp)
+        await until(lambda: "alice" not in a_node.resumer.sessions)
