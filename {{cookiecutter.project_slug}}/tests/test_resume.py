@@ -13,13 +13,14 @@ import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fwkit import RawConn
 from redis_server import RedisServer
-from testkit import free_port
+from testkit import ServeProcess, free_port
 from wskit import ws_peer
 
 from {{ cookiecutter.package_name }} import messages as m
@@ -341,46 +342,172 @@ async def test_game_client_resumes_by_itself_and_surfaces_recovered() -> None:
 
 
 @contextlib.asynccontextmanager
-async def cluster_node(url: str, name: str) -> AsyncIterator[Server]:
+async def cluster_node(
+    url: str, name: str, protocol: str = "json", **overrides: object
+) -> AsyncIterator[Server]:
+    settings: dict[str, object] = {"cluster_lease": 2.0, "cluster_timeout": 1.0, **overrides}
     async with game(
-        "json",
-        cluster_url=url,
-        node_id=f"{name}-{os.getpid()}",
-        cluster_lease=2.0,
-        cluster_timeout=1.0,
+        protocol, cluster_url=url, node_id=f"{name}-{os.getpid()}", **settings
     ) as server:
         yield server
 
 
-async def test_in_a_cluster_the_holding_node_replays_and_another_node_says_expired(
+async def relayed_to(a_node: Server, b_node: Server, account: str) -> None:
+    """Wait until ``account`` held on ``a_node`` is carried by a connection of ``b_node``."""
+    await until(lambda: bool(a_node.resumer.relay.carriers) and not held(a_node, account))
+    await until(lambda: bool(b_node.resumer.relay.relays))
+
+
+CROSS = [
+    pytest.param("json", "tcp", id="json-tcp"),
+    pytest.param("msgpack", "tcp", id="msgpack-tcp"),
+    pytest.param("protobuf", "tcp", id="protobuf-tcp"),
+    pytest.param("json", "ws", id="json-ws"),
+]
+
+
+@pytest.mark.parametrize(("protocol", "transport"), CROSS)
+async def test_resume_on_another_node_is_relayed_through_the_holder_exactly(
+    redis_server: RedisServer, protocol: str, transport: str
+) -> None:
+    """The issue's replay test across nodes, then a second drop and a fencing resume."""
+    async with (
+        cluster_node(redis_server.url, "a", protocol) as a_node,
+        cluster_node(redis_server.url, "b", protocol) as b_node,
+    ):
+        a, b = await Peer.open(a_node, transport), await Peer.open(b_node)
+        token = await a.login("alice", room="r")
+        await b.login("bob", room="r")
+        a.cut()
+        await until(lambda: held(a_node, "alice"))
+        presence = await b.expect(m.RoomPresence)
+        assert (presence.name, presence.status) == ("alice", "dropped")
+        await say(b, 20)
+        # The lines reach alice's node through the broker: wait until all 20 are kept there.
+        await until(lambda: a_node.resumer.sessions["alice"].ring.seq == 20)
+        # On node B, which does not hold alice: relayed through node A.
+        there = await Peer.open(b_node, transport)
+        there.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await there.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 20 and resp.token != token
+        assert [(await there.expect(m.RoomMessage)).text for _ in range(20)] == [
+            f"m{i}" for i in range(20)
+        ]
+        presence = await b.expect(m.RoomPresence)
+        assert (presence.name, presence.status) == ("alice", "resumed")
+        # Still the same player and member, playing through B: its requests run on A.
+        there.send(m.BusinessReq(key=7, value1=2, value2=3))
+        answer = await there.expect(m.BusinessResp)
+        assert (answer.key, answer.result) == (7, 5)
+        assert a_node.player_of(a_node.resumer.sessions["alice"].link).state["counter"] == 1
+        there.send(m.SayReq(text="via b"))
+        assert (await there.expect(m.RoomMessage)).text == "via b"
+        heard = await b.expect(m.RoomMessage)
+        assert (heard.sender, heard.text) == ("alice", "via b")
+        # B's connection drops too: the player is held on A again, and resumes there exactly.
+        there.cut()
+        await until(lambda: held(a_node, "alice"))
+        assert (await b.expect(m.RoomPresence)).status == "dropped"
+        await say(b, 3)
+        await until(lambda: a_node.resumer.sessions["alice"].ring.seq == there.count + 3)
+        back = await Peer.open(b_node, transport)  # relayed again, from the count B reached
+        back.send(m.ResumeReq(token=resp.token, last_seq=there.count))
+        resp = await back.expect(m.ResumeResp)
+        assert resp.recovered and resp.replayed == 3
+        assert [(await back.expect(m.RoomMessage)).text for _ in range(3)] == ["m0", "m1", "m2"]
+        assert (await b.expect(m.RoomPresence)).status == "resumed"
+        # A resume on A while B's connection is still up: B's loses with Error(replaced).
+        home = await Peer.open(a_node)
+        home.send(m.ResumeReq(token=resp.token, last_seq=back.count))
+        final = await home.expect(m.ResumeResp)
+        assert final.recovered and final.replayed == 0
+        assert (await back.expect(m.Error)).code == "replaced"
+        await until(lambda: not b_node.resumer.relay.relays and not a_node.resumer.relay.carriers)
+        assert b_node.stats.errors.get("replaced") == 1  # answered by B's outcome service
+        home.send(m.BusinessReq(key=1, value1=1, value2=1))
+        assert (await home.expect(m.BusinessResp)).result == 2
+        assert a_node.player_of(a_node.resumer.sessions["alice"].link).state["counter"] == 2
+        # The others never saw a leave or a join: only the presence changes read above.
+        b.send(m.EchoReq(text="end"))
+        assert (await b.expect(m.EchoResp)).text == "end"
+
+
+async def test_token_misuse_across_nodes_is_refused_and_the_player_unaffected(
     redis_server: RedisServer,
 ) -> None:
-    """Sessions are held per node (moving a held session between nodes is not done)."""
     async with (
         cluster_node(redis_server.url, "a") as a_node,
         cluster_node(redis_server.url, "b") as b_node,
     ):
         a, b = await Peer.open(a_node), await Peer.open(b_node)
-        token = await a.login("alice", room="r")
-        await b.login("bob", room="r")
+        token = await a.login("alice")
+        await b.login("bob")
+        forged = await Peer.open(b_node)
+        forged.send(m.ResumeReq(token=token[:-4] + "AAAA", last_seq=0))
+        assert (await forged.expect(m.Error)).code == "resume_token_invalid"
+        b.send(m.ResumeReq(token=token, last_seq=0))  # bob's link on B, alice's token
+        assert (await b.expect(m.Error)).code == "resume_wrong_account"
         a.cut()
         await until(lambda: held(a_node, "alice"))
-        assert (await b.expect(m.RoomPresence)).status == "dropped"
-        await say(b, 20)
-        # The lines reach alice's node through the broker: wait until all 20 are kept there.
-        await until(lambda: a_node.resumer.sessions["alice"].ring.seq == 20)
-        back = await Peer.open(a_node)
-        back.send(m.ResumeReq(token=token, last_seq=a.count))
-        resp = await back.expect(m.ResumeResp)
-        assert resp.recovered and resp.replayed == 20
-        assert [(await back.expect(m.RoomMessage)).text for _ in range(20)] == [
-            f"m{i}" for i in range(20)
-        ]
-        back.cut()
-        await until(lambda: held(a_node, "alice"))
-        elsewhere = await Peer.open(b_node)  # the token verifies there, the session is not there
-        elsewhere.send(m.ResumeReq(token=resp.token, last_seq=back.count))
-        assert (await elsewhere.expect(m.Error)).code == "resume_expired"
-        elsewhere.send(m.LoginReq(account_id="alice"))  # a fresh login takes the player over
-        await elsewhere.expect(m.LoginResp)
-        await until(lambda: "alice" not in a_node.resumer.sessions)
+        there = await Peer.open(b_node)
+        there.send(m.ResumeReq(token=token, last_seq=a.count))
+        assert (await there.expect(m.ResumeResp)).recovered
+        for node in (b_node, a_node):  # the spent token, relayed from B and at home on A
+            reuse = await Peer.open(node)
+            reuse.send(m.ResumeReq(token=token, last_seq=0))
+            assert (await reuse.expect(m.Error)).code == "resume_token_used"
+        assert b_node.stats.errors.get("resume_token_used") == 1  # counted where it was answered
+        there.send(m.EchoReq(text="still here"))
+        assert (await there.expect(m.EchoResp)).text == "still here"
+        b.send(m.EchoReq(text="bob too"))
+        assert (await b.expect(m.EchoResp)).text == "bob too"
+
+
+async def test_owner_death_closes_the_relayed_connection_and_a_login_starts_afresh(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The holder is SIGKILLed while B relays: no partial replay, the store has the counter."""
+    victim = ServeProcess(
+        tmp_path,
+        name="holder",
+        cluster_url=redis_server.url,
+        node_id=f"holder-{os.getpid()}",
+        cluster_lease="1.5",
+        cluster_timeout="1.0",
+        store_flush_interval="0.05",
+        protocol="json",
+    )
+    try:
+        await victim.start()
+        async with cluster_node(redis_server.url, "b", cluster_lease=1.5) as b_node:
+            a = Peer(b_node, await RawConn.open(victim.port))
+            token = await a.login("alice")
+            for i in range(3):
+                a.send(m.BusinessReq(key=i, value1=i, value2=1))
+                assert (await a.expect(m.BusinessResp)).result == i + 1
+            a.cut()
+            there = await Peer.open(b_node)
+            deadline = time.monotonic() + TIMEOUT
+            while True:  # until the holder saw the drop (before it, alice is not held yet)
+                there.send(m.ResumeReq(token=token, last_seq=a.count))
+                got = await there.recv()
+                if isinstance(got, m.ResumeResp):
+                    break
+                assert isinstance(got, m.Error) and time.monotonic() < deadline, got
+                await asyncio.sleep(0.05)
+            assert got.recovered and got.replayed == 0
+            await until(lambda: bool(b_node.resumer.relay.relays))
+            await asyncio.sleep(1.0)  # 20 store flushes: the counter is in Redis
+            victim.kill()
+            # Within the holder's lease B sees it gone and closes the relayed connection.
+            assert await there.conn.read_eof(timeout=TIMEOUT) == b""
+            assert b_node.resumer.relay.lost == 1 and not b_node.resumer.relay.relays
+            again = await Peer.open(b_node)
+            again.send(m.ResumeReq(token=got.token, last_seq=there.count))
+            assert (await again.expect(m.Error)).code == "resume_expired"
+            again.send(m.LoginReq(account_id="alice"))
+            assert (await again.expect(m.LoginResp)).user.counter == 3
+            again.send(m.EchoReq(text="fresh"))
+            assert (await again.expect(m.EchoResp)).text == "fresh"  # nothing replayed
+    finally:
+        victim.kill()

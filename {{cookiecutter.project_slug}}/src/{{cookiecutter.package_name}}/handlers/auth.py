@@ -136,14 +136,19 @@ def login_clock(server: Server) -> Deadlines | None:
 
     def expired(link_id: object) -> None:
         link = server.links.get(link_id)  # type: ignore[call-overload]
-        if link is not None and link.is_open and account_of(link) is None:
+        if link is not None and link.is_open and not logged_in(server, link):
             server.post(functools.partial(_login_timed_out, server, link, timeout), link)
 
     return Deadlines(timeout, expired)
 
 
+def logged_in(server: Server, link: Link) -> bool:
+    """``link`` logged in, or carries a player it resumed (here, or held on another node)."""
+    return account_of(link) is not None or server.resumer.carrying(link)
+
+
 def _login_timed_out(server: Server, link: Link, timeout: float) -> None:
-    if link.is_open and account_of(link) is None:
+    if link.is_open and not logged_in(server, link):
         log.info("link %s did not log in within %.0fs: closing", link.id, timeout)
         server.outcomes.error(
             link,

@@ -204,6 +204,15 @@ class Cluster(ABC):
         """Carry a room operation to ``node``'s rooms, in this node's order (no broker: False)."""
         return False
 
+    # -- relayed resumes (sgs/resume/relay.py) ---------------------------------
+
+    #: Called with (origin node, body) for each resume operation another node sent here.
+    on_resume: Any = None
+
+    def resume_send(self, node: str, body: bytes) -> bool:
+        """Carry a resume operation to ``node``, in this node's order (no broker: False)."""
+        return False
+
     # -- once per cluster --------------------------------------------------
 
     @abstractmethod

@@ -33,6 +33,7 @@ class Handlers:
     interest: Callable[[bool, str, str], None]  # joined, node, group
     known_message: Callable[[int], bool]  # a message id this server can carry
     room: Callable[[str, bytes], object] = lambda origin, body: None  # origin node, room op
+    resume: Callable[[str, bytes], object] = lambda origin, body: None  # origin, resume op
 
 
 class Dispatch:
@@ -116,6 +117,8 @@ class Dispatch:
             h.released(key, epoch)
         elif kind is env.Kind.ROOM:
             h.room(e.origin, e.body)
+        elif kind is env.Kind.RESUME:
+            h.resume(e.origin, e.body)
         elif kind is env.Kind.INTEREST:
             joined, node, group_name = env.unpack_interest(e.body)
             h.interest(joined, node, group_name)

@@ -35,6 +35,7 @@ class Kind(enum.IntEnum):
     RELEASED = 4  # body: key, epoch: the old owner flushed and let go
     INTEREST = 5  # body: op, node, group: a node's first member joined / last left
     ROOM = 6  # body: a room operation for the rooms of the receiving node (sgs/rooms/remote.py)
+    RESUME = 7  # body: a relayed resume's operation (sgs/resume/wire.py)
 
 
 class EnvelopeError(ValueError):

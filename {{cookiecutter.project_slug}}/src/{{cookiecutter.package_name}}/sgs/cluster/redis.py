@@ -179,6 +179,7 @@ class RedisCluster(Cluster):
                 interest=self.membership.on_interest,
                 known_message=lambda msg_id: msg_id in self.server.catalog,
                 room=self._room_op,
+                resume=self._resume_op,
             ),
         )
 
@@ -598,6 +599,15 @@ class RedisCluster(Cluster):
     def _room_op(self, origin: str, body: bytes) -> None:
         if self.on_room is not None:
             self.on_room(origin, body)
+
+    # -- relayed resumes --------------------------------------------------------
+
+    def resume_send(self, node: str, body: bytes) -> bool:
+        return self._publish(self.keys.to(node), env.Kind.RESUME, body)
+
+    def _resume_op(self, origin: str, body: bytes) -> None:
+        if self.on_resume is not None:
+            self.on_resume(origin, body)
 
     async def lead(self, name: str) -> int | None:
         keys = [self.keys.lead(name), self.keys.seq(name)]

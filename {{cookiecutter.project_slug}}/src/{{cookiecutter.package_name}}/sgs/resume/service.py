@@ -27,6 +27,7 @@ from ..errors import HandlerError
 from ..link import LinkState
 from ..outcomes import CloseReason
 from ..router import Router
+from .carrier import RelayedLink
 from .messages import (
     RESUME_EXPIRED,
     RESUME_TOKEN_INVALID,
@@ -35,6 +36,7 @@ from .messages import (
     ResumeReq,
     ResumeResp,
 )
+from .relay import Relay
 from .ring import Ring
 from .token import TokenKeeper
 
@@ -77,6 +79,8 @@ class Resumer:
         self.resumed = 0
         self.unrecovered = 0
         self.expired = 0
+        #: Resumes on another node than the holder's, relayed through the holder.
+        self.relay = Relay(self)
 
     @property
     def enabled(self) -> bool:
@@ -217,6 +221,10 @@ class Resumer:
 
     # -- resuming ------------------------------------------------------------
 
+    def carrying(self, link: Link) -> bool:
+        """``link`` carries a resumed player (held here, or relayed to its holder)."""
+        return link.resume is not None or self.relay.relaying(link)
+
     async def resume(self, link: Link, token: str, last_seq: int) -> None:
         """``ResumeReq`` on ``link`` (the context's link: a carrier's identity when resumed)."""
         if not token:  # arm, or ask where the count stands
@@ -232,16 +240,34 @@ class Resumer:
         bound = self.server.player_of(link)
         if bound is not None and bound.key != claim.account:
             raise HandlerError(RESUME_WRONG_ACCOUNT, "the token is another account's")
-        session = self.sessions.get(claim.account)
-        if session is None or session.closed or session.epoch != claim.epoch:
-            raise HandlerError(RESUME_EXPIRED, "no session to resume: log in again")
-        if session.token != token or link.resume is session:
+        if (
+            bound is None
+            and claim.account not in self.sessions
+            and not self.server.cluster.is_local
+        ):  # held on another node, if anywhere: relayed there (see .relay)
+            await self.relay.begin(link, claim.account, token, last_seq)
+            return
+        session = self.check(claim.account, claim.epoch, token)
+        if link.resume is session:
             raise HandlerError(RESUME_TOKEN_USED, "this resume token was spent")
-        if self.server.player_of(session.link) is None:
-            raise HandlerError(RESUME_EXPIRED, "no session to resume: log in again")
-        self._adopt(session, link, last_seq)
+        self.adopt(session, link, last_seq)
 
-    def _adopt(self, session: Session, link: Link, last_seq: int) -> None:
+    def check(self, account: str, epoch: int, token: str) -> Session:
+        """The session a verified ``token`` resumes here, or the HandlerError that refuses it.
+
+        The same checks whether the connection is here or relayed from another node.
+        """
+        session = self.sessions.get(account)
+        if session is None or session.closed or session.epoch != epoch:
+            raise HandlerError(RESUME_EXPIRED, "no session to resume: log in again")
+        if session.token != token:
+            raise HandlerError(RESUME_TOKEN_USED, "this resume token was spent")
+        if self.server.player_of(session.link) is None or self.server.draining:
+            raise HandlerError(RESUME_EXPIRED, "no session to resume: log in again")
+        return session
+
+    def adopt(self, session: Session, link: Link, last_seq: int) -> None:
+        """Make ``link`` the carrier of ``session``: ResumeResp, the replay, then what follows."""
         old = session.live
         if old is not None:  # what it queued but never wrote is numbered, then resent
             old._number_out()
@@ -281,6 +307,10 @@ class Resumer:
 
     def _kick(self, session: Session, old: Link) -> None:
         """A half-open connection of the player loses to the one that resumed."""
+        if isinstance(old, RelayedLink):  # its node answers Error(replaced) and closes
+            old.resume = None
+            old.transport.kick(f"{session.account} resumed elsewhere")
+            return
         frame = self.server.outcomes.error_frame("replaced", f"{session.account} resumed elsewhere")
         if old is session.link:  # the identity's own connection: end it, keep the link
             if old.transport is not None and not old.transport.is_closing():
