@@ -2,7 +2,9 @@
 
 See :mod:`.ring` for the per-link outbound sequence and its bounded replay
 buffer, :mod:`.token` for the resume tokens, :mod:`.service` for holding a
-dropped player and handing it to the link that resumes it, and
+dropped player and handing it to the link that resumes it,
+:mod:`.relay` (with :mod:`.carrier` and :mod:`.wire`) for a resume on
+another node, relayed through the node holding the session, and
 :mod:`.messages` for the wire (ids 29-30).
 """
 

@@ -10,7 +10,10 @@ to it, and the dispatcher runs the carrier's messages in the identity's
 context (``carrier._ctx is identity.ctx``), so handlers see the same link,
 session and rooms as before the drop. When the window passes, the identity
 link is finalized as any closed link is: disconnect hooks, ``on_leave(player,
-consented=False)``, the binding released.
+consented=False)``, the binding released. A resume on another node of the
+cluster is relayed here (:mod:`.relay`): the carrier is then a
+:class:`~.carrier.RelayedLink` standing for that node's connection, and
+everything above holds unchanged.
 """
 
 from __future__ import annotations
@@ -330,8 +333,8 @@ def secret_of(resume_secret: str, cluster_url: str) -> str:
     """The token key: ``resume_secret``, else one every node of the cluster derives alike.
 
     Derived from ``cluster_url`` (which every node has and which already grants
-    the broker), so a token of one node verifies on another, which then answers
-    ``resume_expired`` rather than calling it forged; alone, random per process.
+    the broker), so a token of one node verifies on another, which relays the
+    resume to the node holding the session; alone, random per process.
     """
     if resume_secret:
         return resume_secret
