@@ -463,6 +463,29 @@ async def test_token_misuse_across_nodes_is_refused_and_the_player_unaffected(
         assert (await b.expect(m.EchoResp)).text == "bob too"
 
 
+async def test_a_holder_stopped_in_the_window_answers_expired_elsewhere_and_a_login_works(
+    redis_server: RedisServer,
+) -> None:
+    """A graceful stop ends the held session (state flushed): B has nothing to relay to."""
+    async with cluster_node(redis_server.url, "b") as b_node:
+        async with cluster_node(redis_server.url, "a") as a_node:
+            a = await Peer.open(a_node)
+            token = await a.login("alice", room="r")
+            for i in range(2):
+                a.send(m.BusinessReq(key=i, value1=i, value2=1))
+                await a.expect(m.BusinessResp)
+            a.cut()
+            await until(lambda: held(a_node, "alice"))
+        there = await Peer.open(b_node)
+        there.send(m.ResumeReq(token=token, last_seq=a.count))
+        assert (await there.expect(m.Error)).code == "resume_expired"
+        assert not b_node.resumer.relay.relays
+        there.send(m.LoginReq(account_id="alice"))
+        assert (await there.expect(m.LoginResp)).user.counter == 2
+        there.send(m.EchoReq(text="fresh"))
+        assert (await there.expect(m.EchoResp)).text == "fresh"  # nothing replayed
+
+
 async def test_owner_death_closes_the_relayed_connection_and_a_login_starts_afresh(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
