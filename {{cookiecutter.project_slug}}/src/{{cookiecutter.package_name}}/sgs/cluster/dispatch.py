@@ -117,11 +117,11 @@ class Dispatch:
             h.released(key, epoch)
         elif kind is env.Kind.ROOM:
             h.room(e.origin, e.body)
-        elif kind is env.Kind.RESUME:
-            h.resume(e.origin, e.body)
         elif kind is env.Kind.INTEREST:
             joined, node, group_name = env.unpack_interest(e.body)
             h.interest(joined, node, group_name)
+        elif kind is env.Kind.RESUME:
+            h.resume(e.origin, e.body)
 
     def _check_frame(self, frame: bytes) -> None:
         """A frame from the bus must be one whole TLV frame of a known message."""
