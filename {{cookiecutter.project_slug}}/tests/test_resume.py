@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_sync
 
 from fwkit import RawConn
 from redis_server import RedisServer
@@ -484,6 +485,49 @@ async def test_a_holder_stopped_in_the_window_answers_expired_elsewhere_and_a_lo
         assert (await there.expect(m.LoginResp)).user.counter == 2
         there.send(m.EchoReq(text="fresh"))
         assert (await there.expect(m.EchoResp)).text == "fresh"  # nothing replayed
+
+
+async def test_a_broker_lost_while_relaying_closes_the_connection_and_nothing_is_replayed_twice(
+    redis_server: RedisServer,
+) -> None:
+    """Without the broker nobody can vouch for the relay: B closes it, A holds the player again.
+
+    Once the broker is back (empty) and A has re-registered alice's binding, a
+    resume on B is relayed again and replays exactly what the client missed:
+    here nothing, so nothing is replayed twice.
+    """
+    async with (
+        cluster_node(redis_server.url, "a") as a_node,
+        cluster_node(redis_server.url, "b") as b_node,
+    ):
+        a = await Peer.open(a_node)
+        token = await a.login("alice")
+        a.cut()
+        await until(lambda: held(a_node, "alice"))
+        there = await Peer.open(b_node)
+        there.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await there.expect(m.ResumeResp)
+        assert resp.recovered
+        for i in range(2):
+            there.send(m.BusinessReq(key=i, value1=i, value2=1))
+            assert (await there.expect(m.BusinessResp)).result == i + 1
+        redis_server.kill()
+        try:
+            await until(lambda: not b_node.resumer.relay.relays and held(a_node, "alice"))
+            assert await there.conn.read_eof(timeout=TIMEOUT) == b""
+        finally:
+            redis_server.start()
+        await until(lambda: a_node.cluster.connected and b_node.cluster.connected)
+        bind = f"{b_node.settings.cluster_prefix}:bind:alice"
+        with redis_sync.Redis(port=redis_server.port) as r:
+            await until(lambda: r.hget(bind, "node") == a_node.cluster.node_id.encode())
+        back = await Peer.open(b_node)
+        back.send(m.ResumeReq(token=resp.token, last_seq=there.count))
+        again = await back.expect(m.ResumeResp)
+        assert again.recovered and again.replayed == 0
+        back.send(m.BusinessReq(key=9, value1=4, value2=5))
+        assert (await back.expect(m.BusinessResp)).result == 9  # the very next frame
+        assert a_node.player_of(a_node.resumer.sessions["alice"].link).state["counter"] == 3
 
 
 async def test_owner_death_closes_the_relayed_connection_and_a_login_starts_afresh(

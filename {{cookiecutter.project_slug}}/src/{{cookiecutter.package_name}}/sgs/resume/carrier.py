@@ -16,8 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..link import Link
-from ..outcomes import reason_label
+from ..outcomes import CloseReason, reason_label
 from .wire import Close, Kick, Op, Out
+
+#: The Close reason of a relay the holder gave up (the connection's node closes it).
+LOST = CloseReason.LOCAL.value
 
 
 class RelayedLink(Link):
@@ -61,7 +64,7 @@ class RelayTransport:
             return
         self.n += 1
         if not self._send(self.node, Out(self.relay, self.n, bytes(data))):
-            self._end(None)
+            self._end(LOST)  # tried: should it arrive, the connection closes without waiting
 
     def close(self) -> None:
         if not self.closing:
@@ -86,9 +89,18 @@ class RelayTransport:
             self._end(None)
 
     def gone(self) -> None:
-        """The connection ended on its node (or that node died): the carrier's connection is lost."""
+        """The connection ended on its node: the carrier's connection is lost."""
         if not self.closing:
             self._end(None)
+
+    def drop(self) -> None:
+        """The connection's node left the live set: lost here, and closed there if it still runs.
+
+        Closing it there (a false alarm: a broker hiccup) makes its client
+        resume, instead of waiting on a connection nobody writes to any more.
+        """
+        if not self.closing:
+            self._end(LOST)
 
     def _end(self, reason: str | None) -> None:
         self.closing = True

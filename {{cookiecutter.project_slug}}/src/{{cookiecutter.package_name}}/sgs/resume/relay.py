@@ -301,7 +301,7 @@ class Relay:
             )
             self._lose(relayed)
         for transport in [t for t in self.carriers.values() if t.node not in live]:
-            transport.gone()
+            transport.drop()
 
 
 def _reason(label: str) -> Reason:
