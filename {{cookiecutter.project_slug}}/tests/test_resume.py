@@ -359,12 +359,7 @@ async def relayed_to(a_node: Server, b_node: Server, account: str) -> None:
     await until(lambda: bool(b_node.resumer.relay.relays))
 
 
-CROSS = [
-    pytest.param("json", "tcp", id="json-tcp"),
-    pytest.param("msgpack", "tcp", id="msgpack-tcp"),
-    pytest.param("protobuf", "tcp", id="protobuf-tcp"),
-    pytest.param("json", "ws", id="json-ws"),
-]
+CROSS = [pytest.param(p, t, id=f"{p}-{t}") for p in PROTOCOLS for t in ("tcp", "ws")]
 
 
 @pytest.mark.parametrize(("protocol", "transport"), CROSS)

@@ -134,7 +134,8 @@ class Relay:
         self.started += 1
         self.relays[relayed.relay] = relayed
         link.worker = RelayWorker(self, relayed)  # type: ignore[assignment]
-        wait = 2 * max(self.server.settings.cluster_timeout, 0.5)
+        s = self.server.settings
+        wait = 2 * max(s.cluster_timeout, s.cluster_lease)  # the bus's own patience, twice
         relayed.timer = asyncio.get_running_loop().call_later(wait, self._no_answer, relayed)
 
     def relaying(self, link: Link) -> bool:
