@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis as redis_sync
 
@@ -37,7 +38,9 @@ from {{ cookiecutter.package_name }}.sgs import (
     Message,
     Server,
 )
+from {{ cookiecutter.package_name }}.sgs.cluster import envelope
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.resume import wire
 from {{ cookiecutter.package_name }}.sgs.settings import ResourceModel
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
@@ -573,3 +576,26 @@ async def test_owner_death_closes_the_relayed_connection_and_a_login_starts_afre
             assert (await again.expect(m.EchoResp)).text == "fresh"  # nothing replayed
     finally:
         victim.kill()
+
+
+async def test_junk_and_strays_on_the_resume_channel_are_counted_and_harmless(
+    redis_server: RedisServer,
+) -> None:
+    """Unreadable RESUME bodies are junk; an Out for no relay and a Gone for no carrier: nothing."""
+    async with cluster_node(redis_server.url, "a") as a_node:
+        peer = await Peer.open(a_node)
+        await peer.login("alice")
+        channel = a_node.cluster.keys.to(a_node.cluster.node_id)  # type: ignore[attr-defined]
+        bodies = [  # in order on one channel: the junk counted last means all were handled
+            wire.pack(wire.Out("nobody", 1, a_node.codec.encode_frame(m.EchoResp(text="x")))),
+            wire.pack(wire.Gone("nobody")),
+            b"\xc1not msgpack",
+            msgspec.msgpack.encode(["resume", "r1"]),  # too short for a Resume
+        ]
+        with redis_sync.Redis(port=redis_server.port) as r:
+            for body in bodies:
+                r.publish(channel, envelope.pack(envelope.Kind.RESUME, b"elsewhere", 0, 0, body))
+        await until(lambda: a_node.cluster.stats.junk == 2)
+        peer.send(m.EchoReq(text="fine"))
+        assert (await peer.expect(m.EchoResp)).text == "fine"  # the stray Out went nowhere
+        assert not a_node.resumer.relay.carriers and not a_node.resumer.relay.relays
