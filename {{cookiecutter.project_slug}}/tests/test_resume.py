@@ -2,7 +2,9 @@
 
 A peer counts the frames it receives after ``ResumeResp`` (the per-link
 outbound sequence), its socket is cut without a logout, and it resumes on a
-new connection with the count as ``last_seq``.
+new connection with the count as ``last_seq``. In a cluster (a real
+redis-server), a resume on another node than the one holding the player is
+relayed through the holder: the same answers, the same exact replay.
 """
 
 from __future__ import annotations
@@ -448,14 +450,22 @@ async def test_token_misuse_across_nodes_is_refused_and_the_player_unaffected(
         assert (await b.expect(m.Error)).code == "resume_wrong_account"
         a.cut()
         await until(lambda: held(a_node, "alice"))
+        first = await Peer.open(b_node)
+        first.send(m.ResumeReq(token=token, last_seq=a.count))
+        resp = await first.expect(m.ResumeResp)
+        assert resp.recovered
+        # A second relayed resume on B while the first connection is up: the first is fenced.
         there = await Peer.open(b_node)
-        there.send(m.ResumeReq(token=token, last_seq=a.count))
+        there.send(m.ResumeReq(token=resp.token, last_seq=first.count))
         assert (await there.expect(m.ResumeResp)).recovered
+        assert (await first.expect(m.Error)).code == "replaced"
+        assert await first.conn.read_eof() == b""
         for node in (b_node, a_node):  # the spent token, relayed from B and at home on A
             reuse = await Peer.open(node)
             reuse.send(m.ResumeReq(token=token, last_seq=0))
             assert (await reuse.expect(m.Error)).code == "resume_token_used"
         assert b_node.stats.errors.get("resume_token_used") == 1  # counted where it was answered
+        assert b_node.stats.errors.get("replaced") == 1
         there.send(m.EchoReq(text="still here"))
         assert (await there.expect(m.EchoResp)).text == "still here"
         b.send(m.EchoReq(text="bob too"))
