@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from testkit import until
+
 from {{ cookiecutter.package_name }}.client import (
     GameClient,
     RobotReport,
@@ -40,6 +42,7 @@ from {{ cookiecutter.package_name }}.sgs import (
     Server,
 )
 from {{ cookiecutter.package_name }}.sgs.protocol import PROTOCOLS
+from {{ cookiecutter.package_name }}.sgs.resume import TokenKeeper
 from {{ cookiecutter.package_name }}.sgs.testing import running_server
 
 TIMEOUT = 5.0
@@ -272,3 +275,27 @@ def test_progress_bar_draws_on_its_stream() -> None:
     frames = out.getvalue().split("\r")[1:]
     assert frames[0] == "[" + "#" * 10 + "." * 30 + "] 2/8 requests"
     assert frames[-1] == "[" + "#" * 20 + "." * 20 + "] 4/8 requests\n"
+
+
+async def test_a_resume_with_no_session_left_logs_in_afresh() -> None:
+    """The server cannot resume (here: its token key changed, as a restarted one's
+    does): the client logs in again as the same account and reports False."""
+    async with game_server() as server:
+        client = GameClient("127.0.0.1", server.port, timeout=TIMEOUT, resume=3)
+        outcomes: asyncio.Queue[bool | None] = asyncio.Queue()
+        async with client:
+            client.on_resumed(outcomes.put_nowait)
+            user = await client.login("phoenix")
+            await client.business(1, 2, 3)
+            await until(lambda: client._client.resume_token, what="the resume token")
+            server.resumer.keeper = TokenKeeper()  # the old token no longer verifies
+            refused = server.stats.errors.get("resume_token_invalid", 0)
+            client.drop()
+            assert await asyncio.wait_for(outcomes.get(), TIMEOUT) is False
+            assert server.stats.errors.get("resume_token_invalid", 0) == refused + 1
+            assert client.last_user is not None
+            assert client.last_user.account_id == "phoenix"
+            assert client.last_user.counter == user.counter + 1  # the state carried on
+            resp = await client.business(4, 5, 6)
+            assert resp.result == 11
+            await client.logout()

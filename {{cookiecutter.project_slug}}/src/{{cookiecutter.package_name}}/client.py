@@ -10,6 +10,8 @@ report says how fast and whether anything went wrong.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import math
 import random
 import time
@@ -50,10 +52,12 @@ from .messages import (
     User,
     catalog,
 )
-from .sgs import Catalog, Client
+from .sgs import Catalog, Client, RemoteError
 from .sgs.rooms.room import dump_object
 
 __all__ = ["GameClient", "RobotReport", "run_arena_robots", "run_robots"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Callback = Callable[[T], Awaitable[None] | None]
@@ -80,7 +84,11 @@ class GameClient:
         resume: int = 0,
     ) -> None:
         """``resume`` > 0: arm session resumption at login; a drop is then resumed
-        automatically, with that many connection attempts at most."""
+        automatically, with that many connection attempts at most. When the
+        server has no session left to resume (its window passed, the node that
+        held it died, the server restarted), the client logs in again as the
+        same account and reports ``recovered=False``: the LoginResp it gets is
+        the fresh snapshot."""
         self.resume = resume
         self.host = host
         self.port = port
@@ -90,6 +98,10 @@ class GameClient:
         self._client = Client(
             host, port, protocol=protocol, catalog=catalog, connect_timeout=timeout, ssl=ssl
         )
+        self._resumed: list[Callable[[bool | None], Any]] = []
+        self.last_user: User | None = None  # the newest LoginResp: a re-login's snapshot
+        if resume:
+            self._client.on_resumed(self._after_resume)
 
     # -- connection ---------------------------------------------------------
 
@@ -127,6 +139,7 @@ class GameClient:
         """Log in as ``account_id``; returns the user with its current counter."""
         resp = await self._client.request(LoginReq(account_id=account_id), timeout=self.timeout)
         self.account_id = resp.user.account_id
+        self.last_user = resp.user
         if self.resume:
             self._client.arm_resume(self.resume)
         return resp.user
@@ -212,10 +225,29 @@ class GameClient:
         """``callback(recovered)`` after each automatic resume (see ``resume``).
 
         True: what was sent meanwhile arrived (as pushes, in order); False: it
-        could not be replayed and the server sent a snapshot (LoginResp, then
-        the rooms); None: the session is gone, log in again.
+        could not be replayed and the game has a fresh snapshot (the server's
+        LoginResp and rooms, or the LoginResp of a new login when the session
+        was gone: ``last_user``); None: no connection could be made, or the
+        new login was refused.
         """
-        self._client.on_resumed(callback)
+        self._resumed.append(callback)
+
+    async def _after_resume(self, recovered: bool | None) -> None:
+        """A resume that found no session logs in afresh, then tells the game."""
+        account = self.account_id
+        if recovered is None and account is not None and not self.closed:
+            try:
+                await self.login(account)
+                recovered = False
+            except (RemoteError, TimeoutError, ConnectionError, OSError) as exc:
+                log.info("login after a failed resume refused: %s", exc)
+        for callback in self._resumed:
+            try:
+                result = callback(recovered)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("on_resumed callback raised")
 
     def drop(self) -> None:
         """Cut the connection as a lost network does: no logout (robots, tests)."""
