@@ -49,7 +49,7 @@ from .workloads import CodecBytes, JsonBaselineBytes, business_cycle, echo_cycle
 LINKS = 50
 DEPTH = 8
 FLOWS = ("echo", "business")
-SERVERS = ("framework", "json", "messages")
+SERVERS = ("framework", "json", "messages", "resume")
 PROTOCOLS = ("json", "protobuf", "msgpack", "bson")
 RESULTS = Path(__file__).resolve().parent / "results"
 _COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
@@ -61,7 +61,9 @@ def _groups(flow: str, enc: Any) -> list[list[Step]]:
     return [cycle[i : i + DEPTH] for i in range(0, len(cycle), DEPTH)]
 
 
-async def _exercise(links: list[tuple[Any, Any]], enc: Any, flow: str, rounds: int) -> int:
+async def _exercise(
+    links: list[tuple[Any, Any]], enc: Any, flow: str, rounds: int, arm: bool = False
+) -> int:
     """Log each link in (business), deliver ``rounds`` reads to each, check every reply.
 
     ``links`` pairs each connection's ``data_received`` owner with the
@@ -79,6 +81,13 @@ async def _exercise(links: list[tuple[Any, Any]], enc: Any, flow: str, rounds: i
             logins[i] = login.expected or b""
         for _ in range(20):  # the framework's login handler awaits the store
             await asyncio.sleep(0.001)
+        if arm:  # as a client's empty ResumeReq does: every reply is numbered and kept
+            for link, _ in links:
+                ring = link.server.resumer.arm(link).ring
+                # A full ring from the first read: the steady state, where every
+                # flush also lets the oldest frames go (a deque's popleft costs
+                # the same whatever the ring's size, so a small one is fair).
+                ring.max_count = DEPTH * 2
     feeds = [proto.data_received for proto, _ in links]
     for r in range(rounds):
         data = reads[r % len(reads)]
@@ -97,7 +106,7 @@ async def _exercise(links: list[tuple[Any, Any]], enc: Any, flow: str, rounds: i
     return rounds * len(links) * DEPTH
 
 
-async def _framework(package: str, flow: str, protocol: str, rounds: int) -> int:
+async def _framework(package: str, flow: str, protocol: str, rounds: int, arm: bool = False) -> int:
     app = importlib.import_module(f"{package}.app")
     settings = importlib.import_module(f"{package}.settings").Settings(
         host="127.0.0.1",
@@ -114,7 +123,7 @@ async def _framework(package: str, flow: str, protocol: str, rounds: int) -> int
     server = app.create_server(settings)
     await server.start()
     links = [testing.stand_in_link(server) for _ in range(LINKS)]
-    n = await _exercise(links, CodecBytes(package, protocol), flow, rounds)
+    n = await _exercise(links, CodecBytes(package, protocol), flow, rounds, arm)
     for link, _ in links:  # the peers hang up, so the server stops without a drain timeout
         link.connection_lost(None)
     await server.stop()
@@ -172,8 +181,8 @@ def child(flow: str, server: str, protocol: str, rounds: int) -> None:
         import uvloop
 
         uvloop.install()
-        if server == "framework":
-            n = asyncio.run(_framework(package, flow, protocol, rounds))
+        if server in ("framework", "resume"):
+            n = asyncio.run(_framework(package, flow, protocol, rounds, server == "resume"))
         else:
             n = asyncio.run(_baseline(package, flow, rounds))
     print(f"MESSAGES {n}", flush=True)
@@ -229,7 +238,10 @@ def cases(protocols: list[str], flows: list[str], servers: list[str]) -> list[tu
     """Every server on json for each flow; the other protocols on echo, framework only."""
     out = []
     for flow in flows:
-        out += [(flow, server, "json") for server in servers]
+        # Resumption needs a login: the "resume" server (links armed) runs business only.
+        out += [
+            (flow, server, "json") for server in servers if server != "resume" or flow == "business"
+        ]
         if flow == "echo" and "framework" in servers:
             out += [(flow, "framework", p) for p in protocols if p != "json"]
     return out
@@ -273,6 +285,15 @@ def render(results: dict[tuple[str, str, str], float]) -> str:
             ceiling,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    armed = results.get(("business", "resume", "json"))
+    plain = results.get(("business", "framework", "json"))
+    if armed and plain:
+        lines += [
+            "",
+            f"Links armed for resumption (business, json): {armed:,.0f} per message,"
+            f" {plain / armed:.2f}x of resumption off (target >= 0.95x: numbering and"
+            " keeping every reply for a replay).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
     p.add_argument("--child", nargs=4, metavar=("FLOW", "SERVER", "PROTOCOL", "ROUNDS"))
     p.add_argument("--flows", default=",".join(FLOWS), help="echo,business")
-    p.add_argument("--servers", default=",".join(SERVERS), help="framework,json,messages")
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="framework,json,messages,resume (the framework with links armed for resumption)",
+    )
     p.add_argument("--protocols", default="json,protobuf,msgpack", help="the framework's, on echo")
     p.add_argument("--rounds", type=int, default=50, help="reads per link in the longer run")
     p.add_argument("--out", type=Path, default=RESULTS)

@@ -222,6 +222,7 @@ def test_instruction_count_harness_checks_every_reply() -> None:
         ("echo", "json"),
         ("business", "json"),
         ("business", "messages"),
+        ("business", "resume"),
     ]:
         cmd = [sys.executable, "-m", "benchmarks.instructions", "--child", flow, server]
         proc = subprocess.run(
