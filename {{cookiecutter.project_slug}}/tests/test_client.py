@@ -281,7 +281,9 @@ async def test_a_resume_with_no_session_left_logs_in_afresh() -> None:
     """The server cannot resume (here: its token key changed, as a restarted one's
     does): the client logs in again as the same account and reports False."""
     async with game_server() as server:
-        client = GameClient("127.0.0.1", server.port, timeout=TIMEOUT, resume=3)
+        client = GameClient(
+            "127.0.0.1", server.port, protocol=DEFAULT_PROTOCOL, timeout=TIMEOUT, resume=3
+        )
         outcomes: asyncio.Queue[bool | None] = asyncio.Queue()
         async with client:
             client.on_resumed(outcomes.put_nowait)
