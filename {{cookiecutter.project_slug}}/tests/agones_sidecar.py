@@ -69,6 +69,9 @@ class StandInSidecar:
         #: path -> fn(), called in the handler thread when that path arrives (before the
         #: answer): the test looks at the server at that very moment.
         self.hooks: dict[str, Any] = {}
+        #: path -> fn(), called once the answer is computed and before it is sent: what
+        #: fn changes happens while that answer is in flight (it arrives stale).
+        self.in_flight: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._watchers: list[queue.Queue[bytes | None]] = []
         self._httpd: ThreadingHTTPServer | None = None
@@ -214,7 +217,11 @@ def _handler(sidecar: StandInSidecar) -> type[BaseHTTPRequestHandler]:
             if self.command == "GET" and self.path == "/watch/gameserver":
                 sidecar._watch(self)
                 return
-            self._answer(*sidecar._apply(self.command, self.path, body))
+            answer = sidecar._apply(self.command, self.path, body)
+            late = sidecar.in_flight.pop(self.path, None)
+            if late is not None:
+                late()
+            self._answer(*answer)
 
         def _answer(self, status: int, payload: Any) -> None:
             data = json.dumps(payload).encode()

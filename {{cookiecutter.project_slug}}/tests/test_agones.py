@@ -274,6 +274,27 @@ async def test_the_watch_follows_allocation_and_runs_the_hooks() -> None:
             await until(lambda: len(seen) == 2)
 
 
+async def test_a_stale_gameserver_read_does_not_undo_an_allocation() -> None:
+    """Allocated while the post-Ready GET is in flight: the older answer loses to the watch."""
+    seen: list[dict[str, Any]] = []
+
+    def setup(server: Server) -> None:
+        server.agones.on_allocated(seen.append)
+
+    def allocate_meanwhile() -> None:
+        sidecar.set_state("Allocated")  # the watch carries it while "Ready" is on its way
+        time.sleep(0.5)  # the server's loop is free: it reads the watch line first
+
+    with StandInSidecar() as sidecar:
+        sidecar.in_flight["/gameserver"] = allocate_meanwhile
+        async with running_server(setup=setup, **agones_settings(sidecar.port)) as server:
+            await asyncio.to_thread(sidecar.wait_for, "/gameserver")
+            await until(lambda: "/gameserver" not in sidecar.in_flight and len(seen) == 1)
+            await asyncio.sleep(1.0)  # the stale answer has long arrived
+            assert server.agones.state == "Allocated"
+            assert server.agones.allocated
+
+
 async def test_a_missing_players_counter_is_reported_once_and_left_alone() -> None:
     with StandInSidecar() as sidecar:
         del sidecar.gameserver.counters["players"]

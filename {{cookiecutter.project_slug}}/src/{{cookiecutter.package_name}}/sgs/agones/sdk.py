@@ -90,6 +90,7 @@ class SdkAgones(Agones):
         self._allocating = False
         self._stopping = False
         self._streaks: dict[str, int] = {}  # consecutive failures of each call
+        self._watch_lines = 0  # GameServers the watch delivered (see _read_gameserver)
         self._log = RateLimitedLog(log, per_second=2)
 
     # -- the contract -------------------------------------------------------
@@ -191,9 +192,7 @@ class SdkAgones(Agones):
             if await self._call("POST", "/ready", {}, "ready") is not None:
                 self.ready = True
                 log.info("Agones: GameServer marked Ready")
-                current = await self._call("GET", "/gameserver", None, "gameserver")
-                if current is not None:
-                    self._update(current)
+                await self._read_gameserver()
                 return
             wait, delay = backoff(delay)
             await asyncio.sleep(wait)
@@ -230,11 +229,23 @@ class SdkAgones(Agones):
             if "allocate" not in self._streaks:  # once, not at every failed retry
                 log.info("Agones: players are connected to a Ready GameServer; allocating it")
             if await self._call("POST", "/allocate", {}, "allocate") is not None:
-                current = await self._call("GET", "/gameserver", None, "gameserver")
-                if current is not None:  # the watch would tell too, a moment later
-                    self._update(current)
+                await self._read_gameserver()
         finally:
             self._allocating = False
+
+    async def _read_gameserver(self) -> None:
+        """GET /gameserver, kept only if the watch said nothing while it was under way.
+
+        The answer is a snapshot taken when the sidecar served it; a watch line that
+        arrived meanwhile may be newer (an allocation right after Ready), and the
+        stale snapshot must not turn ``Allocated`` back into ``Ready``: nothing would
+        correct it, since the watch only speaks on a change. When the watch spoke,
+        it is at least as new, and it speaks again for any later change.
+        """
+        lines = self._watch_lines
+        current = await self._call("GET", "/gameserver", None, "gameserver")
+        if current is not None and self._watch_lines == lines:
+            self._update(current)
 
     # -- the watch ----------------------------------------------------------------
 
@@ -248,6 +259,7 @@ class SdkAgones(Agones):
                     if delay != FIRST_BACKOFF or "watch" in self._streaks:
                         delay = FIRST_BACKOFF
                         self._worked("watch")
+                    self._watch_lines += 1
                     self._update(line)
                 raise SdkError("the stream ended")
             except SdkError as exc:
