@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from redis_server import RedisServer
-from testkit import SUPERVISOR, WORKER_LISTENING, Supervised
+from testkit import SUPERVISOR, WORKER_LISTENING, Supervised, free_port_pair
 
 from {{ cookiecutter.package_name }}.messages import (
     BusinessReq,
@@ -61,6 +61,9 @@ PEER = re.compile(r"^\[worker \d+ pid (\d+)\] .*link \d+ open from \('127\.0\.0\
 
 @contextlib.contextmanager
 def supervised(args: list[str], log: Path, **settings: str) -> Iterator[Supervised]:
+    # metrics_port 0 (off) unless a test asks: the default 9100 (+1 for worker 2) is one
+    # fixed port, and a supervisor of another test or another checkout may hold it.
+    settings = {"metrics_port": "0", **settings}
     env = {**os.environ, **{f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()}}
     sup = Supervised(args, env, log)
     try:
@@ -70,12 +73,12 @@ def supervised(args: list[str], log: Path, **settings: str) -> Iterator[Supervis
 
 
 def two_workers(
-    redis: RedisServer, log: Path, *extra: str
+    redis: RedisServer, log: Path, *extra: str, **settings: str
 ) -> contextlib.AbstractContextManager[Supervised]:
     """`serve --workers 2` on a free port of 127.0.0.1, a cluster node per worker."""
     args = ["--workers", "2", "--host", "127.0.0.1", "--port", "0", "--protocol", PROTOCOL, *extra]
     # memory:// keeps these tests about processes, not about where player state lives.
-    return supervised(args, log, cluster_url=redis.url, store_url="memory://")
+    return supervised(args, log, cluster_url=redis.url, store_url="memory://", **settings)
 
 
 async def wait_serving(sup: Supervised) -> tuple[int, dict[int, int]]:
@@ -184,7 +187,8 @@ def test_workers_without_cluster_url_is_a_usage_error() -> None:
 async def test_a_killed_worker_is_restarted_and_the_port_stays_served(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    with two_workers(redis_server, tmp_path / "serve.log") as sup:
+    metrics = free_port_pair()  # the healthcheck asks the restarted worker's /readyz
+    with two_workers(redis_server, tmp_path / "serve.log", metrics_port=str(metrics)) as sup:
         port, pids = await wait_serving(sup)
         os.kill(pids[1], signal.SIGKILL)
         # Connections the kernel queued on the dying worker's socket are reset;
@@ -200,7 +204,7 @@ async def test_a_killed_worker_is_restarted_and_the_port_stays_served(
         assert new_pid != pids[1] and f"worker 1 started: pid {new_pid}" in sup.text()
         healthcheck = await asyncio.create_subprocess_exec(
             sys.executable, "-m", PACKAGE, "healthcheck", "--port", str(port),
-            "--protocol", PROTOCOL,
+            "--protocol", PROTOCOL, "--metrics-port", str(metrics),
         )  # fmt: skip
         assert await asyncio.wait_for(healthcheck.wait(), 30) == 0
         sup.proc.send_signal(signal.SIGTERM)

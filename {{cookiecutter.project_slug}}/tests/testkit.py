@@ -43,6 +43,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A port P with P + 1 free too: ``metrics_port`` for two workers (P + K - 1 each).
+    The same race as :func:`free_port`, on two ports instead of one."""
+    for _ in range(100):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
 async def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> None:
     """Poll ``condition`` every 10 ms until it is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
