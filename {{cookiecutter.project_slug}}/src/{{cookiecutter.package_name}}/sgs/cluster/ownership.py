@@ -9,9 +9,12 @@ reconnect, a lost lease, a pause): a binding a newer login took is lost
 state), a binding only the reaper or a broker restart removed is taken back.
 
 A bind whose answer does not come in time may still run later. It is not
-a clean local bind: the login is refused (``cluster_unavailable``) and an
-unbind of that link, whatever epoch the bind got, is queued behind it on
-the ordered bus, so the binding never outlives the refused login.
+a clean local bind: the login is refused (``cluster_unavailable``) and a
+withdrawal of that link's bind is queued behind it on the ordered bus, so
+the binding never outlives the refused login, and the account goes back to
+the holder on another node the late bind displaced (that node may hold
+changes it has not flushed: a later login must kick it, not find the key
+free and load an older stored state).
 
 Drivable alone: a :class:`~.bus.CommandBus`, the node's :class:`~..bindings.Bindings`.
 """
@@ -108,11 +111,14 @@ class Ownership:
         try:
             reply = await self.bus.call(lambda pipe: self.bus.eval(pipe, "BIND", keys, args))
         except ClusterDown as exc:
-            # Unknown is not no: the BIND may still run. Queue an unbind of this
-            # link behind it, so a late BIND never leaves a binding behind.
+            # Unknown is not no: the BIND may still run. Queue a withdrawal of
+            # this link's bind behind it: a late BIND never leaves a binding
+            # behind, and never leaves the key free while the holder it
+            # displaced (alive, perhaps with unflushed changes) still has it.
             self.refused += 1
-            self._orphans.add((key, self.link_name(link)))
-            self.unbind(key, link, None)
+            name = self.link_name(link)
+            self._orphans.add((key, name))
+            self._withdraw(key, name)
             raise BindRefused(str(exc)) from exc
         epoch, prev, alive, age_ms, run, was_link, was_epoch = reply
         self.clock.last = max(self.clock.last, int(epoch))
@@ -153,10 +159,16 @@ class Ownership:
         args = [self.node_id, link_name, epoch, key, str(self.epoch_ttl_ms)]
         return self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "UNBIND", keys, args))
 
+    def _withdraw(self, key: str, link_name: str) -> bool:
+        """Take back a refused login's bind, if it ran: the key returns to whom it displaced."""
+        keys = self._bind_keys(key)
+        args = [self.keys.prefix, self.node_id, link_name, key, str(self.epoch_ttl_ms)]
+        return self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "WITHDRAW", keys, args))
+
     def _clear_orphans(self, held: dict[str, str]) -> None:
-        """Unbind again what refused binds may have left (not what a later login holds)."""
+        """Withdraw again what refused binds may have left (not what a later login holds)."""
         for key, link_name in list(self._orphans):
-            if held.get(key) == link_name or self._unbind(key, link_name, "*"):
+            if held.get(key) == link_name or self._withdraw(key, link_name):
                 self._orphans.discard((key, link_name))
 
     async def locate(self, key: str) -> str | None:

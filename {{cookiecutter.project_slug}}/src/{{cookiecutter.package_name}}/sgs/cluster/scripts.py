@@ -48,6 +48,15 @@ local e = next_epoch(ek, now)
 local was = redis.call('HMGET', bk, 'node', 'link', 'epoch')
 local prev = was[1]
 redis.call('HSET', bk, 'node', node, 'link', link, 'epoch', string.format('%d', e))
+-- Whom WITHDRAW gives the key back to if this bind's login is refused after all:
+-- the holder on another node. A bind replacing a link of this same node keeps
+-- the one recorded before (two refused logins here in a row still return the
+-- account to its real holder elsewhere); an unbound key has nobody to return to.
+if not prev then
+  redis.call('HDEL', bk, 'pnode', 'plink', 'pepoch')
+elseif prev ~= node then
+  redis.call('HSET', bk, 'pnode', prev, 'plink', was[2] or '', 'pepoch', was[3] or '0')
+end
 redis.call('SADD', mine, key)
 local alive = 0
 if prev and prev ~= node then
@@ -123,6 +132,31 @@ end
 return 0
 """
 
+#: Withdraw a bind whose login was refused without knowing whether the BIND ran
+#: (its answer did not come in time; it may run later). KEYS: bind, epoch, this
+#: node's binds. ARGV: prefix, node, link, key, epoch TTL (ms). Only while the
+#: binding is still this link's: it goes back to the holder on another node the
+#: BIND displaced, if that node is alive (it may hold unflushed state, and a
+#: login elsewhere must kick it, not find the key free); else it is dropped as
+#: UNBIND does. Returns 2 when given back, 1 when dropped, 0 when not this link's.
+WITHDRAW = """
+local bk, ek, mine = KEYS[1], KEYS[2], KEYS[3]
+local p, node, link, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local cur = redis.call('HMGET', bk, 'node', 'link', 'pnode', 'plink', 'pepoch')
+if cur[1] ~= node or cur[2] ~= link then return 0 end
+redis.call('SREM', mine, key)
+local pnode = cur[3]
+if pnode and pnode ~= node and redis.call('EXISTS', p .. ':node:' .. pnode) == 1 then
+  redis.call('HSET', bk, 'node', pnode, 'link', cur[4], 'epoch', cur[5])
+  redis.call('HDEL', bk, 'pnode', 'plink', 'pepoch')
+  redis.call('SADD', p .. ':nodebinds:' .. pnode, key)
+  return 2
+end
+redis.call('DEL', bk)
+redis.call('PEXPIRE', ek, ARGV[5])
+return 1
+"""
+
 #: Give a binding back to the holder BIND replaced (a login refused because
 #: that holder, alive, did not hand over). KEYS: bind, this node's binds, the
 #: previous node's binds. ARGV: node, link, epoch, previous node, link, epoch,
@@ -132,6 +166,7 @@ local bk = KEYS[1]
 local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then return 0 end
 redis.call('HSET', bk, 'node', ARGV[4], 'link', ARGV[5], 'epoch', ARGV[6])
+redis.call('HDEL', bk, 'pnode', 'plink', 'pepoch')
 redis.call('SREM', KEYS[2], ARGV[7])
 redis.call('SADD', KEYS[3], ARGV[7])
 return 1
@@ -439,6 +474,7 @@ ALL = (
     "BIND",
     "VALIDATE",
     "UNBIND",
+    "WITHDRAW",
     "JOIN",
     "LEAVE",
     "RESYNC_GROUP",
