@@ -150,14 +150,11 @@ class Ownership:
         ]
         self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "RESTORE", keys, args))
 
-    def unbind(self, key: str, link: Link, epoch: int | None) -> None:
-        """Drop the binding if it is still this link's (at ``epoch``; None: any epoch)."""
-        self._unbind(key, self.link_name(link), "*" if epoch is None else str(epoch))
-
-    def _unbind(self, key: str, link_name: str, epoch: str) -> bool:
+    def unbind(self, key: str, link: Link, epoch: int) -> None:
+        """Drop the binding if it is still this link's at ``epoch``."""
         keys = self._bind_keys(key)
-        args = [self.node_id, link_name, epoch, key, str(self.epoch_ttl_ms)]
-        return self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "UNBIND", keys, args))
+        args = [self.node_id, self.link_name(link), str(epoch), key, str(self.epoch_ttl_ms)]
+        self.bus.enqueue(lambda pipe: self.bus.eval(pipe, "UNBIND", keys, args))
 
     def _withdraw(self, key: str, link_name: str) -> bool:
         """Take back a refused login's bind, if it ran: the key returns to whom it displaced."""

@@ -117,13 +117,13 @@ end
 return out
 """
 
-#: KEYS: bind, epoch, this node's binds. ARGV: node, link, epoch ('*': any),
+#: KEYS: bind, epoch, this node's binds. ARGV: node, link, epoch,
 #: key, epoch key TTL ms. Drops the binding only if it is still this link's;
 #: the epoch key then expires (kept long enough to fence any straggler).
 UNBIND = """
 local bk, ek, mine = KEYS[1], KEYS[2], KEYS[3]
 local cur = redis.call('HMGET', bk, 'node', 'link', 'epoch')
-if cur[1] == ARGV[1] and cur[2] == ARGV[2] and (ARGV[3] == '*' or cur[3] == ARGV[3]) then
+if cur[1] == ARGV[1] and cur[2] == ARGV[2] and cur[3] == ARGV[3] then
   redis.call('DEL', bk)
   redis.call('SREM', mine, ARGV[4])
   redis.call('PEXPIRE', ek, ARGV[5])
