@@ -377,6 +377,33 @@ async def test_store_sync_always_never_acknowledges_a_fenced_write(
         assert stored is not None and stored[0]["counter"] == 1, "the refused write stayed out"
 
 
+async def test_a_held_reply_is_never_sent_when_a_relogin_here_finds_its_change_fenced(
+    redis_server: RedisServer,
+) -> None:
+    """The older link was replaced before its commit ended: its reply must still not go."""
+    async with node(redis_server.url, "a", cluster_lease=LEASE, store_sync="always") as a:
+        async with client(a) as old, client(a) as new:
+            errors: list[Error] = []
+            old.on_error(errors.append)
+            await old.login("cleo")
+            assert (await old.business(1, 1, 1)).result == 2
+            epoch = a.bindings.players["cleo"].epoch
+            async with a.store._batch_lock:  # the flush is held back, as a slow disk would
+                pending = asyncio.ensure_future(old.business(1, 1, 1))
+                await until(lambda: a.store.unsaved, TIMEOUT, "the older link's change")
+                with raw(redis_server) as r:  # another node owned cleo since and stored this
+                    r.hset(f"{PREFIX}:player:cleo", "epoch", str(epoch + 1))
+                user = await new.login("cleo")  # relogin here: the stored state wins
+                assert user.counter == 1
+            with pytest.raises((RemoteError, ConnectionError, asyncio.TimeoutError, EOFError)):
+                await asyncio.wait_for(pending, TIMEOUT)  # never acknowledged
+            await old.wait_closed(TIMEOUT)
+            assert "replaced" in [e.code for e in errors]
+            assert (await new.business(1, 1, 1)).result == 2
+        stored = await a.store.backend.get("cleo")
+        assert stored is not None and stored[0]["counter"] == 2
+
+
 # -- unknown is not no: a bind the broker did not confirm ---------------------------------
 
 

@@ -15,10 +15,11 @@ fixture) run the same contract and PlayerStore tests. Failures are real too:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from {{ cookiecutter.package_name }}.sgs.store import (
     MemoryBackend,
     PlayerState,
     PlayerStore,
+    Row,
     StoreConfigError,
     StoreUnavailable,
     make_store,
@@ -190,6 +192,84 @@ async def test_stale_owner_flush_is_fenced(backends: BackendFactory) -> None:
     finally:
         await node_a.stop(timeout=5.0)
         await node_b.stop(timeout=5.0)
+
+
+class LateReclaim(Backend):
+    """A real backend whose reclaim answers late: it has run, its reply is still on the way.
+
+    A relogin on the same node claims the player at a newer epoch while a
+    flush of the older login's change is in flight: the claim fences that
+    write before this node has heard the claim's answer.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.describe = inner.describe
+        self.ran = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def claim(self, key: str, epoch: int) -> dict[str, Any] | None:
+        return await self.inner.claim(key, epoch)
+
+    async def reclaim(
+        self, key: str, epoch: int, cached_epoch: int
+    ) -> tuple[int, dict[str, Any] | None]:
+        result = await self.inner.reclaim(key, epoch, cached_epoch)
+        self.ran.set()
+        await self.answer.wait()
+        return result
+
+    async def write(self, batch: Sequence[Row]) -> list[str]:
+        return await self.inner.write(batch)
+
+    async def get(self, key: str) -> tuple[dict[str, Any], int] | None:
+        return await self.inner.get(key)
+
+    def items(self) -> AsyncIterator[Row]:
+        return self.inner.items()
+
+    async def put(self, key: str, data: dict[str, Any], epoch: int) -> None:
+        await self.inner.put(key, data, epoch)
+
+
+async def test_a_write_fenced_by_a_relogin_here_is_written_again_not_lost(
+    backends: BackendFactory,
+) -> None:
+    backend = LateReclaim(backends())
+    store = new_store(backend, sync="always")
+    await store.start()
+    relogin: asyncio.Future[PlayerState] | None = None
+    try:
+        state = await store.load("ann", 1)
+        state["counter"] = 1
+        await store.commit()
+        relogin = asyncio.ensure_future(store.load("ann", 2, verify=True))
+        await asyncio.wait_for(backend.ran.wait(), WAIT)  # the claim at epoch 2 ran
+        state["counter"] = 2  # the older link's last request, answered once durable
+        commit = asyncio.ensure_future(store.commit())
+        await until(lambda: store.stats.flushes == 2, WAIT, "the fenced flush")
+        await asyncio.sleep(0.05)
+        assert not commit.done(), "acknowledged before the change was durable"
+        assert store.get("ann") is state and state.attached, "the change was dropped"
+
+        backend.answer.set()  # the claim's answer arrives: same state, newer epoch
+        again = await asyncio.wait_for(relogin, WAIT)
+        assert again is state and again.epoch == 2 and again["counter"] == 2
+        await asyncio.wait_for(commit, WAIT)
+        assert await backend.get("ann") == ({"counter": 2}, 2)
+        assert store.stats.fenced == 0 and not state.dirty
+    finally:
+        backend.answer.set()
+        await store.stop(timeout=5.0)
+        if relogin is not None:
+            with contextlib.suppress(Exception):
+                await relogin
 
 
 async def test_always_mode_commits_concurrent_callers_together(backends: BackendFactory) -> None:

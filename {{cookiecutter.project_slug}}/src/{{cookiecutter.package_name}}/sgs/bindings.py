@@ -303,6 +303,32 @@ class Bindings:
             link.out_bytes = 0
         self._tell_replaced(player)
 
+    async def refuse_held(self, player: Player) -> None:
+        """The changes ``player``'s held replies acknowledge were fenced: drop the replies.
+
+        ``store_sync = "always"``: the dispatcher calls this once the commit
+        is done and the state turned out lost. The link may have been told
+        ``replaced`` already (a newer login here) while its replies waited:
+        that notice was queued behind them and goes again on its own.
+        """
+        self._drop(player)
+        link = player.link
+        told = player.told
+        link.out.clear()
+        link.out_bytes = 0
+        log.warning(
+            "%r: changes acknowledged on link %d were fenced by a newer owner; "
+            "their replies are dropped",
+            player.key,
+            link.id,
+        )
+        if not told:
+            await self.tell_replaced(player)
+        else:  # its notice was queued behind those replies and went with them: again
+            self.server.outcomes.error(
+                link, "replaced", f"{player.key} logged in elsewhere", close=CloseReason.REPLACED
+            )
+
     def _tell_replaced(self, player: Player) -> None:
         self.server.post(lambda: self.tell_replaced(player), player.link)
 

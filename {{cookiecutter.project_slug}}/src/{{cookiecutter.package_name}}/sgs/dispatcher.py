@@ -27,6 +27,7 @@ from .metrics.meter import LATENCY_BUCKETS, TypeMeter, WorkerUsage
 from .settings import ResourceModel
 
 if TYPE_CHECKING:
+    from .bindings import Player
     from .cluster.stall import StallGuard
     from .framework import Server
     from .store import PlayerStore
@@ -318,11 +319,19 @@ class LogicWorker(_Task):
         # commit: it goes on with other links, whose passes join the same
         # transaction (group commit), and the commit releases the replies.
         link.hold += 1
+        # The player whose state this pass changes: its own login, or the one
+        # it makes. A newer login may replace it while the commit is pending.
+        bindings = self.server.bindings
+        player = bindings.player_of(link)
         try:
             await self._handle_frames(link, frames)
         finally:
             if durable.unsaved:
-                task = asyncio.get_running_loop().create_task(self._release_after_commit(link))
+                if player is None:
+                    player = bindings.player_of(link)
+                task = asyncio.get_running_loop().create_task(
+                    self._release_after_commit(link, player)
+                )
                 self.commits.add(task)
                 task.add_done_callback(self.commits.discard)
             else:  # nothing to wait for (echo, pings): no task
@@ -356,14 +365,19 @@ class LogicWorker(_Task):
             await bindings.tell_replaced(player)
         return False
 
-    async def _release_after_commit(self, link: Link) -> None:
+    async def _release_after_commit(self, link: Link, player: Player | None) -> None:
         """Release ``link``'s replies once the changes of its pass are durable.
 
         Commits complete in order, so when the last pass waiting for one is
-        released, every earlier pass of the link is durable too.
+        released, every earlier pass of the link is durable too. A player
+        whose state the store let go of with changes unwritten (a newer owner
+        fenced them, even after this link was replaced) gets no reply that
+        acknowledges them: the link is told ``replaced`` instead.
         """
         try:
             await self.server.store.commit()
+            if player is not None and player.state.lost:
+                await self.server.bindings.refuse_held(player)
         except Exception as exc:
             self.outcomes.commit_failed(link, exc)
         finally:

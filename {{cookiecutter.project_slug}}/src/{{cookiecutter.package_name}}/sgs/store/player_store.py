@@ -14,7 +14,10 @@ makes the changes durable in batches, off the request path:
 A failed batch (disk full, Redis down) is logged once per failure streak and
 retried with backoff; the states stay in memory, bounded by ``max_dirty``
 (past it ``load`` refuses new logins instead of losing data silently). A row
-the backend fences (a newer login owns the player) is dropped from memory.
+the backend fences (a newer login owns the player) is dropped from memory,
+unless this node itself is claiming it again for a newer login (a relogin
+here while the write was in flight): then the change stays and is written
+again under the new epoch, and the commit waiters wait for that write.
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ class PlayerStore:
         self._released: set[str] = set()  # owner left: evict once durable
         self._invalid: set[str] = set()  # not JSON-able; logged once per key
         self._loading: dict[str, asyncio.Future[None]] = {}
+        # Keys a login on this node is reclaiming (a count per key): a write of
+        # theirs fenced meanwhile was fenced by us, and is not a loss.
+        self._claiming: dict[str, int] = {}
         self._waiters: asyncio.Future[None] | None = None  # settled when the next batch ends
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -256,6 +262,8 @@ class PlayerStore:
     async def _reclaim(self, state: PlayerState, epoch: int) -> PlayerState | None:
         """Claim a cached key at ``epoch``; a fresh state when the stored one is newer."""
         key = state.key
+        claiming = self._claiming
+        claiming[key] = claiming.get(key, 0) + 1
         try:
             stored_epoch, data = await self.backend.reclaim(key, epoch, state.epoch)
         except FencedError:
@@ -264,6 +272,14 @@ class PlayerStore:
         except Exception as exc:
             self._stats.refused += 1
             raise StoreUnavailable(f"cannot load player {key!r}: {exc}") from exc
+        finally:
+            left = claiming[key] - 1
+            if left:
+                claiming[key] = left
+            else:
+                del claiming[key]
+            if self._waiters is not None:  # a rewrite may have waited for this claim
+                self._wake()
         if stored_epoch > state.epoch:
             log.warning(
                 "player %r: the cached state (epoch %d) is older than the stored one (epoch %d): "
@@ -467,12 +483,38 @@ class PlayerStore:
             if waiters is not None:
                 self._stats.commit_batches += 1
             try:
-                await self._write_dirty()
+                again = await self._write_dirty()
             except BaseException as exc:
                 error = exc if isinstance(exc, StoreError) else StoreUnavailable(str(exc))
                 _settle(waiters, error)
                 raise
-            _settle(waiters)
+            if again:
+                self._carry(waiters)
+            else:
+                _settle(waiters)
+
+    def _carry(self, waiters: asyncio.Future[None] | None) -> None:
+        """Rows this node re-claimed were not written: their waiters wait for the rewrite.
+
+        The next batch writes them under the new epoch once the claim is
+        answered (its end wakes the flush task); until then a batch would only
+        be fenced again, so none is started for them.
+        """
+        if self._waiters is None:
+            self._waiters = asyncio.get_running_loop().create_future()
+        if not self._claiming:
+            self._wake()
+        if waiters is None:
+            return
+        nxt = self._waiters
+
+        def relay(done: asyncio.Future[None]) -> None:
+            if done.cancelled():
+                _settle(waiters, StoreUnavailable("the player store stopped"))
+            else:
+                _settle(waiters, done.exception())
+
+        nxt.add_done_callback(relay)
 
     def _snapshot(self) -> tuple[list[Row], list[tuple[PlayerState, int, int]]]:
         """Copies of the dirty states, taken on the loop so handlers cannot race the write."""
@@ -496,8 +538,10 @@ class PlayerStore:
             taken.append((state, state.version, state.epoch))
         return rows, taken
 
-    async def _write_dirty(self) -> None:
+    async def _write_dirty(self) -> bool:
+        """Write the dirty states; True when some must be written again (re-claimed here)."""
         rows, taken = self._snapshot()
+        again = False
         for start in range(0, len(rows), MAX_ROWS_PER_WRITE):
             chunk = rows[start : start + MAX_ROWS_PER_WRITE]
             try:
@@ -510,13 +554,25 @@ class PlayerStore:
                     f"flush of {len(chunk)} player states to {self.backend.describe} failed: {exc}"
                 ) from exc
             self._succeeded(len(chunk))
-            self._settle_rows(taken[start : start + MAX_ROWS_PER_WRITE], fenced)
+            if self._settle_rows(taken[start : start + MAX_ROWS_PER_WRITE], fenced):
+                again = True
+        return again
 
-    def _settle_rows(self, taken: Sequence[tuple[PlayerState, int, int]], fenced: set[str]) -> None:
+    def _settle_rows(self, taken: Sequence[tuple[PlayerState, int, int]], fenced: set[str]) -> bool:
+        """Record what a write made durable; True when a fenced row is ours to write again."""
+        again = False
         for state, version, epoch in taken:
-            current = self._states.get(state.key) is state
-            if state.key in fenced:
-                if current and state.epoch == epoch:  # else a newer local login re-owns it
+            key = state.key
+            current = self._states.get(key) is state
+            if key in fenced:
+                if not current:
+                    continue  # dropped meanwhile; its link learns it from the state (lost)
+                if state.epoch != epoch or key in self._claiming:
+                    # A login on this node claimed the player at a newer epoch
+                    # after this row was taken (its claim fenced this write):
+                    # the same state goes on under that epoch, change included.
+                    again = True
+                else:
                     self._stats.fenced += 1
                     log.warning(
                         "player %r: a newer owner holds the state (our epoch %d); dropping "
@@ -526,13 +582,14 @@ class PlayerStore:
                     )
                     self._drop(state)
                     if self.on_fenced is not None:
-                        self.on_fenced(state.key, epoch)
+                        self.on_fenced(key, epoch)
                 continue
             state.stored(version)
             if current and not state.dirty:
-                self._dirty.discard(state.key)
-                if state.key in self._released:
+                self._dirty.discard(key)
+                if key in self._released:
                     self._drop(state, durable=True)
+        return again
 
     def _failed(self, exc: BaseException, rows: int) -> None:
         self._stats.failures += 1

@@ -107,6 +107,15 @@ class PlayerState(MutableMapping[str, Any]):
         """False once the store evicted or fenced it: changes then go nowhere."""
         return self._dirty is not None
 
+    @property
+    def lost(self) -> bool:
+        """The store let go of it with changes never made durable (a newer owner fenced it).
+
+        A reply that acknowledged one of those changes must never be sent:
+        ``store_sync = "always"`` checks this once the commit is done.
+        """
+        return self._dirty is None and self._version != self._durable
+
 
 def _detached(key: str) -> HandlerError:
     return HandlerError("replaced", f"{key}: this state is no longer owned here")
