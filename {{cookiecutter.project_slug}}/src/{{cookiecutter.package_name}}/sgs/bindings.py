@@ -303,7 +303,7 @@ class Bindings:
             link.out_bytes = 0
         self._tell_replaced(player)
 
-    async def refuse_held(self, player: Player) -> None:
+    def refuse_held(self, player: Player) -> None:
         """The changes ``player``'s held replies acknowledge were fenced: drop the replies.
 
         ``store_sync = "always"``: the dispatcher calls this once the commit
@@ -323,7 +323,7 @@ class Bindings:
             link.id,
         )
         if not told:
-            await self.tell_replaced(player)
+            self._tell_replaced(player)  # the game's hooks, on the link's own worker
         else:  # its notice was queued behind those replies and went with them: again
             self.server.outcomes.error(
                 link, "replaced", f"{player.key} logged in elsewhere", close=CloseReason.REPLACED

@@ -377,7 +377,7 @@ class LogicWorker(_Task):
         try:
             await self.server.store.commit()
             if player is not None and player.state.lost:
-                await self.server.bindings.refuse_held(player)
+                self.server.bindings.refuse_held(player)
         except Exception as exc:
             self.outcomes.commit_failed(link, exc)
         finally:
