@@ -546,6 +546,55 @@ async def test_redis_restarted_empty_keeps_an_online_players_state(
                 await first.wait_closed(TIMEOUT)
 
 
+async def test_logins_racing_a_broker_data_loss_wait_for_the_old_owners_write_back(
+    redis_server: RedisServer,
+) -> None:
+    """Two logins on A right after Redis came back empty: neither loads before B wrote back.
+
+    B held erin last (logged out, its state kept for write-back). The first
+    login on A finds nobody and waits the rest of a lease; the second finds
+    the first (on A, itself waiting) and must wait too: that is no owner.
+    """
+    async with (
+        node(redis_server.url, "a", cluster_lease=LEASE) as a,
+        node(redis_server.url, "b", cluster_lease=LEASE) as b,
+    ):
+        async with client(b) as before:
+            await before.login("erin")
+            for _ in range(5):
+                await before.business(1, 1, 1)
+            await before.logout()
+        await until(lambda: b.store.get("erin") is None, what="B to flush and evict erin")
+        async with client(a) as first, client(a) as second:
+            async with b.store._batch_lock:  # B's write-back is slow (a busy disk, say)
+                redis_server.restart()  # empty: persistence is off
+                for n in (a, b):
+                    await until(
+                        lambda n=n: n.cluster.stats.broker_resets >= 1 and n.cluster.connected,
+                        what=f"{n.cluster.node_id} to notice the data loss",
+                    )
+                await store_answers(a)
+                logins = asyncio.gather(
+                    first.login("erin"), second.login("erin"), return_exceptions=True
+                )
+                await asyncio.sleep(0.5)  # well within the lease both logins wait
+            results = await logins
+        seen = [u.counter for u in results if not isinstance(u, BaseException)]
+        assert seen and all(c == 5 for c in seen), results
+
+
+async def store_answers(server: Server) -> None:
+    """Until the store's Redis client has dropped the connections the restart broke."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            await server.store.backend.get("nobody")
+            return
+        except Exception:
+            assert time.monotonic() < deadline, "the store never reconnected"
+            await asyncio.sleep(0.05)
+
+
 # -- convergence: no ghost after a leave during an outage ----------------------------------
 
 

@@ -444,6 +444,33 @@ async def test_redis_killed_then_restarted(redis_server: RedisServer) -> None:
         await store.stop(timeout=5.0)
 
 
+async def test_write_back_after_a_broker_data_loss_does_not_wait_out_the_backoff(
+    redis_server: RedisServer,
+) -> None:
+    """The cluster saw the broker come back empty: what this node holds is written at once.
+
+    Logins elsewhere wait one lease for the write-backs; a flush that kept
+    backing off through the outage (up to MAX_BACKOFF) would come too late.
+    """
+    store = new_store(RedisBackend(redis_server.url, prefix="t", timeout=0.3), interval=0.05)
+    await store.start()
+    try:
+        state = await store.load("ann", 1)
+        redis_server.kill()
+        state["counter"] = 5
+        # Fail until the retry delay is at its cap, then wait for one more
+        # failure: the next retry is MAX_BACKOFF (5 s) away.
+        await until(lambda: store.stats.failures >= 7, WAIT, "the backoff to reach its cap")
+        failures = store.stats.failures
+        await until(lambda: store.stats.failures > failures, WAIT, "one more failed flush")
+        redis_server.start()  # same port, empty (persistence off)
+        assert store.write_back() == 1
+        await until(lambda: store.stats.dirty == 0, 2.5, "the write-back, before the backoff ends")
+        assert await store.backend.get("ann") == ({"counter": 5}, 1)
+    finally:
+        await store.stop(timeout=5.0)
+
+
 async def test_stop_with_the_store_down_reports_what_is_lost(
     redis_server: RedisServer, caplog: Any
 ) -> None:

@@ -90,13 +90,17 @@ class Ownership:
     async def bind(self, key: str, link: Link) -> BindResult:
         """BIND through the ordered bus; :class:`BindRefused` when it is not confirmed."""
         epoch, prev, alive, age_ms, run, was_link, was_epoch = await self._bind_once(key, link)
-        if self.run_seen(run) or (prev is None and self.recovering):
+        # A holder on this node proves nothing here: another login of the key
+        # on this node, made in this window and waiting too, never held the
+        # state. A holder on another node is asked by KICK, which flushes it.
+        unheld = prev is None or prev == self.node_id
+        if self.run_seen(run) or (unheld and self.recovering):
             # The broker lost its data: the account's owner from before may not
             # have re-registered yet. Wait for the rest of one lease after the
             # broker's run began (every live node re-registers within it, and
             # writes back what it holds), then bind again to find that owner.
             wait = max(0.0, (self.lease_ms - age_ms) / 1000)
-            if prev is None and wait > 0:
+            if unheld and wait > 0:
                 log.info("binding %r waits %.1fs: the broker lost its data", key, wait)
                 await asyncio.sleep(wait)
                 bound = await self._bind_once(key, link)

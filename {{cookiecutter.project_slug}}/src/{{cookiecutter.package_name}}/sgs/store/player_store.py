@@ -315,7 +315,12 @@ class PlayerStore:
         for state in self._states.values():
             state.touch()
         if self._states:
-            self._wake()
+            # The broker answers again: a flush backing off from the outage
+            # would write these only after its backoff (up to MAX_BACKOFF),
+            # while logins elsewhere wait one lease for them. Write them now.
+            self._retry_at = 0.0
+            self._wake_flag = True
+            self._interrupt(always=True)
         return len(self._states)
 
     def get(self, key: str) -> PlayerState | None:
