@@ -404,6 +404,36 @@ async def test_a_held_reply_is_never_sent_when_a_relogin_here_finds_its_change_f
         assert stored is not None and stored[0]["counter"] == 2
 
 
+# -- a second login here does not skip the first one's hand-over -------------------------
+
+
+async def test_a_second_login_here_waits_for_the_hand_over_the_first_one_asked_for(
+    redis_server: RedisServer,
+) -> None:
+    """B holds ivy with unflushed changes; two logins on A: only the first KICKs B.
+
+    The second login's BIND finds the first (on A, itself waiting for B's
+    hand-over). Loading then would read the state B has not flushed yet, and
+    fence B's flush: it must wait for the same hand-over.
+    """
+    slow = {"cluster_lease": LEASE, "store_flush_interval": 60.0}
+    async with node(redis_server.url, "a", **slow) as a, node(redis_server.url, "b", **slow) as b:
+        async with client(b) as holder, client(a) as first, client(a) as second:
+            await holder.login("ivy")
+            for _ in range(4):
+                await holder.business(1, 1, 1)  # write-behind: not flushed yet
+            async with b.store._batch_lock:  # B's flush is slow (a busy disk, say)
+                one = asyncio.ensure_future(first.login("ivy"))
+                await until(lambda: "ivy" not in b.bindings.players, what="B to get the KICK")
+                two = asyncio.ensure_future(second.login("ivy"))
+                await asyncio.sleep(0.3)
+                assert not two.done(), "the second login loaded before B handed ivy over"
+            results = await asyncio.gather(one, two, return_exceptions=True)
+        seen = [u.counter for u in results if not isinstance(u, BaseException)]
+        assert seen and all(c == 4 for c in seen), results
+        assert a.store.stats.fenced == 0 and b.store.stats.fenced == 0
+
+
 # -- unknown is not no: a bind the broker did not confirm ---------------------------------
 
 

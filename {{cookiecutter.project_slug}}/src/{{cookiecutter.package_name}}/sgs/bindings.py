@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .cluster.base import BindRefused
+from .cluster.base import BindRefused, BindResult
 from .errors import HandlerError
 from .outcomes import CloseReason
 from .store import FencedError
@@ -66,6 +66,9 @@ class Bindings:
         self._pending: dict[str, int] = {}
         self._revoked: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Keys whose holder on another node a login here is asking to let go
+        # (KICK in flight): the hand-over's outcome, and what that bind replaced.
+        self._handovers: dict[str, tuple[asyncio.Future[bool], BindResult]] = {}
 
     def on_replaced(self, hook: ReplacedHook) -> ReplacedHook:
         self._hooks.append(hook)
@@ -121,10 +124,12 @@ class Bindings:
             # Not elif: the key may have moved here, there and back while this
             # bind was in flight, so an older local link and a holder on
             # another node can both exist; both must let go.
-            if result.previous_node not in (None, cluster.node_id) and result.previous_alive:
+            if result.previous_node == cluster.node_id and key in self._handovers:
+                await self._await_handover(key, link, epoch)
+            elif result.previous_node not in (None, cluster.node_id) and result.previous_alive:
                 cluster.stats.kicks += 1
                 timeout = server.settings.cluster_lease
-                if not await cluster.kick(key, epoch, result.previous_node, timeout):
+                if not await self._kick(key, epoch, result, timeout):
                     # Its node is alive (its lease holds) but did not answer: it may
                     # be paused with changes not yet flushed. Loading the stored
                     # state now would drop them, so this login is refused.
@@ -174,6 +179,49 @@ class Bindings:
             else:
                 del self._pending[key]
                 self._revoked.pop(key, None)
+
+    async def _kick(self, key: str, epoch: int, result: BindResult, timeout: float) -> bool:
+        """Ask the holder on another node to let go; later logins here wait for it too."""
+        assert result.previous_node is not None
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._handovers[key] = (done, result)
+        ok = False
+        try:
+            ok = await self.server.cluster.kick(key, epoch, result.previous_node, timeout)
+            return ok
+        finally:
+            done.set_result(ok)
+            entry = self._handovers.get(key)
+            if entry is not None and entry[0] is done:
+                del self._handovers[key]
+
+    async def _await_handover(self, key: str, link: Link, epoch: int) -> None:
+        """This bind replaced another login of ``key`` here whose KICK is in flight.
+
+        That login displaced the holder on another node, and only it asked
+        that holder to flush and let go: loading before the answer would read
+        a state that may miss the holder's last changes (and fence them). So
+        this login waits for the same answer; without one it is refused as
+        that login is, and the key goes back to the holder.
+        """
+        done, first = self._handovers[key]
+        if await asyncio.shield(done):
+            return
+        cluster = self.server.cluster
+        cluster.give_back(
+            key,
+            link,
+            BindResult(
+                epoch,
+                first.previous_node,
+                first.previous_alive,
+                first.previous_link,
+                first.previous_epoch,
+            ),
+        )
+        raise HandlerError(
+            "cluster_unavailable", f"{key} is still held by another node; try again in a moment"
+        )
 
     def _lose(self, key: str, link: Link, epoch: int) -> HandlerError:
         """This bind lost to a newer login: drop it, close the link after the answer."""
