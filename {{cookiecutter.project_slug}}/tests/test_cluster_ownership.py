@@ -434,6 +434,36 @@ async def test_a_second_login_here_waits_for_the_hand_over_the_first_one_asked_f
         assert a.store.stats.fenced == 0 and b.store.stats.fenced == 0
 
 
+async def test_a_relogin_here_that_cannot_load_flushes_the_older_state_before_freeing_it(
+    redis_server: RedisServer,
+) -> None:
+    """The relogin replaced the older link, then its load failed: the key is not left free
+
+    while this node still holds the older login's unflushed changes: they are
+    flushed first, as at a logout, so the next login elsewhere sees them.
+    """
+    slow = {"cluster_lease": LEASE, "store_flush_interval": 60.0}
+    async with node(redis_server.url, "a", **slow) as a, node(redis_server.url, "b", **slow) as b:
+        async with client(a) as older, client(a) as again, client(b) as elsewhere:
+            await older.login("kit")
+            for _ in range(3):
+                await older.business(1, 1, 1)  # write-behind: not flushed yet
+            backend = a.store.backend
+            real = backend.reclaim
+
+            async def dropped(*args: Any) -> Any:  # the store's connection was killed
+                backend.reclaim = real
+                raise ConnectionError("Connection closed by server.")
+
+            backend.reclaim = dropped
+            with pytest.raises(RemoteError) as refused:
+                await again.login("kit")
+            assert refused.value.error.code == "store_unavailable"
+            user = await elsewhere.login("kit")
+            assert user.counter == 3
+        assert a.store.stats.fenced == 0
+
+
 # -- unknown is not no: a bind the broker did not confirm ---------------------------------
 
 

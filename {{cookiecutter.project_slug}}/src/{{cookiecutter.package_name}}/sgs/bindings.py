@@ -157,7 +157,15 @@ class Bindings:
                 # A newer login already claimed the player's state: this one lost.
                 raise self._lose(key, link, epoch) from None
             except Exception as exc:
-                cluster.unbind(key, link, epoch)
+                cached = server.store.get(key)
+                if cached is not None:
+                    # This node still holds the key's state (an older login's,
+                    # replaced above), perhaps with changes not yet flushed: as
+                    # at a logout, it is flushed before the key is free, or a
+                    # login elsewhere would load an older copy and fence it.
+                    self._spawn(self._release(Player(key, epoch, link, cached)))
+                else:
+                    cluster.unbind(key, link, epoch)
                 log.warning("cannot load the state of %r: %s", key, exc)
                 raise HandlerError(
                     "store_unavailable", "player state cannot be loaded now; try again"
