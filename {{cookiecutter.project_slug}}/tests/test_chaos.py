@@ -33,8 +33,10 @@ SHORT_KINDS = (
     "deaf_subscriber",
     "kill_node",
 )
-#: The write-behind tier: what may (a crash, a pause past the lease) and may not lose a flush.
-WRITE_BEHIND_KINDS = ("pause_node_long", "kill_node", "pause_node_short", "broker_pause_long")
+#: The write-behind tier: what may (a crash, a pause past the lease) and may not lose a flush
+#: (a short pause, a broker pause, the store's and the bus's connections killed under it).
+WRITE_BEHIND_KINDS = ("pause_node_long", "kill_node", "pause_node_short", "broker_pause_long",
+                      "kill_normal")  # fmt: skip
 
 
 def op(kind: str, t0: float, t1: float | None, outcome: str = OK, value: object = None,
@@ -155,7 +157,7 @@ def test_a_short_fixed_seed_schedule_breaks_no_invariant(tmp_path: Path) -> None
 
 @pytest.mark.timeout(400)
 def test_a_short_write_behind_schedule_loses_only_what_a_crash_may(tmp_path: Path) -> None:
-    """Seed 2 under write-behind: the faults that stop or kill the owning node, and a broker pause."""
+    """Seed 2, write-behind: the owner stopped or killed, the broker paused, its clients killed."""
     config = Config(seed=2, workdir=tmp_path, faults=len(WRITE_BEHIND_KINDS),
                     kinds=WRITE_BEHIND_KINDS, store_sync="write_behind")  # fmt: skip
     short_run(config, len(WRITE_BEHIND_KINDS))
