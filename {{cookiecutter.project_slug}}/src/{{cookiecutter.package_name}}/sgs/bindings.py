@@ -18,11 +18,11 @@ the flushed state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .cluster.base import BindRefused, BindResult
@@ -42,7 +42,7 @@ log = logging.getLogger("sgs.bindings")
 ReplacedHook = Callable[["Link", str], Awaitable[None] | None]
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class Player:
     """A bound key on this node: who holds it, under which epoch, and its state."""
 
@@ -215,18 +215,7 @@ class Bindings:
         done, first = self._handovers[key]
         if await asyncio.shield(done):
             return
-        cluster = self.server.cluster
-        cluster.give_back(
-            key,
-            link,
-            BindResult(
-                epoch,
-                first.previous_node,
-                first.previous_alive,
-                first.previous_link,
-                first.previous_epoch,
-            ),
-        )
+        self.server.cluster.give_back(key, link, dataclasses.replace(first, epoch=epoch))
         raise HandlerError(
             "cluster_unavailable", f"{key} is still held by another node; try again in a moment"
         )
@@ -345,18 +334,15 @@ class Bindings:
     def fenced(self, key: str, epoch: int) -> None:
         """The store refused a write of ``key`` at ``epoch``: a newer owner holds it.
 
-        Called by the store before it settles the commit waiters, so with
-        ``store_sync = "always"`` the replies that waited for that write are
-        dropped, never sent as successes; the link is told ``replaced``.
+        Called by the store before it settles the commit waiters: the link is
+        told ``replaced``. With ``store_sync = "always"`` the replies that
+        waited for that write are dropped by :meth:`refuse_held` once the
+        commit is done (the state is lost), never sent as successes.
         """
         player = self.players.get(key)
         if player is None or player.epoch != epoch:
             return
         self._drop(player)
-        link = player.link
-        if link.hold:
-            link.out.clear()
-            link.out_bytes = 0
         self._tell_replaced(player)
 
     def refuse_held(self, player: Player) -> None:

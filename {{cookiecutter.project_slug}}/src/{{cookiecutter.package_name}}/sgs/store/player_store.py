@@ -503,23 +503,24 @@ class PlayerStore:
 
         The next batch writes them under the new epoch once the claim is
         answered (its end wakes the flush task); until then a batch would only
-        be fenced again, so none is started for them.
+        be fenced again, so none is started for them. Without waiters (write-
+        behind) the rows just stay dirty for the next flush.
         """
-        if self._waiters is None:
-            self._waiters = asyncio.get_running_loop().create_future()
-        if not self._claiming:
-            self._wake()
         if waiters is None:
             return
-        nxt = self._waiters
+        if self._waiters is None:
+            self._waiters = waiters  # the next batch settles them
+        else:
 
-        def relay(done: asyncio.Future[None]) -> None:
-            if done.cancelled():
-                _settle(waiters, StoreUnavailable("the player store stopped"))
-            else:
-                _settle(waiters, done.exception())
+            def relay(done: asyncio.Future[None]) -> None:
+                if done.cancelled():
+                    _settle(waiters, StoreUnavailable("the player store stopped"))
+                else:
+                    _settle(waiters, done.exception())
 
-        nxt.add_done_callback(relay)
+            self._waiters.add_done_callback(relay)
+        if not self._claiming:
+            self._wake()
 
     def _snapshot(self) -> tuple[list[Row], list[tuple[PlayerState, int, int]]]:
         """Copies of the dirty states, taken on the loop so handlers cannot race the write."""
